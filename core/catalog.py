@@ -1,0 +1,517 @@
+"""The workspace catalog: one SQLite file in WAL mode.
+
+Holds recordings, segments (with QC, transcript, review status and split), the
+review history (every decision, for undo), and training runs. Several processes
+may use it at once (an ingest writing while the app reviews): every write takes
+the write lock up front (``BEGIN IMMEDIATE``) and waits up to ``busy_timeout``
+for it, so concurrent writers queue instead of failing with "database is locked".
+Each public write method is one transaction: it is durable when it returns.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import sqlite3
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from core.errors import CatalogError, SchemaTooNewError
+from core.records import QC, Recording, ReviewAction, Run, Segment, SegmentStatus
+
+BUSY_TIMEOUT_S = 15.0
+"""How long a writer waits for another process's write lock before giving up."""
+
+_MIGRATIONS: tuple[str, ...] = (
+    # 1: the first schema.
+    """
+    CREATE TABLE recordings (
+        id            INTEGER PRIMARY KEY,
+        speaker       TEXT NOT NULL,
+        path          TEXT NOT NULL,            -- relative to the workspace root (raw/...)
+        original_name TEXT NOT NULL,
+        sha256        TEXT NOT NULL UNIQUE,
+        sample_rate   INTEGER NOT NULL,
+        channels      INTEGER NOT NULL,
+        duration_sec  REAL NOT NULL,
+        format        TEXT NOT NULL,
+        subtype       TEXT,
+        transcript    TEXT,                     -- sidecar path relative to the root, if any
+        state         TEXT NOT NULL DEFAULT 'imported',  -- imported | segmented | failed
+        error         TEXT,
+        imported_at   TEXT NOT NULL
+    );
+    CREATE INDEX recordings_speaker ON recordings(speaker);
+
+    CREATE TABLE segments (
+        id            INTEGER PRIMARY KEY,
+        recording_id  INTEGER NOT NULL REFERENCES recordings(id),
+        speaker       TEXT NOT NULL,
+        audio         TEXT NOT NULL UNIQUE,     -- relative to the workspace root (segments/...)
+        start_sec     REAL NOT NULL,
+        end_sec       REAL NOT NULL,
+        duration_sec  REAL NOT NULL,
+        sample_rate   INTEGER NOT NULL,
+        bit_depth     INTEGER NOT NULL,
+        num_channels  INTEGER NOT NULL,
+        text          TEXT NOT NULL DEFAULT '',
+        text_source   TEXT NOT NULL DEFAULT '', -- subtitle | asr | manual | ''
+        rms_db        REAL,
+        snr_db        REAL,
+        clipped       REAL,
+        hum_score     REAL,
+        plosive_ratio REAL,
+        lufs          REAL,
+        true_peak_db  REAL,
+        similarity    REAL,
+        flags         TEXT NOT NULL DEFAULT '', -- comma-separated QC failures
+        status        TEXT NOT NULL DEFAULT 'pending'
+                      CHECK (status IN ('pending', 'accepted', 'rejected')),
+        split         TEXT CHECK (split IS NULL OR split IN ('train', 'val', 'test')),
+        created_at    TEXT NOT NULL,
+        updated_at    TEXT NOT NULL
+    );
+    CREATE INDEX segments_status ON segments(status, id);
+    CREATE INDEX segments_speaker ON segments(speaker, status);
+    CREATE INDEX segments_recording ON segments(recording_id, start_sec);
+
+    CREATE TABLE review_history (
+        id          INTEGER PRIMARY KEY,
+        segment_id  INTEGER NOT NULL REFERENCES segments(id),
+        action      TEXT NOT NULL,              -- accept | reject | reset | edit
+        old_status  TEXT NOT NULL,
+        new_status  TEXT NOT NULL,
+        old_text    TEXT NOT NULL,
+        new_text    TEXT NOT NULL,
+        source      TEXT NOT NULL,              -- key | cli | script
+        at          TEXT NOT NULL,
+        undone      INTEGER NOT NULL DEFAULT 0
+    );
+    CREATE INDEX review_history_live ON review_history(undone, id);
+
+    CREATE TABLE runs (
+        id          TEXT PRIMARY KEY,
+        speaker     TEXT NOT NULL,
+        kind        TEXT NOT NULL DEFAULT 'train',
+        path        TEXT NOT NULL,              -- relative to the workspace root (runs/<id>)
+        created_at  TEXT NOT NULL,
+        note        TEXT NOT NULL DEFAULT ''
+    );
+
+    CREATE TABLE meta (
+        key   TEXT PRIMARY KEY,
+        value TEXT NOT NULL
+    );
+    """,
+)
+
+SCHEMA_VERSION = len(_MIGRATIONS)
+
+_SEGMENT_COLUMNS = (
+    "id, recording_id, speaker, audio, start_sec, end_sec, duration_sec, sample_rate, bit_depth, "
+    "num_channels, text, text_source, rms_db, snr_db, clipped, hum_score, plosive_ratio, lufs, "
+    "true_peak_db, similarity, flags, status, split"
+)
+_RECORDING_COLUMNS = (
+    "id, speaker, path, original_name, sha256, sample_rate, channels, duration_sec, format, "
+    "subtype, transcript, state, error, imported_at"
+)
+
+
+def now_iso() -> str:
+    """The current UTC time as ISO 8601 with milliseconds."""
+    return datetime.now(UTC).isoformat(timespec="milliseconds")
+
+
+@dataclass(frozen=True)
+class StatusCounts:
+    """Segment counts and durations by review status."""
+
+    pending: int = 0
+    accepted: int = 0
+    rejected: int = 0
+    flagged: int = 0
+    accepted_seconds: float = 0.0
+    total_seconds: float = 0.0
+
+    @property
+    def total(self) -> int:
+        return self.pending + self.accepted + self.rejected
+
+
+class Catalog:
+    """A connection to a workspace's ``catalog.sqlite``. Use one per thread."""
+
+    def __init__(self, conn: sqlite3.Connection, path: Path) -> None:
+        self._conn = conn
+        self.path = path
+
+    # -- opening ---------------------------------------------------------------
+    @classmethod
+    def open(cls, path: Path | str, *, busy_timeout: float = BUSY_TIMEOUT_S) -> Catalog:
+        """Open (creating and migrating as needed) the catalog at ``path``."""
+        path = Path(path)
+        try:
+            conn = sqlite3.connect(
+                path, timeout=busy_timeout, isolation_level=None, check_same_thread=False
+            )
+        except sqlite3.Error as exc:
+            raise CatalogError(f"{path}: cannot open the catalog ({exc})") from None
+        conn.row_factory = sqlite3.Row
+        catalog = cls(conn, path)
+        try:
+            conn.execute(f"PRAGMA busy_timeout = {int(busy_timeout * 1000)}")
+            mode = conn.execute("PRAGMA journal_mode = WAL").fetchone()[0]
+            if str(mode).lower() != "wal":
+                raise CatalogError(f"{path}: cannot switch the catalog to WAL mode (got {mode})")
+            conn.execute("PRAGMA synchronous = NORMAL")
+            conn.execute("PRAGMA foreign_keys = ON")
+            catalog._migrate()
+        except sqlite3.DatabaseError as exc:
+            conn.close()
+            raise _catalog_error(path, exc) from None
+        except BaseException:
+            conn.close()
+            raise
+        return catalog
+
+    def close(self) -> None:
+        self._conn.close()
+
+    def __enter__(self) -> Catalog:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    @property
+    def schema_version(self) -> int:
+        return int(self._conn.execute("PRAGMA user_version").fetchone()[0])
+
+    def _migrate(self) -> None:
+        version = self.schema_version
+        if version > SCHEMA_VERSION:
+            raise SchemaTooNewError(
+                f"{self.path}: written by a newer podforge (catalog schema {version}, this one "
+                f"reads up to {SCHEMA_VERSION}); upgrade podforge"
+            )
+        if version == SCHEMA_VERSION:
+            return
+        with self._write() as conn:
+            # Re-read under the write lock: another process may have migrated meanwhile.
+            version = int(conn.execute("PRAGMA user_version").fetchone()[0])
+            for number in range(version + 1, SCHEMA_VERSION + 1):
+                for statement in _split_sql(_MIGRATIONS[number - 1]):
+                    conn.execute(statement)
+                conn.execute(f"PRAGMA user_version = {number}")
+
+    @contextlib.contextmanager
+    def _write(self) -> Iterator[sqlite3.Connection]:
+        """One write transaction, taking the write lock up front (waits ``busy_timeout``)."""
+        conn = self._conn
+        try:
+            conn.execute("BEGIN IMMEDIATE")
+        except sqlite3.OperationalError as exc:
+            raise _catalog_error(self.path, exc) from None
+        try:
+            yield conn
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
+        try:
+            conn.execute("COMMIT")
+        except sqlite3.OperationalError as exc:
+            conn.execute("ROLLBACK")
+            raise _catalog_error(self.path, exc) from None
+
+    def _read(self, sql: str, params: Sequence[Any] = ()) -> list[sqlite3.Row]:
+        try:
+            return self._conn.execute(sql, params).fetchall()
+        except sqlite3.OperationalError as exc:
+            raise _catalog_error(self.path, exc) from None
+
+    # -- recordings ------------------------------------------------------------
+    def add_recording(self, rec: Recording) -> int:
+        """Insert a recording; returns its id."""
+        with self._write() as conn:
+            cur = conn.execute(
+                "INSERT INTO recordings (speaker, path, original_name, sha256, sample_rate, "
+                "channels, duration_sec, format, subtype, transcript, state, error, imported_at) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (
+                    rec.speaker, rec.path, rec.original_name, rec.sha256, rec.sample_rate,
+                    rec.channels, rec.duration_sec, rec.format, rec.subtype, rec.transcript,
+                    rec.state, rec.error, rec.imported_at or now_iso(),
+                ),
+            )  # fmt: skip
+            return int(cur.lastrowid or 0)
+
+    def recording_by_hash(self, sha256: str) -> Recording | None:
+        rows = self._read(
+            f"SELECT {_RECORDING_COLUMNS} FROM recordings WHERE sha256 = ?", (sha256,)
+        )
+        return _recording(rows[0]) if rows else None
+
+    def recording(self, recording_id: int) -> Recording:
+        rows = self._read(
+            f"SELECT {_RECORDING_COLUMNS} FROM recordings WHERE id = ?", (recording_id,)
+        )
+        if not rows:
+            raise CatalogError(f"{self.path}: no recording with id {recording_id}")
+        return _recording(rows[0])
+
+    def recordings(self, speaker: str | None = None) -> list[Recording]:
+        if speaker is None:
+            rows = self._read(f"SELECT {_RECORDING_COLUMNS} FROM recordings ORDER BY id")
+        else:
+            rows = self._read(
+                f"SELECT {_RECORDING_COLUMNS} FROM recordings WHERE speaker = ? ORDER BY id",
+                (speaker,),
+            )
+        return [_recording(r) for r in rows]
+
+    def set_recording_state(self, recording_id: int, state: str, error: str | None = None) -> None:
+        with self._write() as conn:
+            conn.execute(
+                "UPDATE recordings SET state = ?, error = ? WHERE id = ?",
+                (state, error, recording_id),
+            )
+
+    # -- segments --------------------------------------------------------------
+    def add_segments(self, segments: Sequence[Segment]) -> list[int]:
+        """Insert segments in one transaction; returns their ids."""
+        stamp = now_iso()
+        ids: list[int] = []
+        with self._write() as conn:
+            for s in segments:
+                q = s.qc
+                cur = conn.execute(
+                    f"INSERT INTO segments ({_SEGMENT_COLUMNS.removeprefix('id, ')}, created_at, "
+                    "updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, "
+                    "?, ?, ?, ?, ?)",
+                    (
+                        s.recording_id, s.speaker, s.audio, s.start_sec, s.end_sec,
+                        s.duration_sec, s.sample_rate, s.bit_depth, s.num_channels, s.text,
+                        s.text_source, q.rms_db, q.snr_db, q.clipped, q.hum_score,
+                        q.plosive_ratio, q.lufs, q.true_peak_db, q.similarity,
+                        ",".join(s.flags), s.status, s.split, stamp, stamp,
+                    ),
+                )  # fmt: skip
+                ids.append(int(cur.lastrowid or 0))
+        return ids
+
+    def segment(self, segment_id: int) -> Segment:
+        rows = self._read(f"SELECT {_SEGMENT_COLUMNS} FROM segments WHERE id = ?", (segment_id,))
+        if not rows:
+            raise CatalogError(f"{self.path}: no segment with id {segment_id}")
+        return _segment(rows[0])
+
+    def segments(
+        self,
+        *,
+        speaker: str | None = None,
+        status: SegmentStatus | None = None,
+        recording_id: int | None = None,
+        limit: int | None = None,
+        offset: int = 0,
+    ) -> list[Segment]:
+        """Segments in catalog order, optionally filtered and paged."""
+        where, params = _where(speaker=speaker, status=status, recording_id=recording_id)
+        sql = f"SELECT {_SEGMENT_COLUMNS} FROM segments{where} ORDER BY recording_id, start_sec, id"
+        if limit is not None:
+            sql += " LIMIT ? OFFSET ?"
+            params += [limit, offset]
+        return [_segment(r) for r in self._read(sql, params)]
+
+    def counts(self, speaker: str | None = None) -> StatusCounts:
+        """Segment counts and durations by status (flagged = any QC flag, any status)."""
+        where, params = _where(speaker=speaker)
+        row = self._read(
+            "SELECT "
+            "COALESCE(SUM(status = 'pending'), 0), COALESCE(SUM(status = 'accepted'), 0), "
+            "COALESCE(SUM(status = 'rejected'), 0), COALESCE(SUM(flags != ''), 0), "
+            "COALESCE(SUM(CASE WHEN status = 'accepted' THEN duration_sec END), 0.0), "
+            f"COALESCE(SUM(duration_sec), 0.0) FROM segments{where}",
+            params,
+        )[0]
+        return StatusCounts(
+            pending=int(row[0]),
+            accepted=int(row[1]),
+            rejected=int(row[2]),
+            flagged=int(row[3]),
+            accepted_seconds=float(row[4]),
+            total_seconds=float(row[5]),
+        )
+
+    # -- review decisions ------------------------------------------------------
+    def set_status(
+        self, segment_id: int, status: SegmentStatus, *, source: str = "key"
+    ) -> ReviewAction:
+        """Record a review decision (committed when this returns) and its history entry."""
+        action = {"accepted": "accept", "rejected": "reject", "pending": "reset"}[status]
+        with self._write() as conn:
+            old_status, old_text = self._current(conn, segment_id)
+            return self._apply(
+                conn, segment_id, action, old_status, status, old_text, old_text, source
+            )
+
+    def set_text(self, segment_id: int, text: str, *, source: str = "key") -> ReviewAction:
+        """Replace a segment's transcript (text_source becomes ``manual``), with history."""
+        with self._write() as conn:
+            old_status, old_text = self._current(conn, segment_id)
+            return self._apply(
+                conn, segment_id, "edit", old_status, old_status, old_text, text, source
+            )
+
+    def undo(self) -> ReviewAction | None:
+        """Revert the newest decision or edit not yet undone; ``None`` when there is none."""
+        with self._write() as conn:
+            row = conn.execute(
+                "SELECT id, segment_id, action, old_status, new_status, old_text, new_text, "
+                "source, at FROM review_history WHERE undone = 0 ORDER BY id DESC LIMIT 1"
+            ).fetchone()
+            if row is None:
+                return None
+            conn.execute("UPDATE review_history SET undone = 1 WHERE id = ?", (row["id"],))
+            text_clause = ", text = ?, text_source = 'manual'" if row["action"] == "edit" else ""
+            params: list[Any] = [row["old_status"], now_iso()]
+            if text_clause:
+                params.append(row["old_text"])
+            conn.execute(
+                f"UPDATE segments SET status = ?, updated_at = ?{text_clause} WHERE id = ?",
+                [*params, row["segment_id"]],
+            )
+            return _action(row)
+
+    def history(self, segment_id: int | None = None) -> list[ReviewAction]:
+        """The review history, oldest first (undone entries included, marked)."""
+        where, params = (
+            ("WHERE segment_id = ?", [segment_id]) if segment_id is not None else ("", [])
+        )
+        rows = self._read(
+            "SELECT id, segment_id, action, old_status, new_status, old_text, new_text, source, "
+            f"at, undone FROM review_history {where} ORDER BY id",
+            params,
+        )
+        return [_action(r) for r in rows]
+
+    @staticmethod
+    def _current(conn: sqlite3.Connection, segment_id: int) -> tuple[str, str]:
+        row = conn.execute(
+            "SELECT status, text FROM segments WHERE id = ?", (segment_id,)
+        ).fetchone()
+        if row is None:
+            raise CatalogError(f"no segment with id {segment_id}")
+        return str(row[0]), str(row[1])
+
+    @staticmethod
+    def _apply(
+        conn: sqlite3.Connection,
+        segment_id: int,
+        action: str,
+        old_status: str,
+        new_status: str,
+        old_text: str,
+        new_text: str,
+        source: str,
+    ) -> ReviewAction:
+        stamp = now_iso()
+        if action == "edit":
+            conn.execute(
+                "UPDATE segments SET text = ?, text_source = 'manual', updated_at = ? WHERE id = ?",
+                (new_text, stamp, segment_id),
+            )
+        else:
+            conn.execute(
+                "UPDATE segments SET status = ?, updated_at = ? WHERE id = ?",
+                (new_status, stamp, segment_id),
+            )
+        cur = conn.execute(
+            "INSERT INTO review_history (segment_id, action, old_status, new_status, old_text, "
+            "new_text, source, at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+            (segment_id, action, old_status, new_status, old_text, new_text, source, stamp),
+        )
+        return ReviewAction(
+            id=int(cur.lastrowid or 0),
+            segment_id=segment_id,
+            action=action,
+            old_status=old_status,  # type: ignore[arg-type]
+            new_status=new_status,  # type: ignore[arg-type]
+            old_text=old_text,
+            new_text=new_text,
+            source=source,
+            at=stamp,
+        )
+
+    # -- runs ------------------------------------------------------------------
+    def add_run(self, run: Run) -> None:
+        with self._write() as conn:
+            conn.execute(
+                "INSERT INTO runs (id, speaker, kind, path, created_at, note) "
+                "VALUES (?, ?, ?, ?, ?, ?)",
+                (run.id, run.speaker, run.kind, run.path, run.created_at or now_iso(), run.note),
+            )
+
+    def runs(self) -> list[Run]:
+        rows = self._read(
+            "SELECT id, speaker, kind, path, created_at, note FROM runs ORDER BY created_at"
+        )
+        return [Run(**dict(r)) for r in rows]
+
+    # -- key/value -------------------------------------------------------------
+    def set_meta(self, key: str, value: str) -> None:
+        with self._write() as conn:
+            conn.execute(
+                "INSERT INTO meta (key, value) VALUES (?, ?) "
+                "ON CONFLICT(key) DO UPDATE SET value = excluded.value",
+                (key, value),
+            )
+
+    def meta(self, key: str) -> str | None:
+        rows = self._read("SELECT value FROM meta WHERE key = ?", (key,))
+        return str(rows[0][0]) if rows else None
+
+
+def _where(**filters: Any) -> tuple[str, list[Any]]:
+    clauses = [f"{column} = ?" for column, value in filters.items() if value is not None]
+    params = [value for value in filters.values() if value is not None]
+    return (" WHERE " + " AND ".join(clauses) if clauses else ""), params
+
+
+def _split_sql(script: str) -> list[str]:
+    return [s.strip() for s in script.split(";") if s.strip() and not _only_comments(s)]
+
+
+def _only_comments(sql: str) -> bool:
+    return all(not line.strip() or line.strip().startswith("--") for line in sql.splitlines())
+
+
+def _catalog_error(path: Path, exc: sqlite3.Error) -> CatalogError:
+    text = str(exc)
+    if "locked" in text or "busy" in text:
+        return CatalogError(
+            f"{path}: the catalog is locked by another process for longer than "
+            f"{BUSY_TIMEOUT_S:.0f} s; wait for it to finish (or stop it) and try again"
+        )
+    if "not a database" in text or "malformed" in text:
+        return CatalogError(f"{path}: not a valid catalog ({text}); restore it from a backup")
+    return CatalogError(f"{path}: {text}")
+
+
+def _recording(row: sqlite3.Row) -> Recording:
+    return Recording(**dict(row))
+
+
+def _segment(row: sqlite3.Row) -> Segment:
+    d = dict(row)
+    qc = QC(**{k: d.pop(k) for k in QC.__dataclass_fields__})
+    flags = tuple(f for f in str(d.pop("flags")).split(",") if f)
+    return Segment(qc=qc, flags=flags, **d)
+
+
+def _action(row: sqlite3.Row) -> ReviewAction:
+    d = dict(row)
+    d["undone"] = bool(d.get("undone", 0))
+    return ReviewAction(**d)

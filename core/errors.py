@@ -1,0 +1,63 @@
+"""One exception hierarchy for every failure a user can cause.
+
+Each error's ``str()`` is a single line that names the thing at fault (a file,
+a line, a speaker) and says what to do. The CLI and the app print that line and
+nothing else; a traceback means a bug in podforge, not a user mistake.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+
+class PodforgeError(Exception):
+    """Base of every error podforge reports to a user as one line."""
+
+
+class WorkspaceError(PodforgeError):
+    """The workspace folder or its ``workspace.toml`` cannot be used."""
+
+
+class NotAWorkspaceError(WorkspaceError):
+    """The folder has no ``workspace.toml``."""
+
+
+class WorkspaceConfigError(WorkspaceError):
+    """``workspace.toml`` is unreadable, malformed or holds invalid values."""
+
+
+class SchemaTooNewError(WorkspaceError):
+    """A file was written by a newer podforge than this one."""
+
+
+class CatalogError(PodforgeError):
+    """The SQLite catalog cannot be opened or used."""
+
+
+class AudioError(PodforgeError):
+    """An audio file cannot be read, decoded or written."""
+
+
+class ConsentError(PodforgeError):
+    """A speaker has no consent record for the requested use."""
+
+
+class SpeakerError(PodforgeError):
+    """A speaker name is unknown or invalid."""
+
+
+class ModelError(PodforgeError):
+    """A model cannot be found or loaded."""
+
+
+class PlaybackError(PodforgeError):
+    """Audio cannot be played (no PortAudio, no output device)."""
+
+
+class VoiceError(PodforgeError):
+    """A voice (draft or trained) cannot synthesise speech."""
+
+
+def at(path: Path | str, message: str) -> str:
+    """Format ``message`` so that it names ``path`` first, the one-line convention."""
+    return f"{path}: {message}"

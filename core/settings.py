@@ -1,0 +1,257 @@
+"""The settings held in ``workspace.toml``, as typed dataclasses.
+
+``parse_settings`` turns the TOML document into :class:`Settings`, refusing unknown
+keys, wrong types and out-of-range values with one line that names the key;
+``settings_to_toml`` turns it back into a plain table for ``tomli_w``. Reading and
+writing the file itself is :mod:`core.workspace`'s job.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import re
+import types
+import typing
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any, TypeVar
+
+from core.errors import SpeakerError, WorkspaceConfigError
+
+SCHEMA_VERSION = 1
+"""The ``schema`` this podforge writes and the newest it reads."""
+
+DEFAULT_CONSENT_SCOPE = "training and synthesis of this voice in this workspace"
+SPEAKER_NAME = re.compile(r"^[a-z0-9][a-z0-9_-]{0,39}$")
+
+
+@dataclass
+class AudioTargets:
+    """What every training utterance is conditioned to."""
+
+    sample_rate: int = 24000
+    subtype: str = "PCM_16"
+    channels: int = 1
+    target_lufs: float = -19.0
+    true_peak_dbtp: float = -1.0
+    min_segment_sec: float = 5.0
+    max_segment_sec: float = 15.0
+    margin_ms: int = 150
+    target_minutes_min: float = 30.0
+    target_minutes_max: float = 90.0
+
+
+@dataclass
+class QCThresholds:
+    """A segment failing any of these gets a QC flag naming it."""
+
+    min_rms_db: float = -40.0
+    min_snr_db: float = 20.0
+    max_clipped_ratio: float = 0.001
+    max_hum_score: float = 0.25
+    max_plosive_ratio: float = 0.05
+    min_speaker_similarity: float = 0.55
+
+
+@dataclass
+class Segmentation:
+    """Voice activity detection settings (webrtcvad)."""
+
+    vad_mode: int = 2
+    frame_ms: int = 30
+    hum_notch: bool = False
+
+
+@dataclass
+class Models:
+    """Model ids: a hub id, a local folder, or ``"tiny"`` for the built-in stand-in."""
+
+    tts: str = "sesame/csm-1b"
+    asr: str = "large-v3"
+    speaker: str = "speechbrain/spkrec-ecapa-voxceleb"
+    device: str = "auto"
+
+
+@dataclass
+class Consent:
+    """A speaker's recorded consent to clone and synthesise their voice."""
+
+    granted_by: str
+    granted_at: datetime
+    scope: str = DEFAULT_CONSENT_SCOPE
+    statement: str = ""
+    evidence: str = ""
+
+
+@dataclass
+class Speaker:
+    """A person whose recordings are in the workspace."""
+
+    display_name: str = ""
+    consent: Consent | None = None
+    draft_voice: str = "en-us"
+    draft_pitch: int = 50
+
+
+@dataclass
+class Settings:
+    """Everything in ``workspace.toml``."""
+
+    schema: int = SCHEMA_VERSION
+    name: str = "untitled"
+    audio: AudioTargets = field(default_factory=AudioTargets)
+    qc: QCThresholds = field(default_factory=QCThresholds)
+    segmentation: Segmentation = field(default_factory=Segmentation)
+    models: Models = field(default_factory=Models)
+    speakers: dict[str, Speaker] = field(default_factory=dict)
+
+
+def validate_speaker_name(name: str) -> str:
+    """Return ``name`` if it can name a speaker (it becomes a folder name), else raise."""
+    if not SPEAKER_NAME.match(name):
+        raise SpeakerError(
+            f"speaker name {name!r} is not allowed: use lower-case letters, digits, '-' or '_' "
+            "(up to 40, starting with a letter or digit)"
+        )
+    return name
+
+
+def parse_settings(doc: dict[str, Any]) -> Settings:
+    """Build :class:`Settings` from a parsed TOML document, or raise one clear line."""
+    schema = doc.get("schema")
+    if not isinstance(schema, int) or isinstance(schema, bool):
+        raise WorkspaceConfigError("'schema' is missing or not an integer")
+    speakers_doc = doc.get("speakers", {})
+    if not isinstance(speakers_doc, dict):
+        raise WorkspaceConfigError("'speakers' must be a table")
+    rest = {k: v for k, v in doc.items() if k != "speakers"}
+    settings = _build(Settings, rest, "")
+    for name, table in speakers_doc.items():
+        try:
+            validate_speaker_name(name)
+        except SpeakerError as exc:
+            raise WorkspaceConfigError(f"[speakers.{name}]: {exc}") from None
+        if not isinstance(table, dict):
+            raise WorkspaceConfigError(f"'speakers.{name}' must be a table")
+        settings.speakers[name] = _build(Speaker, table, f"speakers.{name}.")
+    _check_ranges(settings)
+    return settings
+
+
+def settings_to_toml(settings: Settings) -> dict[str, Any]:
+    """A plain dict for ``tomli_w``; ``None`` values (TOML has no null) are left out."""
+    table: dict[str, Any] = _strip_none(dataclasses.asdict(settings))
+    return table
+
+
+def new_consent(
+    granted_by: str,
+    statement: str = "",
+    scope: str | None = None,
+    evidence: str = "",
+    granted_at: datetime | None = None,
+) -> Consent:
+    """A consent record stamped now (UTC, whole seconds) unless ``granted_at`` is given."""
+    if not granted_by.strip():
+        raise SpeakerError("a consent record needs the name of the person who granted it")
+    when = granted_at or datetime.now(UTC).replace(microsecond=0)
+    return Consent(
+        granted_by=granted_by.strip(),
+        granted_at=when,
+        scope=scope or DEFAULT_CONSENT_SCOPE,
+        statement=statement,
+        evidence=evidence,
+    )
+
+
+T = TypeVar("T")
+
+
+def _build(cls: type[T], table: dict[str, Any], prefix: str) -> T:
+    hints = typing.get_type_hints(cls)
+    known = {f.name for f in dataclasses.fields(cls)}  # type: ignore[arg-type]
+    unknown = sorted(set(table) - known)
+    if unknown:
+        raise WorkspaceConfigError(
+            f"unknown key '{prefix}{unknown[0]}' (known here: {', '.join(sorted(known))})"
+        )
+    kwargs: dict[str, Any] = {}
+    for key, value in table.items():
+        kwargs[key] = _coerce(hints[key], value, f"{prefix}{key}")
+    try:
+        return cls(**kwargs)
+    except TypeError as exc:  # a required field is missing
+        missing = str(exc).split("argument", 1)[-1].strip(": ")
+        raise WorkspaceConfigError(f"'{prefix.rstrip('.')}' is missing {missing}") from None
+
+
+def _coerce(hint: Any, value: Any, key: str) -> Any:
+    origin = typing.get_origin(hint)
+    if origin in (types.UnionType, typing.Union):
+        inner = [a for a in typing.get_args(hint) if a is not type(None)]
+        return _coerce(inner[0], value, key)
+    if dataclasses.is_dataclass(hint):
+        if not isinstance(value, dict):
+            raise WorkspaceConfigError(f"'{key}' must be a table")
+        return _build(hint, value, f"{key}.")  # type: ignore[arg-type]
+    if origin is dict:
+        if not isinstance(value, dict):
+            raise WorkspaceConfigError(f"'{key}' must be a table")
+        return value
+    if hint is float and isinstance(value, int) and not isinstance(value, bool):
+        return float(value)
+    if hint is datetime and isinstance(value, datetime):
+        return value if value.tzinfo else value.replace(tzinfo=UTC)
+    if not isinstance(value, hint) or (hint is int and isinstance(value, bool)):
+        raise WorkspaceConfigError(
+            f"'{key}' must be {_type_name(hint)}, not {type(value).__name__} {value!r}"
+        )
+    return value
+
+
+def _type_name(hint: Any) -> str:
+    return {int: "an integer", float: "a number", str: "a string", bool: "true or false"}.get(
+        hint, "a date-time (e.g. 2026-11-21T12:00:00Z)" if hint is datetime else str(hint)
+    )
+
+
+def _check_ranges(s: Settings) -> None:
+    a, q = s.audio, s.qc
+    checks: list[tuple[bool, str]] = [
+        (
+            a.sample_rate in (16000, 22050, 24000, 44100, 48000),
+            "'audio.sample_rate' must be one of 16000, 22050, 24000, 44100, 48000",
+        ),
+        (a.subtype in ("PCM_16", "PCM_24"), '\'audio.subtype\' must be "PCM_16" or "PCM_24"'),
+        (a.channels == 1, "'audio.channels' must be 1 (training utterances are mono)"),
+        (-40.0 <= a.target_lufs <= -10.0, "'audio.target_lufs' must lie in -40..-10"),
+        (-12.0 <= a.true_peak_dbtp <= 0.0, "'audio.true_peak_dbtp' must lie in -12..0"),
+        (
+            0.5 <= a.min_segment_sec < a.max_segment_sec <= 60.0,
+            "'audio.min_segment_sec' < 'audio.max_segment_sec' must lie in 0.5..60",
+        ),
+        (0 <= a.margin_ms <= 1000, "'audio.margin_ms' must lie in 0..1000"),
+        (
+            0 < a.target_minutes_min <= a.target_minutes_max,
+            "'audio.target_minutes_min' must be > 0 and <= 'audio.target_minutes_max'",
+        ),
+        (0.0 <= q.max_clipped_ratio <= 1.0, "'qc.max_clipped_ratio' must lie in 0..1"),
+        (0.0 <= q.max_plosive_ratio <= 1.0, "'qc.max_plosive_ratio' must lie in 0..1"),
+        (-1.0 <= q.min_speaker_similarity <= 1.0, "'qc.min_speaker_similarity' must lie in -1..1"),
+        (s.segmentation.vad_mode in (0, 1, 2, 3), "'segmentation.vad_mode' must be 0, 1, 2 or 3"),
+        (s.segmentation.frame_ms in (10, 20, 30), "'segmentation.frame_ms' must be 10, 20 or 30"),
+        (s.models.device in ("auto", "cpu", "cuda"), "'models.device' must be auto, cpu or cuda"),
+    ]
+    for name, sp in s.speakers.items():
+        checks.append(
+            (0 <= sp.draft_pitch <= 100, f"'speakers.{name}.draft_pitch' must lie in 0..100")
+        )
+    for ok, message in checks:
+        if not ok:
+            raise WorkspaceConfigError(message)
+
+
+def _strip_none(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {k: _strip_none(v) for k, v in value.items() if v is not None}
+    return value

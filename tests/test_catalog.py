@@ -1,0 +1,223 @@
+"""The SQLite catalog: schema, WAL, review history with undo, concurrent writers."""
+
+from __future__ import annotations
+
+import sqlite3
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from core.catalog import SCHEMA_VERSION, Catalog
+from core.errors import CatalogError, SchemaTooNewError
+from core.records import QC, Recording, Segment
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _recording(sha: str = "ab" * 32, speaker: str = "alice") -> Recording:
+    return Recording(
+        speaker=speaker,
+        path=f"raw/{speaker}/talk-{sha[:8]}.wav",
+        original_name="talk.wav",
+        sha256=sha,
+        sample_rate=44100,
+        channels=2,
+        duration_sec=600.0,
+        format="WAV",
+        subtype="PCM_16",
+    )
+
+
+def _segments(rec_id: int, n: int, speaker: str = "alice", tag: str = "") -> list[Segment]:
+    return [
+        Segment(
+            recording_id=rec_id,
+            speaker=speaker,
+            audio=f"segments/{speaker}/{tag}{rec_id:04d}-{i:05d}.wav",
+            start_sec=i * 10.0,
+            end_sec=i * 10.0 + 8.0,
+            duration_sec=8.0,
+            text=f"utterance {i}",
+            text_source="subtitle",
+            qc=QC(rms_db=-20.0, snr_db=35.0, lufs=-19.0, true_peak_db=-1.2),
+            flags=("hum",) if i % 5 == 0 else (),
+        )
+        for i in range(n)
+    ]
+
+
+@pytest.fixture
+def catalog(tmp_path: Path) -> Catalog:
+    cat = Catalog.open(tmp_path / "catalog.sqlite")
+    yield cat  # type: ignore[misc]
+    cat.close()
+
+
+def test_new_catalog_is_wal_and_versioned(catalog: Catalog) -> None:
+    assert catalog.schema_version == SCHEMA_VERSION
+    conn = sqlite3.connect(catalog.path)
+    assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+    tables = {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type='table'")}
+    assert {"recordings", "segments", "review_history", "runs", "meta"} <= tables
+    conn.close()
+
+
+def test_reopening_does_not_migrate_again(tmp_path: Path) -> None:
+    path = tmp_path / "c.sqlite"
+    with Catalog.open(path) as cat:
+        cat.add_recording(_recording())
+    with Catalog.open(path) as cat:
+        assert len(cat.recordings()) == 1
+
+
+def test_newer_catalog_schema_is_refused(tmp_path: Path) -> None:
+    path = tmp_path / "c.sqlite"
+    Catalog.open(path).close()
+    conn = sqlite3.connect(path)
+    conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION + 3}")
+    conn.close()
+    with pytest.raises(SchemaTooNewError, match="upgrade podforge"):
+        Catalog.open(path)
+
+
+def test_a_file_that_is_not_a_database(tmp_path: Path) -> None:
+    path = tmp_path / "c.sqlite"
+    path.write_bytes(b"this is not sqlite" * 100)
+    with pytest.raises(CatalogError) as info:
+        Catalog.open(path)
+    assert str(path) in str(info.value) and "\n" not in str(info.value)
+
+
+def test_recordings_and_segments_round_trip(catalog: Catalog) -> None:
+    rec_id = catalog.add_recording(_recording())
+    assert catalog.recording(rec_id).sha256 == "ab" * 32
+    assert catalog.recording_by_hash("ab" * 32) is not None
+    assert catalog.recording_by_hash("cd" * 32) is None
+    ids = catalog.add_segments(_segments(rec_id, 12))
+    assert len(ids) == 12
+    seg = catalog.segment(ids[5])
+    assert seg.flags == ("hum",)
+    assert seg.qc.snr_db == 35.0 and seg.qc.hum_score is None
+    assert seg.text == "utterance 5" and seg.status == "pending"
+    page = catalog.segments(limit=4, offset=4)
+    assert [s.id for s in page] == ids[4:8]
+    with pytest.raises(CatalogError, match="no segment with id 999"):
+        catalog.segment(999)
+
+
+def test_counts_by_status(catalog: Catalog) -> None:
+    rec = catalog.add_recording(_recording())
+    ids = catalog.add_segments(_segments(rec, 10))
+    catalog.set_status(ids[0], "accepted")
+    catalog.set_status(ids[1], "accepted")
+    catalog.set_status(ids[2], "rejected")
+    c = catalog.counts()
+    assert (c.pending, c.accepted, c.rejected, c.flagged, c.total) == (7, 2, 1, 2, 10)
+    assert c.accepted_seconds == pytest.approx(16.0)
+    assert c.total_seconds == pytest.approx(80.0)
+    assert catalog.counts(speaker="bob").total == 0
+
+
+def test_review_history_and_undo(catalog: Catalog) -> None:
+    rec = catalog.add_recording(_recording())
+    a, b = catalog.add_segments(_segments(rec, 2))
+    catalog.set_status(a, "accepted")
+    catalog.set_text(b, "fixed transcript")
+    catalog.set_status(b, "rejected")
+    assert [h.action for h in catalog.history()] == ["accept", "edit", "reject"]
+
+    undone = catalog.undo()
+    assert undone is not None and undone.action == "reject"
+    assert catalog.segment(b).status == "pending"
+    assert catalog.segment(b).text == "fixed transcript"
+
+    undone = catalog.undo()
+    assert undone is not None and undone.action == "edit"
+    assert catalog.segment(b).text == "utterance 1"
+
+    undone = catalog.undo()
+    assert undone is not None and undone.segment_id == a
+    assert catalog.segment(a).status == "pending"
+    assert catalog.undo() is None
+    assert all(h.undone for h in catalog.history())
+
+
+def test_a_decision_is_durable_for_another_connection(tmp_path: Path) -> None:
+    path = tmp_path / "c.sqlite"
+    writer = Catalog.open(path)
+    rec = writer.add_recording(_recording())
+    (seg,) = writer.add_segments(_segments(rec, 1))
+    writer.set_status(seg, "accepted")
+    # No close, no explicit commit: a second connection sees it at once.
+    with Catalog.open(path) as reader:
+        assert reader.segment(seg).status == "accepted"
+    writer.close()
+
+
+_WRITER = """
+import sys
+from core.catalog import Catalog
+from core.records import Recording, Segment
+path, tag, n = sys.argv[1], sys.argv[2], int(sys.argv[3])
+cat = Catalog.open(path)
+rec = cat.add_recording(Recording(speaker=tag, path=f"raw/{tag}.wav", original_name=tag,
+    sha256=tag * 64, sample_rate=24000, channels=1, duration_sec=1.0, format="WAV"))
+for i in range(n):
+    (sid,) = cat.add_segments([Segment(recording_id=rec, speaker=tag, audio=f"s/{tag}{i}.wav",
+        start_sec=i, end_sec=i + 1, duration_sec=1.0)])
+    cat.set_status(sid, "accepted" if i % 2 else "rejected")
+print("ok")
+"""
+
+
+def test_two_writer_processes_do_not_fail_with_locked(tmp_path: Path) -> None:
+    """An ingest and the app writing at the same time both finish; nothing is lost."""
+    path = tmp_path / "catalog.sqlite"
+    Catalog.open(path).close()
+    n = 150
+    procs = [
+        subprocess.Popen(
+            [sys.executable, "-c", _WRITER, str(path), tag, str(n)],
+            cwd=ROOT,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for tag in ("a", "b")
+    ]
+    for proc in procs:
+        out, err = proc.communicate(timeout=120)
+        assert proc.returncode == 0, err
+        assert out.strip() == "ok"
+    with Catalog.open(path) as cat:
+        assert cat.counts().total == 2 * n
+        assert cat.counts().accepted == n
+        assert len(cat.history()) == 2 * n
+
+
+def test_a_lock_held_too_long_is_one_clear_error(tmp_path: Path) -> None:
+    path = tmp_path / "catalog.sqlite"
+    Catalog.open(path).close()
+    blocker = sqlite3.connect(path, isolation_level=None)
+    blocker.execute("BEGIN EXCLUSIVE")
+    try:
+        cat = Catalog.open(path, busy_timeout=0.2)
+        with pytest.raises(CatalogError, match="locked by another process"):
+            cat.add_recording(_recording())
+        cat.close()
+    finally:
+        blocker.execute("ROLLBACK")
+        blocker.close()
+
+
+def test_runs_and_meta(catalog: Catalog) -> None:
+    from core.records import Run
+
+    catalog.add_run(Run(id="20261121-alice-1", speaker="alice", path="runs/20261121-alice-1"))
+    assert [r.id for r in catalog.runs()] == ["20261121-alice-1"]
+    catalog.set_meta("last_ingest", "x")
+    catalog.set_meta("last_ingest", "y")
+    assert catalog.meta("last_ingest") == "y"
+    assert catalog.meta("missing") is None

@@ -1,0 +1,201 @@
+"""The ``podforge`` command line.
+
+``podforge DIR`` opens the app on a workspace; subcommands do the same work for
+scripts. Every user mistake ends as one ``podforge: error: ...`` line and exit
+status 1, never a traceback. Heavy modules are imported inside the commands.
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Callable
+from datetime import datetime
+from functools import wraps
+from pathlib import Path
+from typing import Any, TypeVar
+
+import click
+
+from core.errors import PodforgeError
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+DEFAULT_DEMO_DIR = Path("workspaces") / "demo"
+
+
+class _OpenByDefault(click.Group):
+    """``podforge DIR`` means ``podforge open DIR``."""
+
+    def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
+        if args and not args[0].startswith("-") and args[0] not in self.commands:
+            args = ["open", *args]
+        return super().parse_args(ctx, args)
+
+
+def _user_errors(func: F) -> F:
+    @wraps(func)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return func(*args, **kwargs)
+        except PodforgeError as exc:
+            click.echo(f"podforge: error: {exc}", err=True)
+            sys.exit(1)
+
+    return wrapper  # type: ignore[return-value]
+
+
+@click.group(cls=_OpenByDefault, context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(package_name="podforge")
+def main() -> None:
+    """Clone your own voice and produce podcast episodes with it.
+
+    \b
+    podforge demo              build the demo workspace and open it
+    podforge DIR               open a workspace in the app
+    podforge init DIR          create an empty workspace
+    """
+
+
+@main.command("open")
+@click.argument("directory", type=click.Path(path_type=Path), default=Path("."))
+@_user_errors
+def open_cmd(directory: Path) -> None:
+    """Open the workspace in DIRECTORY (default: the one holding the current folder)."""
+    from core.workspace import Workspace, find_workspace
+
+    _run_app(Workspace.open(find_workspace(directory) or directory))
+
+
+@main.command()
+@click.argument("directory", type=click.Path(path_type=Path))
+@click.option("--name", help="Workspace name (default: the folder's name).")
+@_user_errors
+def init(directory: Path, name: str | None) -> None:
+    """Create an empty workspace in DIRECTORY."""
+    from core.workspace import Workspace
+
+    ws = Workspace.create(directory, name=name)
+    click.echo(f"created workspace {ws.name!r} in {ws.root}")
+    click.echo(f'next: podforge speaker add {directory} NAME --consent "who agreed, how, when"')
+
+
+@main.command()
+@click.argument("directory", type=click.Path(path_type=Path), default=DEFAULT_DEMO_DIR)
+@click.option("--no-open", is_flag=True, help="Build the workspace but do not open the app.")
+@click.option("--seed", type=int, default=7, show_default=True, help="Seed of the generated audio.")
+@_user_errors
+def demo(directory: Path, no_open: bool, seed: int) -> None:
+    """Build the demo workspace in DIRECTORY if missing, then open it.
+
+    Two consented speakers with generated long recordings (draft voice, room noise,
+    planted defects), a music bed and an episode script; no download, no GPU.
+    """
+    from core.workspace import CONFIG_NAME, Workspace
+
+    if not (directory / CONFIG_NAME).exists():
+        from core.demo import build_demo
+        from rich.progress import Progress
+
+        with Progress(transient=True) as progress:
+            task = progress.add_task("building demo workspace", total=None)
+
+            def report(done: int, total: int, what: str) -> None:
+                progress.update(task, completed=done, total=total, description=what)
+
+            ws = build_demo(directory, seed=seed, progress=report)
+        click.echo(f"built demo workspace in {ws.root}")
+    ws = Workspace.open(directory)
+    if no_open:
+        click.echo(f"open it with: podforge open {directory}")
+        return
+    _run_app(ws)
+
+
+@main.group()
+def speaker() -> None:
+    """Add and list speakers and their consent records."""
+
+
+@speaker.command("add")
+@click.argument("workspace", type=click.Path(path_type=Path))
+@click.argument("name")
+@click.option(
+    "--consent",
+    "statement",
+    required=True,
+    help="The consent statement: who agreed to what, how and when it was given.",
+)
+@click.option("--granted-by", help="Who granted consent (default: the display name).")
+@click.option("--scope", help="What the consent covers (default: training and synthesis here).")
+@click.option("--evidence", default="", help="Where the evidence is kept (a file, a form id).")
+@click.option("--display-name", default="", help="Human-readable name (default: NAME).")
+@click.option(
+    "--date",
+    "granted_at",
+    type=click.DateTime(formats=["%Y-%m-%d", "%Y-%m-%dT%H:%M:%S"]),
+    help="When consent was granted (default: now).",
+)
+@_user_errors
+def speaker_add(
+    workspace: Path,
+    name: str,
+    statement: str,
+    granted_by: str | None,
+    scope: str | None,
+    evidence: str,
+    display_name: str,
+    granted_at: datetime | None,
+) -> None:
+    """Add speaker NAME to WORKSPACE with a consent record (or update its consent)."""
+    from datetime import UTC
+
+    from core.settings import new_consent
+    from core.workspace import Workspace
+
+    ws = Workspace.open(workspace)
+    shown = display_name or (
+        ws.settings.speakers[name].display_name
+        if name in ws.settings.speakers
+        else name.capitalize()
+    )
+    consent = new_consent(
+        granted_by=granted_by or shown,
+        statement=statement,
+        scope=scope,
+        evidence=evidence,
+        granted_at=granted_at.replace(tzinfo=UTC) if granted_at else None,
+    )
+    ws.add_speaker(name, consent, display_name=shown)
+    click.echo(
+        f"speaker {name!r}: consent recorded "
+        f"(granted by {consent.granted_by}, {consent.granted_at:%Y-%m-%d})"
+    )
+
+
+@speaker.command("list")
+@click.argument("workspace", type=click.Path(path_type=Path))
+@_user_errors
+def speaker_list(workspace: Path) -> None:
+    """List WORKSPACE's speakers and their consent."""
+    from core.workspace import Workspace
+
+    ws = Workspace.open(workspace)
+    if not ws.settings.speakers:
+        click.echo("no speakers yet")
+    for name, sp in sorted(ws.settings.speakers.items()):
+        if sp.consent:
+            c = sp.consent
+            line = f"consent: {c.granted_by}, {c.granted_at:%Y-%m-%d}, {c.scope}"
+        else:
+            line = "NO CONSENT RECORD (cannot be trained)"
+        click.echo(f"{name:<16} {sp.display_name:<20} {line}")
+
+
+def _run_app(ws: Any) -> None:
+    from tui.app import PodforgeApp
+
+    PodforgeApp(ws).run()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,178 @@
+"""The home screen: speakers and consent, recordings, dataset progress, runs, episodes."""
+
+from __future__ import annotations
+
+from typing import ClassVar
+
+from textual import on, work
+from textual.app import ComposeResult
+from textual.binding import Binding, BindingType
+from textual.containers import Horizontal, Vertical
+from textual.message import Message
+from textual.screen import Screen
+from textual.widgets import DataTable, Footer, Header, Static
+
+from core.catalog import Catalog
+from core.errors import PodforgeError
+from core.overview import Overview, load_overview
+from core.workspace import Workspace
+from tui.format import duration, minutes
+from tui.widgets.target_bar import TargetBar
+
+REFRESH_SECONDS = 2.0
+
+
+class HomeScreen(Screen[None]):
+    """What is in the workspace, kept current while other processes change it."""
+
+    CSS_PATH = "../styles/home.tcss"
+    BINDINGS: ClassVar[list[BindingType]] = [
+        Binding("r", "reload", "Refresh", id="home.refresh"),
+    ]
+
+    class OverviewLoaded(Message):
+        """A fresh overview was read in a worker thread."""
+
+        def __init__(self, overview: Overview) -> None:
+            super().__init__()
+            self.overview = overview
+
+    def __init__(self, workspace: Workspace) -> None:
+        super().__init__()
+        self.workspace = workspace
+
+    def compose(self) -> ComposeResult:
+        audio = self.workspace.settings.audio
+        yield Header()
+        with Vertical(id="dataset-box", classes="box") as box:
+            box.border_title = "Dataset"
+            yield TargetBar(audio.target_minutes_min, audio.target_minutes_max, id="target")
+            yield Static("", id="counts")
+        with Vertical(id="speakers-box", classes="box") as box:
+            box.border_title = "Speakers"
+            yield DataTable(id="speakers", cursor_type="row", zebra_stripes=True)
+            yield Static("", id="speakers-empty", classes="empty")
+        with Vertical(id="recordings-box", classes="box") as box:
+            box.border_title = "Recordings"
+            yield DataTable(id="recordings", cursor_type="row", zebra_stripes=True)
+            yield Static("", id="recordings-empty", classes="empty")
+        with Horizontal(id="bottom"):
+            with Vertical(id="runs-box", classes="box") as box:
+                box.border_title = "Training runs"
+                yield DataTable(id="runs", cursor_type="row")
+                yield Static("", id="runs-empty", classes="empty")
+            with Vertical(id="episodes-box", classes="box") as box:
+                box.border_title = "Episodes"
+                yield DataTable(id="episodes", cursor_type="row")
+                yield Static("", id="episodes-empty", classes="empty")
+        yield Footer()
+
+    def on_mount(self) -> None:
+        self.title = "podforge"
+        self.sub_title = self.workspace.name
+        self.query_one("#speakers", DataTable).add_columns(
+            "Speaker", "Consent", "Recs", "Recorded", "Pending", "Accepted", "Rejected", "Flagged"
+        )
+        self.query_one("#recordings", DataTable).add_columns(
+            "Speaker", "File", "Length", "Format", "Rate", "Ch", "Transcript", "State"
+        )
+        self.query_one("#runs", DataTable).add_columns("Run", "Speaker", "State", "Step")
+        self.query_one("#episodes", DataTable).add_columns("Episode", "Script", "Mix")
+        self.action_reload()
+        self.set_interval(REFRESH_SECONDS, self.action_reload)
+
+    def action_reload(self) -> None:
+        """Re-read the workspace in a worker thread (never blocks the screen)."""
+        self._load()
+
+    @work(thread=True, exclusive=True, group="overview")
+    def _load(self) -> None:
+        try:
+            with Catalog.open(self.workspace.catalog_path) as catalog:
+                overview = load_overview(self.workspace, catalog)
+        except PodforgeError as exc:
+            self.app.call_from_thread(self.notify, str(exc), severity="error", timeout=8)
+            return
+        self.post_message(self.OverviewLoaded(overview))
+
+    @on(OverviewLoaded)
+    def _show(self, message: OverviewLoaded) -> None:
+        ov = message.overview
+        self._fill_speakers(ov)
+        self._fill_recordings(ov)
+        self._fill_runs(ov)
+        self._fill_episodes(ov)
+        self.query_one(TargetBar).minutes = ov.accepted_minutes
+        c = ov.counts
+        self.query_one("#counts", Static).update(
+            f"segments {c.total} ({minutes(c.total_seconds)})   pending {c.pending}   "
+            f"accepted {c.accepted}   rejected {c.rejected}   flagged by QC {c.flagged}"
+        )
+
+    def _fill_speakers(self, ov: Overview) -> None:
+        rows = [
+            (
+                s.name,
+                f"✓ {s.consent_by} ({s.consent_at})" if s.consent_by else "✗ none recorded",
+                str(s.recordings),
+                duration(s.recorded_seconds),
+                str(s.counts.pending),
+                str(s.counts.accepted),
+                str(s.counts.rejected),
+                str(s.counts.flagged),
+            )
+            for s in ov.speakers
+        ]
+        hint = (
+            'No speakers yet: podforge speaker add WORKSPACE NAME --consent "..."'
+            if not rows
+            else ""
+        )
+        self._replace_rows("speakers", rows, hint)
+
+    def _fill_recordings(self, ov: Overview) -> None:
+        rows = [
+            (
+                r.speaker,
+                r.original_name,
+                duration(r.duration_sec),
+                r.format + (f" {r.subtype}" if r.subtype else ""),
+                f"{r.sample_rate / 1000:g} kHz",
+                str(r.channels),
+                "sidecar" if r.transcript else "–",
+                r.state if not r.error else f"{r.state}: {r.error}",
+            )
+            for r in ov.recordings
+        ]
+        self._replace_rows("recordings", rows, "No recordings imported yet." if not rows else "")
+
+    def _fill_runs(self, ov: Overview) -> None:
+        rows = [
+            (
+                r.id,
+                r.speaker,
+                r.state,
+                f"{r.step}/{r.max_steps}" if r.step is not None and r.max_steps else "–",
+            )
+            for r in ov.runs
+        ]
+        self._replace_rows("runs", rows, "No training runs yet." if not rows else "")
+
+    def _fill_episodes(self, ov: Overview) -> None:
+        rows = [
+            (e.name, e.script or "–", "mixed" if e.mixed else "not rendered") for e in ov.episodes
+        ]
+        self._replace_rows("episodes", rows, "No scripts or episodes yet." if not rows else "")
+
+    def _replace_rows(self, table_id: str, rows: list[tuple[str, ...]], hint: str) -> None:
+        table = self.query_one(f"#{table_id}", DataTable)
+        cursor = table.cursor_row
+        table.clear()
+        for row in rows:
+            table.add_row(*row)
+        if rows:
+            table.move_cursor(row=min(cursor, len(rows) - 1))
+        table.display = bool(rows)
+        empty = self.query_one(f"#{table_id}-empty", Static)
+        empty.update(hint)
+        empty.display = bool(hint)
