@@ -30,6 +30,7 @@ def atomic_path(target: Path | str, suffix: str | None = None) -> Iterator[Path]
     )
     os.close(fd)
     tmp = Path(tmp_name)
+    os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600; the result should be like open()'s
     try:
         yield tmp
         _fsync_file(tmp)
@@ -63,6 +64,12 @@ def atomic_write_text(target: Path | str, text: str) -> None:
     """Replace ``target`` with ``text`` (UTF-8) atomically."""
     with atomic_open(target, "w") as fh:
         fh.write(text)
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
 
 
 def _fsync_file(path: Path) -> None:

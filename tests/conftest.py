@@ -27,3 +27,17 @@ def workspace(tmp_path: Path) -> Workspace:
     )
     ws.add_speaker("carol", None)
     return ws
+
+
+DEMO_TEST_SECONDS = 20.0
+"""Length of each generated recording in test demos (the real demo uses 150 s)."""
+
+
+@pytest.fixture(scope="session")
+def demo_workspace(tmp_path_factory: pytest.TempPathFactory) -> Workspace:
+    """One small demo workspace shared by the tests that only read it."""
+    from core.demo import build_demo
+
+    return build_demo(
+        tmp_path_factory.mktemp("demo") / "demo", seed=7, seconds_per_recording=DEMO_TEST_SECONDS
+    )

@@ -65,3 +65,10 @@ def test_kill_mid_write_never_leaves_a_partial_file(tmp_path: Path) -> None:
     proc.send_signal(signal.SIGKILL)
     proc.wait()
     assert target.read_bytes() == b"A" * 1000
+
+
+def test_permissions_follow_the_umask_like_open(tmp_path: Path) -> None:
+    plain = tmp_path / "plain.txt"
+    plain.write_text("x")
+    atomic_write_text(tmp_path / "atomic.txt", "x")
+    assert (tmp_path / "atomic.txt").stat().st_mode == plain.stat().st_mode

@@ -125,7 +125,7 @@ def test_speakers_and_consent(workspace: Workspace) -> None:
     with pytest.raises(ConsentError) as info:
         workspace.require_consent("carol")
     assert "podforge speaker add" in str(info.value) and "carol" in str(info.value)
-    with pytest.raises(SpeakerError, match="unknown speaker 'dave'.*known: alice, carol"):
+    with pytest.raises(SpeakerError, match=r"unknown speaker 'dave'.*known: alice, carol"):
         workspace.speaker("dave")
     with pytest.raises(SpeakerError, match="not allowed"):
         workspace.add_speaker("../evil", None)

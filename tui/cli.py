@@ -83,8 +83,15 @@ def init(directory: Path, name: str | None) -> None:
 @click.argument("directory", type=click.Path(path_type=Path), default=DEFAULT_DEMO_DIR)
 @click.option("--no-open", is_flag=True, help="Build the workspace but do not open the app.")
 @click.option("--seed", type=int, default=7, show_default=True, help="Seed of the generated audio.")
+@click.option(
+    "--seconds",
+    type=click.FloatRange(10.0, 3600.0),
+    default=150.0,
+    show_default=True,
+    help="Length of each generated recording (four recordings in all).",
+)
 @_user_errors
-def demo(directory: Path, no_open: bool, seed: int) -> None:
+def demo(directory: Path, no_open: bool, seed: int, seconds: float) -> None:
     """Build the demo workspace in DIRECTORY if missing, then open it.
 
     Two consented speakers with generated long recordings (draft voice, room noise,
@@ -93,8 +100,9 @@ def demo(directory: Path, no_open: bool, seed: int) -> None:
     from core.workspace import CONFIG_NAME, Workspace
 
     if not (directory / CONFIG_NAME).exists():
-        from core.demo import build_demo
         from rich.progress import Progress
+
+        from core.demo import build_demo
 
         with Progress(transient=True) as progress:
             task = progress.add_task("building demo workspace", total=None)
@@ -102,7 +110,7 @@ def demo(directory: Path, no_open: bool, seed: int) -> None:
             def report(done: int, total: int, what: str) -> None:
                 progress.update(task, completed=done, total=total, description=what)
 
-            ws = build_demo(directory, seed=seed, progress=report)
+            ws = build_demo(directory, seed=seed, seconds_per_recording=seconds, progress=report)
         click.echo(f"built demo workspace in {ws.root}")
     ws = Workspace.open(directory)
     if no_open:

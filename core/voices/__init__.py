@@ -1,0 +1,1 @@
+"""Voices: the espeak-ng draft voice; trained CSM voices later."""

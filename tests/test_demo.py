@@ -1,0 +1,113 @@
+"""The built-in demo workspace: complete, deterministic, defects where they are said to be."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+from pathlib import Path
+
+import numpy as np
+import pytest
+import soundfile as sf
+
+from core.audio import read
+from core.catalog import Catalog
+from core.demo import DEMO_SPEAKERS, build_demo
+from core.demo_corpus import SENTENCES
+from core.workspace import Workspace
+from tests.conftest import DEMO_TEST_SECONDS
+
+
+def _file_hashes(root: Path) -> dict[str, str]:
+    return {
+        p.relative_to(root).as_posix(): hashlib.sha256(p.read_bytes()).hexdigest()
+        for p in sorted(root.rglob("*"))
+        if p.is_file() and not p.name.startswith("catalog.sqlite")
+    }
+
+
+def test_demo_has_consented_speakers_recordings_music_and_script(demo_workspace: Workspace) -> None:
+    ws = Workspace.open(demo_workspace.root)
+    assert sorted(ws.settings.speakers) == ["alice", "bob"]
+    for name in ("alice", "bob"):
+        assert ws.require_consent(name).granted_by
+    with Catalog.open(ws.catalog_path) as cat:
+        recs = cat.recordings()
+    assert len(recs) == sum(len(s.recordings) for s in DEMO_SPEAKERS) == 4
+    assert {r.speaker for r in recs} == {"alice", "bob"}
+    assert sum(1 for r in recs if r.transcript) == 2  # one with an .srt per speaker
+    assert {(r.sample_rate, r.channels) for r in recs} >= {(44100, 1), (48000, 2)}
+    for r in recs:
+        assert (ws.root / r.path).is_file()
+        assert r.duration_sec >= DEMO_TEST_SECONDS
+    theme = sf.info(str(ws.assets_dir / "theme.wav"))
+    assert theme.duration >= 30 and theme.channels == 2
+    assert (ws.assets_dir / "chime.wav").is_file()
+    script = (ws.scripts_dir / "welcome.md").read_text()
+    assert script.startswith("+++\n") and 'HOST = "alice"' in script
+    assert "[music theme.wav" in script
+
+
+def test_demo_is_deterministic_from_its_seed(tmp_path: Path, demo_workspace: Workspace) -> None:
+    again = build_demo(tmp_path / "again", seed=7, seconds_per_recording=DEMO_TEST_SECONDS)
+    assert _file_hashes(again.root) == _file_hashes(demo_workspace.root)
+    other = build_demo(tmp_path / "other", seed=8, seconds_per_recording=DEMO_TEST_SECONDS)
+    a, b = _file_hashes(other.root), _file_hashes(demo_workspace.root)
+    assert a.keys() != b.keys() or a != b
+    audio = [k for k in b if k.startswith("raw/") and not k.endswith(".srt")]
+    assert audio and not any(a.get(k) == b[k] for k in audio)
+
+
+def _left(path: Path) -> tuple[np.ndarray, int]:  # type: ignore[type-arg]
+    """The first channel as recorded (a downmix would soften the planted clipping)."""
+    audio, sr = read(path, mono=False)
+    return (audio[:, 0] if audio.ndim == 2 else audio), sr
+
+
+def _truth(ws: Workspace) -> dict[str, dict]:  # type: ignore[type-arg]
+    data = json.loads((ws.assets_dir / "demo-truth.json").read_text())
+    return data["recordings"]  # type: ignore[no-any-return]
+
+
+def test_planted_defects_are_really_there(demo_workspace: Workspace) -> None:
+    truth = _truth(demo_workspace)
+    kinds = [p["kind"] for rec in truth.values() for p in rec["planted"]]
+    assert sorted(set(kinds)) == ["clip", "hum", "silence"]
+    for rec in truth.values():
+        audio, sr = _left(demo_workspace.root / rec["raw"])
+        for p in rec["planted"]:
+            a, b = int(p["start_sec"] * sr), int(p["end_sec"] * sr)
+            inside, outside = audio[a:b], np.concatenate([audio[: max(0, a - sr)], audio[b + sr :]])
+            if p["kind"] == "clip":
+                assert np.mean(np.abs(inside) > 0.99) > 0.01
+                assert np.mean(np.abs(outside) > 0.99) < 1e-4
+            elif p["kind"] == "hum":
+                assert _band_ratio(inside, sr, 50.0) > 20 * _band_ratio(outside, sr, 50.0)
+            elif p["kind"] == "silence":
+                assert p["end_sec"] - p["start_sec"] == pytest.approx(8.0, abs=0.01)
+                level = 20 * np.log10(np.sqrt(np.mean(inside**2)) + 1e-12)
+                assert -70 < level < -50  # room tone, not digital zero, not speech
+
+
+def _band_ratio(x: np.ndarray, sr: int, freq: float) -> float:  # type: ignore[type-arg]
+    spectrum = np.abs(np.fft.rfft(x * np.hanning(len(x)))) ** 2
+    freqs = np.fft.rfftfreq(len(x), 1 / sr)
+    band = spectrum[(freqs > freq - 3) & (freqs < freq + 3)].sum()
+    return float(band / spectrum.sum())
+
+
+def test_srt_sidecars_match_the_speech(demo_workspace: Workspace) -> None:
+    truth = _truth(demo_workspace)
+    with_srt = [r for r in truth.values() if r["sidecar"]]
+    assert len(with_srt) == 2
+    for rec in with_srt:
+        srt = (demo_workspace.root / rec["raw"]).with_suffix(".srt").read_text()
+        cues = re.findall(r"(\d\d:\d\d:\d\d,\d\d\d) --> (\d\d:\d\d:\d\d,\d\d\d)\n(.+)\n", srt)
+        assert len(cues) == len(rec["cues"]) >= 4
+        for (_, _, text), cue in zip(cues, rec["cues"], strict=True):
+            assert text == cue["text"] and text in SENTENCES
+        audio, sr = _left(demo_workspace.root / rec["raw"])
+        for cue in rec["cues"]:
+            speech = audio[int(cue["start_sec"] * sr) : int(cue["end_sec"] * sr)]
+            assert 20 * np.log10(np.sqrt(np.mean(speech**2))) > -35  # speech under every cue
