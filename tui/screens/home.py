@@ -40,6 +40,7 @@ class HomeScreen(Screen[None]):
     def __init__(self, workspace: Workspace) -> None:
         super().__init__()
         self.workspace = workspace
+        self._last_error: str | None = None
 
     def compose(self) -> ComposeResult:
         audio = self.workspace.settings.audio
@@ -88,16 +89,26 @@ class HomeScreen(Screen[None]):
     @work(thread=True, exclusive=True, group="overview")
     def _load(self) -> None:
         try:
-            with Catalog.open(self.workspace.catalog_path) as catalog:
-                overview = load_overview(self.workspace, catalog)
+            # Re-read workspace.toml too: `podforge speaker add` may run in another terminal.
+            workspace = Workspace.open(self.workspace.root)
+            with Catalog.open(workspace.catalog_path) as catalog:
+                overview = load_overview(workspace, catalog)
         except PodforgeError as exc:
-            self.app.call_from_thread(self.notify, str(exc), severity="error", timeout=8)
+            self.app.call_from_thread(self._report, str(exc))
             return
         self.post_message(self.OverviewLoaded(overview))
+
+    def _report(self, message: str) -> None:
+        """Notify once per distinct problem, not on every refresh."""
+        if message != self._last_error:
+            self._last_error = message
+            self.notify(message, severity="error", timeout=10)
 
     @on(OverviewLoaded)
     def _show(self, message: OverviewLoaded) -> None:
         ov = message.overview
+        self._last_error = None
+        self.sub_title = ov.name
         self._fill_speakers(ov)
         self._fill_recordings(ov)
         self._fill_runs(ov)
@@ -113,7 +124,7 @@ class HomeScreen(Screen[None]):
         rows = [
             (
                 s.name,
-                f"✓ {s.consent_by} ({s.consent_at})" if s.consent_by else "✗ none recorded",
+                f"✓ {s.consent_by} · {s.consent_at}" if s.consent_by else "✗ none recorded",
                 str(s.recordings),
                 duration(s.recorded_seconds),
                 str(s.counts.pending),

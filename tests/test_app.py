@@ -1,0 +1,146 @@
+"""The app shell on a real workspace: Pilot tests and a snapshot of the home screen."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+
+import pytest
+from textual.pilot import Pilot
+from textual.widgets import DataTable
+
+from core.workspace import Workspace
+from tui.app import PodforgeApp
+from tui.screens.home import HomeScreen
+from tui.widgets.target_bar import TargetBar
+
+
+async def _loaded(pilot: Pilot[None], recordings: int) -> None:
+    """Wait until the home screen shows ``recordings`` rows (the overview loads in a worker)."""
+    for _ in range(200):
+        await pilot.pause(0.02)
+        screen = pilot.app.screen
+        if isinstance(screen, HomeScreen):
+            table = screen.query_one("#recordings", DataTable)
+            if table.row_count == recordings:
+                return
+    raise AssertionError("home screen never showed the recordings")
+
+
+async def test_home_shows_speakers_recordings_and_progress(demo_workspace: Workspace) -> None:
+    app = PodforgeApp(Workspace.open(demo_workspace.root))
+    async with app.run_test(size=(120, 36)) as pilot:
+        await _loaded(pilot, 4)
+        screen = app.screen
+        speakers = screen.query_one("#speakers", DataTable)
+        assert speakers.row_count == 2
+        first = [str(c) for c in speakers.get_row_at(0)]
+        assert first[0] == "alice" and first[1].startswith("✓")
+        assert screen.query_one(TargetBar).minutes == 0.0
+        assert screen.query_one("#episodes", DataTable).row_count == 1
+        assert not screen.query_one("#runs", DataTable).display  # empty: hint shown instead
+        assert "No training runs yet." in str(screen.query_one("#runs-empty").render())
+
+
+async def test_refresh_picks_up_changes_from_another_process(workspace: Workspace) -> None:
+    app = PodforgeApp(workspace)
+    async with app.run_test(size=(120, 36)) as pilot:
+        await _loaded(pilot, 0)
+        speakers = app.screen.query_one("#speakers", DataTable)
+        assert [str(c) for c in speakers.get_row_at(1)][1].startswith("✗")  # carol: no consent
+        # Another process records carol's consent and adds a script meanwhile.
+        from core.settings import new_consent
+
+        Workspace.open(workspace.root).add_speaker("carol", new_consent("Carol C"))
+        (workspace.scripts_dir / "pilot.md").write_text("+++\ntitle = 'x'\n+++\n")
+        await pilot.press("r")
+        for _ in range(100):
+            await pilot.pause(0.02)
+            if app.screen.query_one("#episodes", DataTable).row_count == 1:
+                break
+        assert app.screen.query_one("#episodes", DataTable).row_count == 1
+        assert [str(c) for c in speakers.get_row_at(1)][1].startswith("✓ Carol C")
+
+
+async def test_a_corrupted_workspace_toml_is_reported_once(workspace: Workspace) -> None:
+    app = PodforgeApp(workspace)
+    async with app.run_test(size=(120, 36)) as pilot:
+        await _loaded(pilot, 0)
+        workspace.config_path.write_text("schema = [broken")
+        for _ in range(3):
+            await pilot.press("r")
+            await pilot.pause(0.2)
+        messages = [n.message for n in app._notifications]
+        assert len([m for m in messages if "not valid TOML" in m]) == 1
+
+
+async def test_keys_panel_toggles_and_q_quits(workspace: Workspace) -> None:
+    app = PodforgeApp(workspace)
+    async with app.run_test(size=(120, 36)) as pilot:
+        await _loaded(pilot, 0)
+        await pilot.press("question_mark")
+        await pilot.pause()
+        assert app.screen.query("HelpPanel")
+        await pilot.press("question_mark")
+        await pilot.pause()
+        assert not app.screen.query("HelpPanel")
+        await pilot.press("q")
+        await pilot.pause()
+    assert app.return_code == 0
+
+
+async def test_bindings_have_ids_and_descriptions(workspace: Workspace) -> None:
+    app = PodforgeApp(workspace)
+    async with app.run_test(size=(120, 36)) as pilot:
+        await _loaded(pilot, 0)
+        bindings = [b for b in app.BINDINGS + HomeScreen.BINDINGS if not isinstance(b, tuple)]
+        assert bindings
+        for b in bindings:
+            assert b.id and b.description, b  # type: ignore[union-attr]
+
+
+async def test_a_broken_catalog_is_a_notification_not_a_crash(workspace: Workspace) -> None:
+    for suffix in ("", "-wal", "-shm"):
+        Path(f"{workspace.catalog_path}{suffix}").unlink(missing_ok=True)
+    workspace.catalog_path.write_bytes(b"definitely not sqlite" * 200)
+    app = PodforgeApp(workspace)
+    async with app.run_test(size=(120, 36)) as pilot:
+        for _ in range(100):
+            await pilot.pause(0.02)
+            if app._notifications:
+                break
+        messages = [n.message for n in app._notifications]
+        assert any(
+            "not a valid catalog" in m and str(workspace.catalog_path) in m for m in messages
+        )
+        assert isinstance(app.screen, HomeScreen)  # still running, still on the home screen
+
+
+SNAPSHOT_SIZE = (120, 36)
+
+
+def test_snapshot_home_screen(demo_workspace: Workspace, snap_compare) -> None:  # type: ignore[no-untyped-def]
+    app = PodforgeApp(Workspace.open(demo_workspace.root))
+
+    async def settle(pilot: Pilot[None]) -> None:
+        await _loaded(pilot, 4)
+        await asyncio.sleep(0.05)
+
+    assert snap_compare(app, terminal_size=SNAPSHOT_SIZE, run_before=settle)
+
+
+def test_snapshot_empty_workspace(tmp_path: Path, snap_compare) -> None:  # type: ignore[no-untyped-def]
+    ws = Workspace.create(tmp_path / "empty-show", name="empty-show")
+    app = PodforgeApp(ws)
+
+    async def settle(pilot: Pilot[None]) -> None:
+        await _loaded(pilot, 0)
+        await asyncio.sleep(0.05)
+
+    assert snap_compare(app, terminal_size=SNAPSHOT_SIZE, run_before=settle)
+
+
+@pytest.fixture(autouse=True)
+def _no_color(monkeypatch: pytest.MonkeyPatch) -> None:
+    """NO_COLOR changes snapshot colours; snapshots are recorded without it."""
+    monkeypatch.delenv("NO_COLOR", raising=False)

@@ -1,0 +1,85 @@
+"""The podforge command line: commands work, user mistakes are one line and exit 1."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from core.workspace import Workspace
+from tui.cli import main
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _run(*args: str) -> subprocess.CompletedProcess[str]:
+    """The real console entry point in a subprocess, as a user runs it."""
+    exe = Path(sys.executable).with_name("podforge")
+    return subprocess.run([str(exe), *args], capture_output=True, text=True, cwd=ROOT, timeout=120)
+
+
+def test_init_and_speaker_commands(tmp_path: Path) -> None:
+    runner = CliRunner()
+    ws_dir = tmp_path / "show"
+    result = runner.invoke(main, ["init", str(ws_dir), "--name", "My Show"])
+    assert result.exit_code == 0, result.output
+    assert "created workspace 'My Show'" in result.output
+    result = runner.invoke(
+        main,
+        ["speaker", "add", str(ws_dir), "dana", "--consent", "signed form 7",
+         "--granted-by", "Dana D", "--date", "2026-10-01"],
+    )  # fmt: skip
+    assert result.exit_code == 0, result.output
+    consent = Workspace.open(ws_dir).require_consent("dana")
+    assert (consent.granted_by, consent.statement) == ("Dana D", "signed form 7")
+    assert consent.granted_at.date().isoformat() == "2026-10-01"
+    result = runner.invoke(main, ["speaker", "list", str(ws_dir)])
+    assert "dana" in result.output and "Dana D, 2026-10-01" in result.output
+
+
+@pytest.mark.parametrize(
+    ("args", "expected"),
+    [
+        (["open", "{tmp}/nowhere"], "no such folder"),
+        (["{tmp}"], "not a podforge workspace"),
+        (["speaker", "add", "{tmp}", "x", "--consent", "y"], "not a podforge workspace"),
+    ],
+)
+def test_user_mistakes_are_one_line_without_traceback(
+    tmp_path: Path, args: list[str], expected: str
+) -> None:
+    result = _run(*[a.format(tmp=tmp_path) for a in args])
+    assert result.returncode == 1
+    assert result.stderr.startswith("podforge: error: ")
+    assert expected in result.stderr
+    assert result.stderr.count("\n") == 1 and "Traceback" not in result.stderr
+
+
+def test_bad_speaker_name_and_corrupt_toml(tmp_path: Path) -> None:
+    Workspace.create(tmp_path / "s")
+    result = _run("speaker", "add", str(tmp_path / "s"), "Bad Name", "--consent", "x")
+    assert result.returncode == 1 and "not allowed" in result.stderr
+    (tmp_path / "s" / "workspace.toml").write_text("schema = 99\n")
+    result = _run("speaker", "list", str(tmp_path / "s"))
+    assert result.returncode == 1 and "newer podforge" in result.stderr
+
+
+def test_init_refuses_an_existing_workspace(tmp_path: Path) -> None:
+    Workspace.create(tmp_path / "s")
+    result = _run("init", str(tmp_path / "s"))
+    assert result.returncode == 1 and "already a workspace" in result.stderr
+
+
+def test_demo_no_open_builds_once(tmp_path: Path) -> None:
+    target = tmp_path / "demo"
+    first = _run("demo", str(target), "--no-open", "--seconds", "10")
+    assert first.returncode == 0, first.stderr
+    assert "built demo workspace" in first.stdout
+    assert (target / "scripts" / "welcome.md").is_file()
+    stamp = (target / "workspace.toml").stat().st_mtime_ns
+    again = _run("demo", str(target), "--no-open")
+    assert again.returncode == 0 and "built" not in again.stdout  # reused, not rebuilt
+    assert (target / "workspace.toml").stat().st_mtime_ns == stamp
