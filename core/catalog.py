@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from core.errors import CatalogError, SchemaTooNewError
-from core.records import QC, Recording, ReviewAction, Run, Segment, SegmentStatus
+from core.records import QC, Recording, ReviewAction, Run, Segment, SegmentStatus, SegmentUpdate
 
 BUSY_TIMEOUT_S = 15.0
 """How long a writer waits for another process's write lock before giving up."""
@@ -283,24 +283,90 @@ class Catalog:
     def add_segments(self, segments: Sequence[Segment]) -> list[int]:
         """Insert segments in one transaction; returns their ids."""
         stamp = now_iso()
+        with self._write() as conn:
+            return [self._insert_segment(conn, s, stamp) for s in segments]
+
+    @staticmethod
+    def _insert_segment(conn: sqlite3.Connection, s: Segment, stamp: str) -> int:
+        q = s.qc
+        cur = conn.execute(
+            f"INSERT INTO segments ({_SEGMENT_COLUMNS.removeprefix('id, ')}, created_at, "
+            "updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, "
+            "?, ?, ?, ?, ?)",
+            (
+                s.recording_id, s.speaker, s.audio, s.start_sec, s.end_sec,
+                s.duration_sec, s.sample_rate, s.bit_depth, s.num_channels, s.text,
+                s.text_source, q.rms_db, q.snr_db, q.clipped, q.hum_score,
+                q.plosive_ratio, q.lufs, q.true_peak_db, q.similarity,
+                ",".join(s.flags), s.status, s.split, stamp, stamp,
+            ),
+        )  # fmt: skip
+        return int(cur.lastrowid or 0)
+
+    def replace_segments(self, recording_id: int, segments: Sequence[Segment]) -> list[int]:
+        """Set a recording's segments and mark it ``segmented``, all in one transaction.
+
+        Segments already reviewed keep their decision when a segment with the same
+        ``audio`` path comes back (re-running an ingest never loses a decision).
+        """
+        stamp = now_iso()
         ids: list[int] = []
         with self._write() as conn:
+            kept = {
+                row[0]: (row[1], row[2], row[3])
+                for row in conn.execute(
+                    "SELECT audio, status, text, text_source FROM segments "
+                    "WHERE recording_id = ? AND (status != 'pending' OR text_source = 'manual')",
+                    (recording_id,),
+                )
+            }
+            conn.execute(
+                "DELETE FROM review_history WHERE segment_id IN "
+                "(SELECT id FROM segments WHERE recording_id = ? AND status = 'pending' "
+                "AND text_source != 'manual')",
+                (recording_id,),
+            )
+            conn.execute(
+                "DELETE FROM segments WHERE recording_id = ? AND status = 'pending' "
+                "AND text_source != 'manual'",
+                (recording_id,),
+            )
             for s in segments:
-                q = s.qc
-                cur = conn.execute(
-                    f"INSERT INTO segments ({_SEGMENT_COLUMNS.removeprefix('id, ')}, created_at, "
-                    "updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, "
-                    "?, ?, ?, ?, ?)",
-                    (
-                        s.recording_id, s.speaker, s.audio, s.start_sec, s.end_sec,
-                        s.duration_sec, s.sample_rate, s.bit_depth, s.num_channels, s.text,
-                        s.text_source, q.rms_db, q.snr_db, q.clipped, q.hum_score,
-                        q.plosive_ratio, q.lufs, q.true_peak_db, q.similarity,
-                        ",".join(s.flags), s.status, s.split, stamp, stamp,
-                    ),
-                )  # fmt: skip
-                ids.append(int(cur.lastrowid or 0))
+                if s.audio in kept:
+                    row = conn.execute("SELECT id FROM segments WHERE audio = ?", (s.audio,))
+                    ids.append(int(row.fetchone()[0]))
+                    continue
+                ids.append(self._insert_segment(conn, s, stamp))
+            conn.execute(
+                "UPDATE recordings SET state = 'segmented', error = NULL WHERE id = ?",
+                (recording_id,),
+            )
         return ids
+
+    def update_analysis(self, updates: Sequence[SegmentUpdate]) -> None:
+        """Store machine results (transcripts, similarity, flags) for many segments at once.
+
+        A transcript never replaces one a person typed (``text_source = 'manual'``).
+        """
+        stamp = now_iso()
+        with self._write() as conn:
+            for u in updates:
+                if u.text is not None:
+                    conn.execute(
+                        "UPDATE segments SET text = ?, text_source = ?, updated_at = ? "
+                        "WHERE id = ? AND text_source != 'manual'",
+                        (u.text, u.text_source, stamp, u.segment_id),
+                    )
+                if u.similarity is not None:
+                    conn.execute(
+                        "UPDATE segments SET similarity = ?, updated_at = ? WHERE id = ?",
+                        (u.similarity, stamp, u.segment_id),
+                    )
+                if u.flags is not None:
+                    conn.execute(
+                        "UPDATE segments SET flags = ?, updated_at = ? WHERE id = ?",
+                        (",".join(u.flags), stamp, u.segment_id),
+                    )
 
     def segment(self, segment_id: int) -> Segment:
         rows = self._read(f"SELECT {_SEGMENT_COLUMNS} FROM segments WHERE id = ?", (segment_id,))
@@ -355,6 +421,26 @@ class Catalog:
             old_status, old_text = self._current(conn, segment_id)
             return self._apply(
                 conn, segment_id, action, old_status, status, old_text, old_text, source
+            )
+
+    def set_status_many(
+        self, segment_ids: Sequence[int], status: SegmentStatus, *, source: str = "cli"
+    ) -> int:
+        """Record the same decision for many segments in one transaction (each in the history)."""
+        action = {"accepted": "accept", "rejected": "reject", "pending": "reset"}[status]
+        with self._write() as conn:
+            for segment_id in segment_ids:
+                old_status, old_text = self._current(conn, segment_id)
+                self._apply(
+                    conn, segment_id, action, old_status, status, old_text, old_text, source
+                )
+        return len(segment_ids)
+
+    def set_splits(self, splits: Sequence[tuple[int, str | None]]) -> None:
+        """Store each segment's train/val/test split (``None`` clears it)."""
+        with self._write() as conn:
+            conn.executemany(
+                "UPDATE segments SET split = ? WHERE id = ?", [(sp, i) for i, sp in splits]
             )
 
     def set_text(self, segment_id: int, text: str, *, source: str = "key") -> ReviewAction:

@@ -91,3 +91,14 @@ class Run:
     kind: str = "train"
     created_at: str = ""
     note: str = ""
+
+
+@dataclass(frozen=True)
+class SegmentUpdate:
+    """Machine results for one segment; ``None`` fields are left as they are."""
+
+    segment_id: int
+    text: str | None = None
+    text_source: str = "asr"
+    similarity: float | None = None
+    flags: tuple[str, ...] | None = None
