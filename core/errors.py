@@ -38,6 +38,14 @@ class AudioError(PodforgeError):
     """An audio file cannot be read, decoded or written."""
 
 
+class TranscriptError(PodforgeError):
+    """A transcript sidecar (.srt, .vtt, .txt) cannot be read or holds no usable cue."""
+
+
+class ExportError(PodforgeError):
+    """Nothing to export, or an export cannot be written."""
+
+
 class ConsentError(PodforgeError):
     """A speaker has no consent record for the requested use."""
 

@@ -1,0 +1,342 @@
+"""Plan 5-15 s training utterances: voice activity detection and segment planning.
+
+Pure functions over numbers; no file I/O. The ingest stage streams a recording,
+feeds a 16 kHz mono copy to :class:`VadStream`, and turns the speech regions (or
+the sidecar's cues) into :class:`Span` s with :func:`plan_from_vad` or
+:func:`plan_from_cues`.
+
+Voice activity
+--------------
+:class:`VadStream` runs webrtcvad frame by frame over blocks of any length (the
+remainder of a block waits for the next one, so the block sizes do not change the
+result). Its raw per-frame decisions are smoothed: gaps shorter than
+``fill_gap_sec`` (200 ms) between speech frames are filled, then speech runs shorter
+than ``min_speech_sec`` (150 ms) are dropped as blips.
+
+Planning
+--------
+Both planners share one dynamic programme over the units (speech regions or cues),
+in time order. A segment is a run of consecutive units; a pause longer than
+``max_pause_sec`` (2 s) is never inside a segment. A segment's length counts its
+margins: ``margin_sec`` on each side, but at most half of the pause to the
+neighbouring unit and never past the file's ends, so margins never overlap a
+neighbour and never reach into its speech. The programme picks the partition of
+least cost, where
+
+* a segment outside ``[min_sec, max_sec]`` costs 100 (plus how many seconds it is
+  short by), so as many segments as possible land in range; a segment of several
+  units is never longer than ``max_sec`` (one unit longer than that, with no pause
+  to split at, becomes a segment on its own, for QC to flag);
+* each cut costs ``0.5 - pause`` seconds (a cut at a long pause is a gain, one at
+  a short pause a loss) and, for cues, 2 more when the cue before it does not end
+  a sentence (``. ! ? …``, closing quotes and brackets allowed after it).
+
+This is the "merge short regions, split long ones at their longest pauses"
+rule, solved exactly instead of greedily. Segments whose speech lasts less than
+``drop_sec`` (1 s) are dropped; other short ones are kept (QC flags them
+``too_short``). The same input always gives the same plan.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import numpy.typing as npt
+import webrtcvad
+
+from core.subtitles import Cue, tidy_cues
+
+__all__ = [
+    "Span",
+    "VadStream",
+    "plan_from_cues",
+    "plan_from_vad",
+    "speech_ratio",
+]
+
+VAD_RATES: frozenset[int] = frozenset({8000, 16000, 32000, 48000})
+VAD_FRAME_MS: frozenset[int] = frozenset({10, 20, 30})
+
+_OUT_OF_RANGE = 100.0
+_PREFERRED_PAUSE = 0.5
+_NOT_SENTENCE_END = 2.0
+_EPS = 1e-6
+_SENTENCE_END = re.compile(r"(?:[.!?…]|\.\.\.)[\"'”’»)\]]*$")
+
+
+@dataclass(frozen=True)
+class Span:
+    """A stretch of a recording in seconds, with its text when known."""
+
+    start_sec: float
+    end_sec: float
+    text: str = ""
+
+    @property
+    def duration(self) -> float:
+        return self.end_sec - self.start_sec
+
+
+# --------------------------------------------------------------------------- VAD
+
+
+class VadStream:
+    """Streaming webrtcvad over mono float32 blocks (``[-1, 1]``) of any length.
+
+    ``feed`` converts each block to 16-bit PCM and classifies every whole frame;
+    the remainder is kept for the next call. ``finish`` classifies the last
+    partial frame (zero-padded) and returns the smoothed speech regions.
+    """
+
+    def __init__(
+        self,
+        mode: int = 2,
+        frame_ms: int = 30,
+        sample_rate: int = 16000,
+        *,
+        fill_gap_sec: float = 0.2,
+        min_speech_sec: float = 0.15,
+    ) -> None:
+        if mode not in (0, 1, 2, 3):
+            raise ValueError(f"VAD mode must be 0, 1, 2 or 3, got {mode!r}")
+        if frame_ms not in VAD_FRAME_MS:
+            raise ValueError(f"VAD frame_ms must be 10, 20 or 30, got {frame_ms!r}")
+        if sample_rate not in VAD_RATES:
+            raise ValueError(f"VAD sample_rate must be 8000/16000/32000/48000, got {sample_rate}")
+        self.sample_rate = sample_rate
+        self.frame_ms = frame_ms
+        self.fill_gap_sec = fill_gap_sec
+        self.min_speech_sec = min_speech_sec
+        self._vad = webrtcvad.Vad(mode)
+        self._frame = sample_rate * frame_ms // 1000
+        self._rest = np.zeros(0, np.int16)
+        self._decisions = bytearray()  # one 0/1 byte per frame
+        self._samples = 0
+        self._regions: list[Span] | None = None
+
+    @property
+    def total_sec(self) -> float:
+        """Seconds of audio fed so far."""
+        return self._samples / self.sample_rate
+
+    def feed(self, block: npt.NDArray[np.floating] | npt.NDArray[np.int16]) -> None:
+        """Classify the whole frames in ``rest + block``; keep the remainder."""
+        if self._regions is not None:
+            raise RuntimeError("VadStream.feed() called after finish()")
+        a = np.asarray(block)
+        if a.ndim != 1:
+            raise ValueError(f"VAD input must be mono with shape (n,), got {a.shape}")
+        if not len(a):
+            return
+        if a.dtype == np.int16:
+            pcm = a
+        else:
+            scaled = np.multiply(a, 32767.0, dtype=np.float32)
+            np.clip(scaled, -32768.0, 32767.0, out=scaled)
+            pcm = scaled.astype(np.int16)
+        self._samples += len(pcm)
+        if len(self._rest):
+            pcm = np.concatenate([self._rest, pcm])
+        usable = len(pcm) - len(pcm) % self._frame
+        self._rest = pcm[usable:].copy()
+        if usable:
+            self._classify(pcm[:usable])
+
+    def _classify(self, pcm: npt.NDArray[np.int16]) -> None:
+        data = memoryview(pcm.astype("<i2", copy=False).tobytes())
+        step = self._frame * 2
+        is_speech = self._vad.is_speech
+        rate = self.sample_rate
+        self._decisions.extend(
+            is_speech(data[i : i + step], rate) for i in range(0, len(data), step)
+        )
+
+    def finish(self) -> list[Span]:
+        """The smoothed speech regions, in seconds (calling it again returns the same)."""
+        if self._regions is None:
+            if len(self._rest):
+                padded = np.zeros(self._frame, np.int16)
+                padded[: len(self._rest)] = self._rest
+                self._classify(padded)
+                self._rest = np.zeros(0, np.int16)
+            self._regions = self._smoothed()
+        return list(self._regions)
+
+    @property
+    def frame_decisions(self) -> npt.NDArray[np.bool_]:
+        """Raw webrtcvad decisions, one per frame classified so far."""
+        return np.frombuffer(bytes(self._decisions), dtype=np.uint8).astype(bool)
+
+    def _smoothed(self) -> list[Span]:
+        d = np.frombuffer(bytes(self._decisions), dtype=np.uint8)
+        if not d.any():
+            return []
+        edges = np.diff(np.concatenate(([0], d, [0])).astype(np.int8))
+        starts = np.flatnonzero(edges == 1)
+        ends = np.flatnonzero(edges == -1)
+        frame_sec = self.frame_ms / 1000.0
+        fill = self.fill_gap_sec / frame_sec - _EPS  # gaps of fewer frames are filled
+        keep = np.concatenate((starts[1:] - ends[:-1] >= fill, [True]))
+        ends = ends[keep]
+        starts = np.concatenate((starts[:1], starts[1:][keep[:-1]]))
+        long_enough = (ends - starts) >= self.min_speech_sec / frame_sec - _EPS
+        total = self.total_sec
+        return [
+            Span(round(s * frame_sec, 3), round(min(e * frame_sec, total), 3))
+            for s, e in zip(starts[long_enough].tolist(), ends[long_enough].tolist(), strict=True)
+        ]
+
+
+def speech_ratio(regions: Sequence[Span], start_sec: float, end_sec: float) -> float:
+    """The fraction of ``[start_sec, end_sec]`` covered by ``regions`` (non-overlapping)."""
+    length = end_sec - start_sec
+    if length <= 0:
+        return 0.0
+    covered = sum(max(0.0, min(r.end_sec, end_sec) - max(r.start_sec, start_sec)) for r in regions)
+    return min(1.0, covered / length)
+
+
+# ---------------------------------------------------------------------- planning
+
+
+def plan_from_vad(
+    regions: Sequence[Span],
+    total_sec: float,
+    *,
+    min_sec: float = 5.0,
+    max_sec: float = 15.0,
+    margin_sec: float = 0.15,
+    max_pause_sec: float = 2.0,
+    drop_sec: float = 1.0,
+) -> list[Span]:
+    """Group speech ``regions`` into utterances of ``min_sec``-``max_sec`` (margins
+    included); see the module docstring. Spans have no text."""
+    _check_range(min_sec, max_sec)
+    units = _merge_regions(regions, total_sec)
+    cut_costs = [_PREFERRED_PAUSE - (units[k + 1][0] - units[k][1]) for k in range(len(units) - 1)]
+    plan = _plan(units, cut_costs, total_sec, min_sec, max_sec, margin_sec, max_pause_sec)
+    return [
+        Span(start, end)
+        for (i, j), (start, end) in plan
+        if units[j - 1][1] - units[i][0] >= drop_sec - _EPS
+    ]
+
+
+def plan_from_cues(
+    cues: Sequence[Cue],
+    total_sec: float,
+    *,
+    min_sec: float = 5.0,
+    max_sec: float = 15.0,
+    margin_sec: float = 0.15,
+    max_pause_sec: float = 2.0,
+    drop_sec: float = 1.0,
+) -> list[Span]:
+    """Group consecutive ``cues`` into utterances of ``min_sec``-``max_sec``, preferring
+    cuts after sentence ends and at long pauses; each span's text is its cues' texts
+    joined with spaces. The cues are tidied first (:func:`core.subtitles.tidy_cues`:
+    sorted, overlaps trimmed or merged, empty ones dropped; a no-op for the output of
+    :func:`core.subtitles.read_subtitles`); any part past ``total_sec`` is cut off
+    and cues wholly past it are ignored."""
+    _check_range(min_sec, max_sec)
+    ordered = [c for c in tidy_cues(list(cues)) if c.start_sec < total_sec and c.end_sec > 0.0]
+    units = [(max(0.0, c.start_sec), min(c.end_sec, total_sec)) for c in ordered]
+    cut_costs = [
+        _PREFERRED_PAUSE
+        - min(max(units[k + 1][0] - units[k][1], 0.0), max_pause_sec)
+        + (0.0 if _SENTENCE_END.search(ordered[k].text.rstrip()) else _NOT_SENTENCE_END)
+        for k in range(len(units) - 1)
+    ]
+    plan = _plan(units, cut_costs, total_sec, min_sec, max_sec, margin_sec, max_pause_sec)
+    return [
+        Span(start, end, " ".join(c.text for c in ordered[i:j]))
+        for (i, j), (start, end) in plan
+        if units[j - 1][1] - units[i][0] >= drop_sec - _EPS
+    ]
+
+
+def _check_range(min_sec: float, max_sec: float) -> None:
+    if not 0.0 < min_sec < max_sec:
+        raise ValueError(f"need 0 < min_sec < max_sec, got {min_sec!r} and {max_sec!r}")
+
+
+def _merge_regions(regions: Sequence[Span], total_sec: float) -> list[tuple[float, float]]:
+    """Regions clamped to the file, sorted, overlapping or touching ones merged."""
+    clamped = sorted(
+        (max(0.0, r.start_sec), min(r.end_sec, total_sec))
+        for r in regions
+        if min(r.end_sec, total_sec) > max(0.0, r.start_sec)
+    )
+    merged: list[tuple[float, float]] = []
+    for start, end in clamped:
+        if merged and start <= merged[-1][1]:
+            merged[-1] = (merged[-1][0], max(merged[-1][1], end))
+        else:
+            merged.append((start, end))
+    return merged
+
+
+Plan = list[tuple[tuple[int, int], tuple[float, float]]]
+
+
+def _plan(
+    units: list[tuple[float, float]],
+    cut_costs: list[float],
+    total_sec: float,
+    min_sec: float,
+    max_sec: float,
+    margin_sec: float,
+    max_pause_sec: float,
+) -> Plan:
+    """Least-cost partition of ``units`` into groups ``[i, j)`` with their padded bounds."""
+    n = len(units)
+    if n == 0:
+        return []
+    margin = max(0.0, margin_sec)
+    lead = [0.0] * n  # margin available before unit k
+    tail = [0.0] * n  # margin available after unit k
+    for k, (start, end) in enumerate(units):
+        before = start if k == 0 else max(0.0, start - units[k - 1][1]) / 2
+        after = total_sec - end if k == n - 1 else max(0.0, units[k + 1][0] - end) / 2
+        lead[k] = min(margin, max(0.0, before))
+        tail[k] = min(margin, max(0.0, after))
+
+    best = [math.inf] * (n + 1)
+    best[0] = 0.0
+    choice = [0] * (n + 1)
+    for j in range(1, n + 1):
+        end = units[j - 1][1] + tail[j - 1]
+        for i in range(j - 1, -1, -1):
+            if i < j - 1 and units[i + 1][0] - units[i][1] > max_pause_sec:
+                break  # a long pause is never inside a segment
+            length = end - (units[i][0] - lead[i])
+            if i < j - 1 and length > max_sec + _EPS:
+                break  # several units: never longer than max_sec
+            cost = best[i] + _range_cost(length, min_sec, max_sec)
+            if i > 0:
+                cost += cut_costs[i - 1]
+            if cost < best[j] - 1e-9:
+                best[j], choice[j] = cost, i
+    groups: list[tuple[int, int]] = []
+    j = n
+    while j > 0:
+        i = choice[j]
+        groups.append((i, j))
+        j = i
+    groups.reverse()
+    return [
+        ((i, j), (round(units[i][0] - lead[i], 3), round(units[j - 1][1] + tail[j - 1], 3)))
+        for i, j in groups
+    ]
+
+
+def _range_cost(length: float, min_sec: float, max_sec: float) -> float:
+    if length < min_sec - _EPS:
+        return _OUT_OF_RANGE + (min_sec - length)
+    if length > max_sec + _EPS:
+        return _OUT_OF_RANGE
+    return 0.0
