@@ -10,6 +10,12 @@ generated music bed and chime under ``assets/`` and an episode script under
 
 The planted defects and the exact sentence timings are written to
 ``assets/demo-truth.json``, so tests of later stages can check what they find.
+
+Finally the recordings are ingested (``ingest=True``): segmentation, conditioning and QC
+run as for any user, from the subtitle cues where there are some and from voice activity
+elsewhere. No model is needed: transcription and the speaker filter are skipped (segments
+without subtitles are flagged ``no_text``), and the workspace's models are set to the
+``"tiny"`` stand-ins so that every later stage also runs offline.
 """
 
 from __future__ import annotations
@@ -30,7 +36,9 @@ from core.audio import write_wav
 from core.catalog import Catalog
 from core.demo_corpus import SENTENCES
 from core.importer import import_recording
-from core.settings import Consent
+from core.ingest import IngestOptions
+from core.ingest import ingest as run_ingest
+from core.settings import Consent, Models
 from core.voices.draft import DraftVoice, synthesize
 from core.workspace import Workspace
 
@@ -115,12 +123,16 @@ def build_demo(
     seed: int = 7,
     seconds_per_recording: float = 150.0,
     progress: Progress | None = None,
+    ingest: bool = True,
 ) -> Workspace:
     """Create the demo workspace in ``root`` (which must not hold a workspace yet)."""
     report = progress or (lambda done, total, what: None)
-    total = sum(len(s.recordings) for s in DEMO_SPEAKERS) + 2
+    total = (
+        sum(len(s.recordings) for s in DEMO_SPEAKERS) + 2 + (len(DEMO_SPEAKERS) if ingest else 0)
+    )
     done = 0
     ws = Workspace.create(root, name="demo")
+    ws.settings.models = Models(tts="tiny", asr="tiny", speaker="tiny", device="auto")
     for sp in DEMO_SPEAKERS:
         ws.add_speaker(
             sp.name,
@@ -164,7 +176,12 @@ def build_demo(
             ws.assets_dir / "demo-truth.json", json.dumps(truth, indent=2, sort_keys=True) + "\n"
         )
         done += 1
-        report(done, total, "done")
+    if ingest:
+        for sp in DEMO_SPEAKERS:
+            report(done, total, f"ingesting {sp.name}")
+            run_ingest(ws, [ws.raw_dir / sp.name], sp.name, IngestOptions(False, False))
+            done += 1
+    report(done, total, "done")
     return ws
 
 
@@ -226,15 +243,20 @@ def generate_recording(
 
 
 def room_noise(n: int, sr: int, rng: np.random.Generator, level_db: float) -> Audio:
-    """Pinkish noise (1/f by FFT shaping) at ``level_db`` dBFS RMS."""
+    """Pink-ish room noise at ``level_db`` dBFS RMS: white noise through a -3 dB/octave
+    pinking filter (a standard 3-pole/3-zero approximation), darkened above ~8 kHz."""
+    from scipy.signal import butter, lfilter, sosfilt
+
     white = rng.standard_normal(n)
-    spectrum = np.fft.rfft(white)
-    freqs = np.fft.rfftfreq(n, 1.0 / sr)
-    shape = 1.0 / np.sqrt(np.maximum(freqs, 20.0))
-    shape[freqs > 8000] *= 0.3  # rooms are darker than white noise
-    pink = np.fft.irfft(spectrum * shape, n)
+    b = [0.049922035, -0.095993537, 0.050612699, -0.004408786]
+    a = [1.0, -2.494956002, 2.017265875, -0.522189400]
+    pink = lfilter(b, a, white)
+    if sr > 16000:
+        pink = 0.7 * pink + 0.3 * sosfilt(butter(2, 8000, fs=sr, output="sos"), pink)
+    pink = np.asarray(pink, dtype=np.float64)
     pink /= np.sqrt(np.mean(pink**2)) + 1e-12
-    return (pink * 10 ** (level_db / 20.0)).astype(np.float32)
+    out: Audio = (pink * 10 ** (level_db / 20.0)).astype(np.float32)
+    return out
 
 
 def mains_hum(n: int, sr: int, freq: float, level_db: float) -> Audio:

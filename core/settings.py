@@ -48,8 +48,8 @@ class QCThresholds:
     min_rms_db: float = -40.0
     min_snr_db: float = 20.0
     max_clipped_ratio: float = 0.001
-    max_hum_score: float = 0.25
-    max_plosive_ratio: float = 0.05
+    max_hum_score: float = 0.1
+    max_plosive_ratio: float = 0.01
     min_speaker_similarity: float = 0.55
 
 

@@ -199,6 +199,75 @@ def speaker_list(workspace: Path) -> None:
         click.echo(f"{name:<16} {sp.display_name:<20} {line}")
 
 
+@main.command()
+@click.argument("workspace", type=click.Path(path_type=Path))
+@click.argument("paths", nargs=-1, required=True, type=click.Path(path_type=Path))
+@click.option("--speaker", required=True, help="Whose recordings these are.")
+@click.option(
+    "--no-asr",
+    is_flag=True,
+    help="Skip transcription (segments without subtitles stay untranscribed).",
+)
+@click.option("--no-speaker-filter", is_flag=True, help="Skip the ECAPA speaker check.")
+@_user_errors
+def ingest(
+    workspace: Path, paths: tuple[Path, ...], speaker: str, no_asr: bool, no_speaker_filter: bool
+) -> None:
+    """Turn long recordings (files or folders) into reviewed-ready 5-15 s segments.
+
+    Originals are copied into raw/ and never changed; .srt/.vtt/.txt sidecars with the same
+    name are used as transcripts. Re-running skips finished work.
+    """
+    from tui.ingest_view import run_ingest
+
+    sys.exit(run_ingest(workspace, paths, speaker, not no_asr, not no_speaker_filter))
+
+
+@main.command()
+@click.argument("workspace", type=click.Path(path_type=Path))
+@click.option("--passing", is_flag=True, required=True, help="Accept segments with no QC flag.")
+@click.option("--speaker", help="Only this speaker's segments.")
+@_user_errors
+def accept(workspace: Path, passing: bool, speaker: str | None) -> None:
+    """Accept every pending segment that passed QC (recorded in the review history)."""
+    from core.ingest import accept_passing
+    from core.workspace import Workspace
+
+    ws = Workspace.open(workspace)
+    if speaker:
+        ws.speaker(speaker)
+    count = accept_passing(ws, speaker)
+    click.echo(f"accepted {count} segment(s) with no QC flag")
+
+
+@main.command()
+@click.argument("workspace", type=click.Path(path_type=Path))
+@click.option(
+    "--format", "fmt", type=click.Choice(["jsonl", "ljspeech", "audiofolder"]), default="jsonl",
+    show_default=True, help="Export layout.",
+)  # fmt: skip
+@click.option("--seed", type=int, default=42, show_default=True, help="Seed of the split.")
+@click.option("--name", help="Folder under exports/ (default: the format's name).")
+@click.option("--speaker", help="Only this speaker's segments.")
+@_user_errors
+def export(workspace: Path, fmt: str, seed: int, name: str | None, speaker: str | None) -> None:
+    """Export accepted segments with a deterministic 80/10/10 train/val/test split."""
+    from core.dataset import export as export_dataset
+    from core.workspace import Workspace
+    from tui.format import minutes
+
+    ws = Workspace.open(workspace)
+    result = export_dataset(ws, fmt, seed=seed, name=name, speaker=speaker)
+    click.echo(f"exported to {result.folder}")
+    for split in ("train", "val", "test"):
+        n = result.counts.get(split, 0)
+        click.echo(f"  {split:<5} {n:>6} segments  {minutes(result.seconds.get(split, 0.0))}")
+    if result.skipped_no_text:
+        click.echo(f"  skipped {result.skipped_no_text} accepted segment(s) without a transcript")
+    if result.split_note:
+        click.echo(f"  note: {result.split_note}")
+
+
 def _run_app(ws: Any) -> None:
     from tui.app import PodforgeApp
 

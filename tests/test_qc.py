@@ -1,0 +1,379 @@
+"""core.qc: each metric separates a clean segment from a defective one; flags name them."""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from functools import cache
+
+import numpy as np
+import numpy.typing as npt
+import pytest
+
+from core.loudness import condition
+from core.qc import (
+    DB_FLOOR,
+    FLAG_NAMES,
+    clipping_ratio,
+    flags_for,
+    hum_score,
+    measure,
+    plosive_ratio,
+    rms_db,
+    snr_db,
+)
+from core.records import QC
+from core.settings import AudioTargets, QCThresholds
+from core.voices.draft import DraftVoice, synthesize
+
+SR = 24000
+TEXT = (
+    "The quick brown fox jumps over the lazy dog. She sells sea shells by the sea shore, "
+    "and the shells she sells are surely seashells."
+)
+THRESHOLDS = QCThresholds()
+TARGETS = AudioTargets()
+
+Audio = npt.NDArray[np.float64]
+
+
+@cache
+def segment(pitch: int = 30, sr: int = SR, language: str = "en-gb") -> Audio:
+    """A 7-8 s utterance as ingest cuts it: 150 ms margins, -60 dBFS noise floor,
+    speech at about -20 dBFS RMS with peaks under full scale."""
+    voice = synthesize(TEXT, DraftVoice(language=language, pitch=pitch), sample_rate=sr)
+    speech = voice.astype(np.float64)
+    loud = np.flatnonzero(np.abs(speech) > 1e-3)
+    speech = speech[loud[0] : loud[-1] + 1]
+    margin = np.zeros(int(0.15 * sr))
+    audio = np.concatenate([margin, speech, margin])
+    audio *= min(0.1 / math.sqrt(float(np.mean(audio**2))), 0.9 / float(np.abs(audio).max()))
+    audio += np.random.default_rng(pitch).standard_normal(audio.size) * 10 ** (-60 / 20)
+    audio.setflags(write=False)
+    return audio
+
+
+def duration(audio: npt.ArrayLike, sr: int = SR) -> float:
+    return np.asarray(audio).size / sr
+
+
+def qc_of(audio: Audio, sr: int = SR) -> QC:
+    """QC as ingest takes it: conditioned audio, clipping and level from the raw cut."""
+    return measure(condition(audio, sr), sr, raw=audio)
+
+
+def flags_of(audio: Audio, sr: int = SR, thresholds: QCThresholds = THRESHOLDS) -> set[str]:
+    return set(flags_for(qc_of(audio, sr), thresholds, duration(audio, sr), TARGETS))
+
+
+def tone(freq: float, n: int, rms_dbfs: float, sr: int = SR, phase: float = 0.3) -> Audio:
+    wave = np.sin(2 * np.pi * freq * np.arange(n) / sr + phase)
+    return wave * 10 ** (rms_dbfs / 20) * math.sqrt(2)
+
+
+def thumps(
+    n: int, *, every: float = 0.5, seconds: float = 0.03, level: float = 0.5, freq: float = 0.0
+) -> Audio:
+    """Low-frequency bursts like a "p" popping the mic: half-sine pulses (freq 0) or
+    Hann-windowed ``freq`` Hz bursts, every ``every`` s (+-20 %)."""
+    rng = np.random.default_rng(11)
+    out = np.zeros(n)
+    m = int(seconds * SR)
+    t = np.arange(m) / SR
+    pulse = (
+        np.sin(np.pi * t / seconds) if freq == 0 else np.hanning(m) * np.sin(2 * np.pi * freq * t)
+    )
+    pulse *= level / np.abs(pulse).max()
+    start = int(0.3 * SR)
+    while start + m < n:
+        out[start : start + m] += pulse
+        start += int(every * SR * (1 + 0.2 * rng.uniform(-1, 1)))
+    return out
+
+
+def pulse_train(freq: float, seconds: float = 8.0, jitter: float = 0.02) -> Audio:
+    """Voiced-speech stand-in with a steady pitch: glottal pulses with period jitter."""
+    from scipy import signal
+
+    rng = np.random.default_rng(5)
+    out = np.zeros(int(seconds * SR))
+    t = 0.0
+    while t < seconds - 0.01:
+        out[int(t * SR)] = 1.0
+        t += (1 / freq) * (1 + jitter * rng.standard_normal())
+    b, a = signal.butter(2, 800, fs=SR)
+    voiced = signal.lfilter(b, a, out)
+    return np.asarray(voiced / math.sqrt(float(np.mean(voiced**2))) * 0.1)
+
+
+# --- clean speech -----------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("pitch", "language"),
+    [(0, "en-gb"), (30, "en-gb"), (50, "en-us"), (70, "en-us"), (50, "en-us+f3")],
+)
+def test_clean_speech_has_no_flags(pitch: int, language: str) -> None:
+    audio = segment(pitch, language=language)
+    qc = qc_of(audio)
+    assert flags_for(qc, THRESHOLDS, duration(audio), TARGETS) == ()
+    assert qc.rms_db is not None and -23.0 < qc.rms_db < -19.0
+    assert qc.snr_db is not None and qc.snr_db > 35.0
+    assert qc.clipped == 0.0
+    assert qc.hum_score is not None and qc.hum_score < 0.05
+    assert qc.plosive_ratio is not None and qc.plosive_ratio < 0.005
+    assert qc.lufs == pytest.approx(TARGETS.target_lufs, abs=0.5)
+    assert qc.true_peak_db is not None and qc.true_peak_db <= TARGETS.true_peak_dbtp
+    assert qc.similarity is None
+
+
+@pytest.mark.parametrize("sr", [16000, 22050, 44100, 48000])
+def test_any_sample_rate(sr: int) -> None:
+    audio = segment(30, sr)
+    qc = qc_of(audio, sr)
+    assert flags_for(qc, THRESHOLDS, duration(audio, sr), TARGETS) == ()
+    assert qc.snr_db is not None and qc.snr_db > 35.0
+
+
+# --- each metric against its defect -------------------------------------------------
+
+
+def test_snr_separates_noise() -> None:
+    clean = segment(30)
+    noisy = clean + np.random.default_rng(3).standard_normal(clean.size) * 10 ** (-25 / 20)
+    assert snr_db(clean, SR) > 35.0
+    assert snr_db(noisy, SR) < 15.0
+    assert "noisy" not in flags_of(clean)
+    assert "noisy" in flags_of(noisy)
+
+
+def test_clipping_is_measured_on_the_raw_cut() -> None:
+    clean = segment(30)
+    clipped = np.clip(clean * 4.0, -1.0, 1.0)  # 12 dB too hot: flat tops
+    assert clipping_ratio(clean) == 0.0
+    assert clipping_ratio(clipped) > 0.01
+    assert "clipped" in flags_of(clipped)
+    assert "clipped" not in flags_of(clean)
+    # Conditioning lowers the flat tops: only the raw cut still shows them.
+    conditioned = condition(clipped, SR)
+    assert measure(conditioned, SR).clipped == 0.0
+    assert measure(conditioned, SR, raw=clipped).clipped == pytest.approx(clipping_ratio(clipped))
+
+
+def test_clipping_needs_flat_tops() -> None:
+    # Peaks touching full scale without flat tops are not clipping.
+    touching = segment(30) / np.abs(segment(30)).max() * 0.9995
+    assert clipping_ratio(touching) < THRESHOLDS.max_clipped_ratio
+    square = np.clip(2.0 * np.sign(np.sin(2 * np.pi * 100 * np.arange(SR) / SR)), -1.0, 1.0)
+    assert clipping_ratio(square) > 0.99
+    # Integer full scale (+32767/32768) counts; a lower custom full scale works too.
+    assert clipping_ratio(np.full(100, 32767 / 32768)) == 1.0
+    assert clipping_ratio(np.full(100, 0.5), full_scale=0.5) == 1.0
+    assert clipping_ratio(np.array([1.0, 1.0, 0.0, 1.0, 1.0, 0.0])) == 0.0  # runs of 2
+
+
+@pytest.mark.parametrize("mains", [50.0, 60.0])
+def test_hum_is_found(mains: float) -> None:
+    clean = segment(30)
+    hummy = clean + tone(mains, clean.size, -26.0)
+    assert hum_score(clean, SR) < 0.05
+    assert hum_score(hummy, SR) > 0.4
+    assert "hum" in flags_of(hummy)
+    # A buzz (odd harmonics too) and hum at its peak level of -26 dBFS also count.
+    t = np.arange(clean.size) / SR
+    buzz = sum(a * np.sin(2 * np.pi * k * mains * t) for k, a in ((1, 1.0), (3, 0.6), (5, 0.3)))
+    buzz = 10 ** (-26 / 20) * buzz / np.abs(buzz).max()
+    assert hum_score(clean + buzz, SR) > THRESHOLDS.max_hum_score
+
+
+@pytest.mark.parametrize("pitch", [0, 30])
+def test_low_voices_are_not_hum(pitch: int) -> None:
+    audio = segment(pitch)
+    assert hum_score(audio, SR) < 0.05
+    assert "hum" not in flags_of(audio)
+
+
+@pytest.mark.parametrize("freq", [100.0, 120.0])
+def test_steady_pitch_on_a_mains_harmonic_is_not_hum(freq: float) -> None:
+    # Voiced speech at exactly 2x the mains frequency has lines at 100/200 Hz (or
+    # 120/240 Hz) but nothing at the mains frequency itself.
+    for jitter in (0.0, 0.02):
+        assert hum_score(pulse_train(freq, jitter=jitter), SR) < 0.05
+    # The same voice over real hum is flagged.
+    voiced = pulse_train(freq)
+    mains = freq / 2
+    assert hum_score(voiced + tone(mains, voiced.size, -26.0), SR) > 0.4
+
+
+@pytest.mark.parametrize(
+    "kind",
+    [
+        {"seconds": 0.03, "level": 0.5},  # half-sine pressure pulses
+        {"seconds": 0.04, "level": 0.5, "freq": 50.0},
+        {"seconds": 0.02, "level": 0.3, "freq": 80.0},
+        {"seconds": 0.03, "level": 0.2, "freq": 30.0},
+    ],
+)
+def test_plosives_are_found(kind: dict[str, float]) -> None:
+    clean = segment(30)
+    popped = clean + thumps(clean.size, **kind)
+    assert plosive_ratio(clean, SR) < 0.005
+    assert plosive_ratio(popped, SR) > 0.015
+    strict = dataclasses.replace(THRESHOLDS, max_plosive_ratio=0.01)
+    assert "plosives" in flags_of(popped, thresholds=strict)
+    assert "plosives" not in flags_of(clean, thresholds=strict)
+
+
+def test_plosives_not_confused_with_low_voices_or_hum() -> None:
+    for audio in (segment(0), segment(30) + tone(50.0, segment(30).size, -26.0)):
+        assert plosive_ratio(audio, SR) < 0.005
+
+
+# --- odd segments -----------------------------------------------------------------------
+
+
+def test_short_segment_is_unmeasured_not_an_error() -> None:
+    short = segment(30)[SR : SR + int(0.3 * SR)]
+    qc = qc_of(short)
+    assert qc.lufs is None
+    flags = flags_for(qc, THRESHOLDS, duration(short), TARGETS)
+    assert "loudness_unmeasured" in flags
+    assert "too_short" in flags
+    assert all_finite(qc)
+
+
+def test_digital_silence() -> None:
+    silence = np.zeros(6 * SR, dtype=np.float32)
+    qc = qc_of(silence)
+    assert qc.rms_db == DB_FLOOR
+    assert qc.true_peak_db == DB_FLOOR
+    assert qc.lufs is None
+    assert qc.snr_db == 0.0
+    flags = flags_for(qc, THRESHOLDS, duration(silence), TARGETS)
+    assert "too_quiet" in flags
+    assert "loudness_unmeasured" in flags
+    assert all_finite(qc)
+    assert all_finite(measure(np.zeros(0), SR))
+
+
+def test_quiet_recording_is_too_quiet() -> None:
+    quiet = segment(30) * 10 ** (-25 / 20)  # about -45 dBFS RMS
+    assert rms_db(quiet) < THRESHOLDS.min_rms_db
+    assert "too_quiet" in flags_of(quiet)
+
+
+# --- flags_for ------------------------------------------------------------------------
+
+
+def test_flags_for_each_check() -> None:
+    good = QC(
+        rms_db=-20.0,
+        snr_db=40.0,
+        clipped=0.0,
+        hum_score=0.0,
+        plosive_ratio=0.0,
+        lufs=-19.0,
+        true_peak_db=-1.0,
+    )
+    assert flags_for(good, THRESHOLDS, 10.0, TARGETS) == ()
+    cases = {
+        "too_quiet": {"rms_db": -41.0},
+        "noisy": {"snr_db": 19.9},
+        "clipped": {"clipped": 0.002},
+        "hum": {"hum_score": 0.3},
+        "plosives": {"plosive_ratio": 0.06},
+        "loudness_unmeasured": {"lufs": None},
+        "true_peak": {"true_peak_db": -0.85},
+    }
+    for name, change in cases.items():
+        bad = dataclasses.replace(good, **change)
+        assert flags_for(bad, THRESHOLDS, 10.0, TARGETS) == (name,)
+    assert flags_for(good, THRESHOLDS, 4.9, TARGETS) == ("too_short",)
+    assert flags_for(good, THRESHOLDS, 15.1, TARGETS) == ("too_long",)
+    # The true peak is allowed 0.1 dB of rounding over the target.
+    assert flags_for(dataclasses.replace(good, true_peak_db=-0.95), THRESHOLDS, 10.0, TARGETS) == ()
+
+
+def test_flags_come_in_a_stable_order_and_unmeasured_metrics_raise_none() -> None:
+    everything = QC(
+        rms_db=-80.0,
+        snr_db=1.0,
+        clipped=0.5,
+        hum_score=0.9,
+        plosive_ratio=0.5,
+        lufs=None,
+        true_peak_db=3.0,
+    )
+    flags = flags_for(everything, THRESHOLDS, 20.0, TARGETS)
+    assert flags == tuple(f for f in FLAG_NAMES if f != "too_short")
+    assert flags_for(QC(), THRESHOLDS, 10.0, TARGETS) == ("loudness_unmeasured",)
+
+
+# --- general properties ---------------------------------------------------------------
+
+
+def all_finite(qc: QC) -> bool:
+    values = [qc.rms_db, qc.snr_db, qc.clipped, qc.hum_score, qc.plosive_ratio, qc.true_peak_db]
+    values += [qc.lufs] if qc.lufs is not None else []
+    return all(v is not None and math.isfinite(v) for v in values)
+
+
+def test_finite_deterministic_and_bounded() -> None:
+    clean = segment(30)
+    cases = [
+        clean,
+        np.clip(clean * 4.0, -1.0, 1.0),
+        clean + tone(50.0, clean.size, -26.0),
+        clean + thumps(clean.size),
+        np.random.default_rng(9).standard_normal(3 * SR) * 0.3,
+        np.full(2 * SR, 0.25),  # DC only
+    ]
+    for audio in cases:
+        first = qc_of(audio)
+        assert first == qc_of(audio)
+        assert all_finite(first)
+        for share in (first.clipped, first.hum_score, first.plosive_ratio):
+            assert share is not None and 0.0 <= share <= 1.0
+
+
+def test_measure_reuses_a_conditioned_result() -> None:
+    audio = segment(70)
+    conditioned = condition(audio, SR)
+    reused = measure(conditioned, SR, raw=audio)
+    fresh = measure(conditioned.audio, SR, raw=audio)
+    assert reused.lufs == pytest.approx(fresh.lufs, abs=1e-6)
+    assert reused.true_peak_db == pytest.approx(fresh.true_peak_db, abs=1e-3)
+    assert dataclasses.replace(reused, lufs=None, true_peak_db=None) == dataclasses.replace(
+        fresh, lufs=None, true_peak_db=None
+    )
+
+
+def test_measure_rejects_multichannel() -> None:
+    with pytest.raises(ValueError, match="mono"):
+        measure(np.zeros((SR, 2)), SR)
+
+
+def test_clipping_in_one_channel_of_a_stereo_cut() -> None:
+    clean = segment(30)
+    left = np.clip(clean * 4.0, -1.0, 1.0)
+    stereo = np.stack([left, clean * 0.5], axis=1)
+    mono = stereo.mean(axis=1)
+    assert clipping_ratio(stereo) == pytest.approx(clipping_ratio(left))
+    assert clipping_ratio(mono) == 0.0  # the downmix hides the flat tops
+    qc = measure(condition(mono, SR), SR, raw=stereo)
+    assert "clipped" in flags_for(qc, THRESHOLDS, duration(mono), TARGETS)
+    assert rms_db(np.stack([clean, clean], axis=1)) == pytest.approx(rms_db(clean), abs=1e-6)
+
+
+def test_importing_qc_leaves_scipy_for_later() -> None:
+    # scipy.signal takes over a second to import: the app must not pay for it at start.
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    code = "import sys, core.qc, core.loudness; print('scipy' in sys.modules)"
+    root = Path(__file__).resolve().parents[1]
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=root
+    )
+    assert out.stdout.strip() == "False"

@@ -1,0 +1,89 @@
+"""``podforge ingest`` on a terminal: rich progress bars per file and overall, then a summary."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from rich.console import Console
+from rich.progress import BarColumn, Progress, TaskID, TextColumn, TimeRemainingColumn
+from rich.table import Table
+
+from core.ingest import IngestOptions, IngestSummary, ingest
+from core.ingest import Progress as IngestProgress
+from core.workspace import Workspace
+from tui.format import duration
+
+_STAGES = {
+    "decode": "decoding",
+    "segment": "segmenting",
+    "transcribe": "transcribing",
+    "speaker": "speaker check",
+}
+
+
+def run_ingest(
+    workspace: Path, paths: tuple[Path, ...], speaker: str, asr: bool, speaker_filter: bool
+) -> int:
+    """Run an ingest with progress; returns the exit status (1 when any file failed)."""
+    ws = Workspace.open(workspace)
+    console = Console(stderr=True)
+    options = IngestOptions(transcribe=asr, speaker_filter=speaker_filter)
+    with Progress(
+        TextColumn("{task.description:<14}"),
+        TextColumn("{task.fields[file]}", style="cyan"),
+        BarColumn(),
+        TextColumn("{task.percentage:>3.0f}%"),
+        TimeRemainingColumn(),
+        console=console,
+        transient=True,
+    ) as bars:
+        overall: TaskID = bars.add_task("files", total=None, file="overall")
+        current: TaskID = bars.add_task("starting", total=None, file="")
+
+        def report(p: IngestProgress) -> None:
+            if p.stage == "done":
+                return
+            if p.stage == "files":
+                bars.update(overall, completed=p.done, total=p.total or None)
+                return
+            bars.update(
+                current,
+                description=_STAGES.get(p.stage, p.stage),
+                file=p.file,
+                completed=p.done,
+                total=p.total or None,
+            )
+
+        summary = ingest(ws, paths, speaker, options, report)
+    _print_summary(console, summary)
+    return 1 if summary.failed else 0
+
+
+def _print_summary(console: Console, summary: IngestSummary) -> None:
+    table = Table(title=f"ingest for {summary.speaker}", title_justify="left", show_edge=False)
+    for column in ("file", "length", "segments", "flagged", "result"):
+        table.add_column(
+            column, justify="right" if column in ("length", "segments", "flagged") else "left"
+        )
+    for f in summary.files:
+        result = f.error or ("already ingested" if f.skipped else "ok")
+        table.add_row(
+            Path(f.source).name,
+            duration(f.duration_sec),
+            str(f.segments),
+            str(f.flagged),
+            result,
+            style="red" if f.error else None,
+        )
+    console.print(table)
+    parts = [f"{len(summary.files) - len(summary.failed)} file(s) ok"]
+    if summary.failed:
+        parts.append(f"{len(summary.failed)} failed")
+    if summary.transcribed:
+        parts.append(f"{summary.transcribed} transcribed")
+    if summary.speaker_checked:
+        parts.append(f"{summary.speaker_checked} speaker-checked")
+    parts.append(f"{summary.seconds:.1f} s")
+    console.print(", ".join(parts))
+    for warning in summary.warnings:
+        console.print(f"[yellow]warning:[/] {warning}")
