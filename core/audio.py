@@ -495,7 +495,12 @@ def downmix(audio: npt.NDArray[Any]) -> FloatArray:
         raise ValueError(f"audio must have shape (n,) or (n, channels), got {a.shape}")
     if a.shape[1] == 1:
         return np.ascontiguousarray(a[:, 0], dtype=np.float32)
-    return np.asarray(a.mean(axis=1, dtype=np.float32), dtype=np.float32)
+    # Column by column: several times faster than a strided mean(axis=1) on (n, ch).
+    out = np.array(a[:, 0], dtype=np.float32)
+    for c in range(1, a.shape[1]):
+        out += a[:, c]
+    out *= np.float32(1.0 / a.shape[1])
+    return out
 
 
 def resample(audio: npt.NDArray[Any], from_rate: int, to_rate: int) -> FloatArray:

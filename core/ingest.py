@@ -20,9 +20,11 @@ was interrupted (the speaker reference is computed from a deterministic choice o
 from __future__ import annotations
 
 import logging
+import os
 import tempfile
 import time
 from collections.abc import Callable, Iterable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import BinaryIO
@@ -210,17 +212,40 @@ def segment_recording(ws: Workspace, catalog: Catalog, rec: Recording, emit: Rep
                 vad.finish(), total_sec, min_sec=targets.min_segment_sec,
                 max_sec=targets.max_segment_sec, margin_sec=margin,
             )  # fmt: skip
-        stem = Path(rec.path).stem
-        segments: list[Segment] = []
-        for index, span in enumerate(spans, 1):
-            emit(Progress("segment", rec.original_name, index, len(spans)))
-            cut = np.array(audio[int(span.start_sec * sr) : int(span.end_sec * sr)], np.float32)
-            rel = f"segments/{rec.speaker}/{stem}-{index:04d}.wav"
-            clipped = clips.ratio(span.start_sec, span.end_sec)
-            segments.append(_condition_and_measure(ws, rec, span, cut, rel, clipped))
-        del audio
+        segments = _cut_segments(ws, rec, spans, audio, clips, emit)
     catalog.replace_segments(rec.id, segments)
     return len(segments)
+
+
+def _cut_segments(
+    ws: Workspace,
+    rec: Recording,
+    spans: Sequence[Span],
+    audio: npt.NDArray[np.float32],
+    clips: ClipCounter,
+    emit: Reporter,
+) -> list[Segment]:
+    """Condition, measure and write every span of ``audio``, on every core.
+
+    Segments are independent and numpy/scipy/soxr release the GIL; ``map`` keeps the
+    order, so the result does not depend on the number of threads.
+    """
+    sr = ws.settings.audio.sample_rate
+    stem = Path(rec.path).stem
+
+    def one(item: tuple[int, Span]) -> Segment:
+        index, span = item
+        cut = np.array(audio[int(span.start_sec * sr) : int(span.end_sec * sr)], np.float32)
+        rel = f"segments/{rec.speaker}/{stem}-{index:04d}.wav"
+        clipped = clips.ratio(span.start_sec, span.end_sec)
+        return _condition_and_measure(ws, rec, span, cut, rel, clipped)
+
+    segments: list[Segment] = []
+    with ThreadPoolExecutor(max_workers=os.cpu_count() or 1) as pool:
+        for index, segment in enumerate(pool.map(one, enumerate(spans, 1)), 1):
+            segments.append(segment)
+            emit(Progress("segment", rec.original_name, index, len(spans)))
+    return segments
 
 
 def _decode_to_disk(

@@ -447,7 +447,12 @@ class ClipCounter:
         self._cumulative: npt.NDArray[np.int64] | None = None
 
     def feed(self, block: npt.ArrayLike) -> None:
-        mask = np.concatenate([self._rest, clipped_mask(block)])
+        x = _channels32(block)
+        top = 1.0 - _CLIP_TOLERANCE
+        if len(x) and x.max() < top and x.min() > -top:  # the usual case: nothing near full scale
+            mask = np.concatenate([self._rest, np.zeros(x.shape, dtype=bool)])
+        else:
+            mask = np.concatenate([self._rest, clipped_mask(x)])
         whole = len(mask) // self.hop * self.hop
         counts = mask[:whole].reshape(-1, self.hop, self.channels).sum(axis=1, dtype=np.int32)
         self._chunks.append(counts)

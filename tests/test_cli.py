@@ -83,3 +83,54 @@ def test_demo_no_open_builds_once(tmp_path: Path) -> None:
     again = _run("demo", str(target), "--no-open")
     assert again.returncode == 0 and "built" not in again.stdout  # reused, not rebuilt
     assert (target / "workspace.toml").stat().st_mtime_ns == stamp
+
+
+def test_ingest_accept_export_from_the_command_line(tmp_path: Path) -> None:
+    import numpy as np
+    import soundfile as sf
+
+    from core.voices.draft import DraftVoice, synthesize
+
+    ws_dir = tmp_path / "show"
+    assert _run("init", str(ws_dir)).returncode == 0
+    assert _run("speaker", "add", str(ws_dir), "dana", "--consent", "ok").returncode == 0
+    sr = 24000
+    texts = ("One two three four five six seven.", "Another sentence comes right after it.")
+    speech = [synthesize(t, DraftVoice(), sample_rate=sr) * 0.3 for t in texts]
+    gap = np.zeros(sr // 2, np.float32)
+    sf.write(tmp_path / "take.wav", np.concatenate([gap, speech[0], gap, speech[1], gap]), sr)
+    a_end = 0.5 + len(speech[0]) / sr
+    b_start, b_end = a_end + 0.5, a_end + 0.5 + len(speech[1]) / sr
+    cues = [(0.5, a_end, texts[0]), (b_start, b_end, texts[1])]
+    (tmp_path / "take.srt").write_text(
+        "\n".join(f"{n}\n{_ts(a)} --> {_ts(b)}\n{t}\n" for n, (a, b, t) in enumerate(cues, 1))
+    )
+    (tmp_path / "broken.wav").write_text("not audio")
+
+    result = _run("ingest", str(ws_dir), str(tmp_path / "take.wav"), str(tmp_path / "broken.wav"),
+                  "--speaker", "dana", "--no-asr", "--no-speaker-filter")  # fmt: skip
+    assert result.returncode == 1  # one file failed; the other was ingested
+    assert "take.wav" in result.stderr and "broken.wav" in result.stderr
+    assert "1 file(s) ok, 1 failed" in result.stderr
+    assert "Traceback" not in result.stderr
+
+    again = _run("ingest", str(ws_dir), str(tmp_path / "take.wav"), "--speaker", "dana",
+                 "--no-asr", "--no-speaker-filter")  # fmt: skip
+    assert again.returncode == 0 and "already ingested" in again.stderr
+
+    unknown = _run("ingest", str(ws_dir), str(tmp_path / "take.wav"), "--speaker", "zed")
+    assert unknown.returncode == 1 and "unknown speaker 'zed'" in unknown.stderr
+
+    accepted = _run("accept", str(ws_dir), "--passing")
+    assert accepted.returncode == 0 and accepted.stdout.startswith("accepted ")
+
+    assert accepted.stdout.startswith("accepted 1 ")
+    exported = _run("export", str(ws_dir), "--format", "ljspeech")
+    assert exported.returncode == 0, exported.stderr
+    rows = (ws_dir / "exports" / "ljspeech" / "metadata.csv").read_text().splitlines()
+    assert len(rows) == 1 and rows[0].endswith(f"|{' '.join(texts)}|{' '.join(texts)}")
+
+
+def _ts(seconds: float) -> str:
+    ms = round(seconds * 1000)
+    return f"00:00:{ms // 1000:02d},{ms % 1000:03d}"
