@@ -120,6 +120,18 @@ _RECORDING_COLUMNS = (
 )
 
 
+VIEWS = ("pending", "flagged", "accepted", "rejected", "all")
+"""Review views: by status, ``flagged`` (any QC flag) or everything."""
+
+ORDERS = {
+    "order": "recording_id, start_sec, id",
+    "duration": "duration_sec DESC, id",
+    "snr": "COALESCE(snr_db, -1e9), id",
+    "qc": "(flags != '') DESC, LENGTH(flags) DESC, COALESCE(snr_db, -1e9), id",
+}
+"""Review orders: recording order, longest first, worst SNR first, most QC trouble first."""
+
+
 def now_iso() -> str:
     """The current UTC time as ISO 8601 with milliseconds."""
     return datetime.now(UTC).isoformat(timespec="milliseconds")
@@ -390,6 +402,43 @@ class Catalog:
             sql += " LIMIT ? OFFSET ?"
             params += [limit, offset]
         return [_segment(r) for r in self._read(sql, params)]
+
+    def segment_ids(
+        self, view: str = "all", order: str = "order", speaker: str | None = None
+    ) -> list[int]:
+        """Ids of the segments in a review view, in the given order (cheap for 20,000 rows).
+
+        ``view``: one of :data:`VIEWS` (``flagged`` = any QC flag, whatever the status);
+        ``order``: one of :data:`ORDERS`.
+        """
+        if view not in VIEWS:
+            raise CatalogError(f"unknown view {view!r}; use one of {', '.join(VIEWS)}")
+        if order not in ORDERS:
+            raise CatalogError(f"unknown order {order!r}; use one of {', '.join(ORDERS)}")
+        clauses, params = [], []
+        if view in ("pending", "accepted", "rejected"):
+            clauses.append("status = ?")
+            params.append(view)
+        elif view == "flagged":
+            clauses.append("flags != ''")
+        if speaker is not None:
+            clauses.append("speaker = ?")
+            params.append(speaker)
+        where = f" WHERE {' AND '.join(clauses)}" if clauses else ""
+        rows = self._read(f"SELECT id FROM segments{where} ORDER BY {ORDERS[order]}", params)
+        return [int(r[0]) for r in rows]
+
+    def segments_by_ids(self, ids: Sequence[int]) -> list[Segment]:
+        """The segments with these ids, in the same order (missing ids are left out)."""
+        found: dict[int, Segment] = {}
+        for start in range(0, len(ids), 500):
+            chunk = list(ids[start : start + 500])
+            marks = ",".join("?" * len(chunk))
+            for row in self._read(
+                f"SELECT {_SEGMENT_COLUMNS} FROM segments WHERE id IN ({marks})", chunk
+            ):
+                found[int(row["id"])] = _segment(row)
+        return [found[i] for i in ids if i in found]
 
     def counts(self, speaker: str | None = None) -> StatusCounts:
         """Segment counts and durations by status (flagged = any QC flag, any status)."""

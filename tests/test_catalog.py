@@ -221,3 +221,22 @@ def test_runs_and_meta(catalog: Catalog) -> None:
     catalog.set_meta("last_ingest", "y")
     assert catalog.meta("last_ingest") == "y"
     assert catalog.meta("missing") is None
+
+
+def test_review_views_and_orders(catalog: Catalog) -> None:
+    rec = catalog.add_recording(_recording())
+    ids = catalog.add_segments(_segments(rec, 10))  # every 5th flagged "hum"
+    catalog.set_status(ids[1], "accepted")
+    catalog.set_status(ids[2], "rejected")
+    assert catalog.segment_ids("all") == ids
+    assert catalog.segment_ids("pending") == [i for i in ids if i not in (ids[1], ids[2])]
+    assert catalog.segment_ids("accepted") == [ids[1]]
+    assert catalog.segment_ids("rejected") == [ids[2]]
+    assert catalog.segment_ids("flagged") == [ids[0], ids[5]]
+    assert catalog.segment_ids("all", "qc")[:2] == [ids[0], ids[5]]
+    assert catalog.segment_ids("all", speaker="bob") == []
+    assert [s.id for s in catalog.segments_by_ids([ids[3], ids[0], 999])] == [ids[3], ids[0]]
+    with pytest.raises(CatalogError, match="unknown view"):
+        catalog.segment_ids("bogus")
+    with pytest.raises(CatalogError, match="unknown order"):
+        catalog.segment_ids("all", "bogus")

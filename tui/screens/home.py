@@ -17,6 +17,7 @@ from core.errors import PodforgeError
 from core.overview import Overview, load_overview
 from core.workspace import Workspace
 from tui.format import duration, minutes
+from tui.styles import STYLES
 from tui.widgets.target_bar import TargetBar
 
 REFRESH_SECONDS = 2.0
@@ -25,8 +26,9 @@ REFRESH_SECONDS = 2.0
 class HomeScreen(Screen[None]):
     """What is in the workspace, kept current while other processes change it."""
 
-    CSS_PATH = "../styles/home.tcss"
+    CSS_PATH = STYLES / "home.tcss"
     BINDINGS: ClassVar[list[BindingType]] = [
+        Binding("v", "review", "Review segments", id="home.review"),
         Binding("r", "reload", "Refresh", id="home.refresh"),
     ]
 
@@ -80,7 +82,20 @@ class HomeScreen(Screen[None]):
         self.query_one("#runs", DataTable).add_columns("Run", "Speaker", "State", "Step")
         self.query_one("#episodes", DataTable).add_columns("Episode", "Script", "Mix")
         self.action_reload()
-        self.set_interval(REFRESH_SECONDS, self.action_reload)
+        self._timer = self.set_interval(REFRESH_SECONDS, self.action_reload)
+
+    def on_screen_suspend(self) -> None:
+        self._timer.pause()  # nothing to refresh while another screen covers this one
+
+    def action_review(self) -> None:
+        """Open the segment review screen."""
+        from tui.screens.review import ReviewScreen
+
+        self.app.push_screen(ReviewScreen(self.workspace))
+
+    def on_screen_resume(self) -> None:
+        self._timer.resume()
+        self.action_reload()  # decisions made in review show at once
 
     def action_reload(self) -> None:
         """Re-read the workspace in a worker thread (never blocks the screen)."""

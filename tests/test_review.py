@@ -1,0 +1,364 @@
+"""The review screen: every key, undo, edits, views, playback, and durability under SIGKILL."""
+
+from __future__ import annotations
+
+import asyncio
+import fcntl
+import json
+import os
+import pty
+import re
+import select
+import shutil
+import signal
+import sqlite3
+import struct
+import subprocess
+import sys
+import termios
+import time
+from pathlib import Path
+
+import pytest
+from textual.pilot import Pilot
+from textual.widgets import Input, Static
+
+from core.catalog import Catalog
+from core.playback import Player
+from core.workspace import Workspace
+from tui.app import PodforgeApp
+from tui.screens.review import ReviewScreen
+from tui.widgets.segment_list import SegmentList
+from tui.widgets.target_bar import TargetBar
+from tui.widgets.waveform import Waveform
+
+ROOT = Path(__file__).resolve().parents[1]
+SIZE = (130, 34)
+NO_DEVICE = "podforge-test-no-such-device"
+
+
+@pytest.fixture
+def demo_copy(demo_workspace: Workspace, tmp_path: Path) -> Workspace:
+    shutil.copytree(demo_workspace.root, tmp_path / "demo")
+    return Workspace.open(tmp_path / "demo")
+
+
+@pytest.fixture(autouse=True)
+def _no_color(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("NO_COLOR", raising=False)
+
+
+class ReviewApp(PodforgeApp):
+    """The real app, opened straight on the review screen with a chosen player."""
+
+    def __init__(self, workspace: Workspace, player: Player) -> None:
+        super().__init__(workspace)
+        self._player = player
+
+    def initial_screen(self) -> ReviewScreen:
+        return ReviewScreen(self.workspace, player=self._player)
+
+
+async def _ready(pilot: Pilot[None]) -> ReviewScreen:
+    for _ in range(200):
+        await pilot.pause(0.02)
+        screen = pilot.app.screen
+        if isinstance(screen, ReviewScreen) and screen.query_one(Waveform).peaks is not None:
+            return screen
+    raise AssertionError("review screen never showed a segment")
+
+
+def _status(ws: Workspace, segment_id: int) -> str:
+    with Catalog.open(ws.catalog_path) as cat:
+        return cat.segment(segment_id).status
+
+
+async def test_accept_reject_commit_at_once_and_advance(demo_copy: Workspace) -> None:
+    app = ReviewApp(demo_copy, Player(device=NO_DEVICE))
+    async with app.run_test(size=SIZE) as pilot:
+        screen = await _ready(pilot)
+        seg_list = screen.query_one(SegmentList)
+        first, second = seg_list.ids[0], seg_list.ids[1]
+        await pilot.press("a")
+        assert _status(demo_copy, first) == "accepted"  # committed by the key handler
+        assert seg_list.cursor == 1  # auto-advance
+        await pilot.press("r")
+        assert _status(demo_copy, second) == "rejected"
+        assert screen.counts.accepted == 1 and screen.counts.rejected == 1
+        with Catalog.open(demo_copy.catalog_path) as cat:
+            accepted_min = cat.counts().accepted_seconds / 60
+        assert screen.query_one(TargetBar).minutes == pytest.approx(accepted_min)
+
+
+async def test_undo_restores_and_returns_to_the_segment(demo_copy: Workspace) -> None:
+    app = ReviewApp(demo_copy, Player(device=NO_DEVICE))
+    async with app.run_test(size=SIZE) as pilot:
+        screen = await _ready(pilot)
+        seg_list = screen.query_one(SegmentList)
+        first = seg_list.ids[0]
+        await pilot.press("a", "j", "j")
+        assert seg_list.cursor == 3
+        await pilot.press("u")
+        assert _status(demo_copy, first) == "pending"
+        assert seg_list.cursor == 0 and seg_list.current is not None
+        assert seg_list.current.status == "pending"
+        await pilot.press("u")  # nothing left to undo
+        await pilot.pause()
+        assert any("nothing to undo" in n.message for n in app._notifications)
+
+
+async def test_movement_keys_and_next_pending(demo_copy: Workspace) -> None:
+    app = ReviewApp(demo_copy, Player(device=NO_DEVICE))
+    async with app.run_test(size=SIZE) as pilot:
+        screen = await _ready(pilot)
+        seg_list = screen.query_one(SegmentList)
+        await pilot.press("j", "down", "j")
+        assert seg_list.cursor == 3
+        await pilot.press("k", "up")
+        assert seg_list.cursor == 1
+        await pilot.press("pagedown")
+        assert seg_list.cursor == min(21, len(seg_list.ids) - 1)
+        await pilot.press("pageup", "k", "k")
+        assert seg_list.cursor == 0
+        # Decide the next two in the "all" view, then n skips them.
+        await pilot.press("f", "f", "f", "f")
+        assert screen.view == "all"
+        await pilot.press("a", "a")
+        await pilot.press("k", "k", "k")  # back to the top (cursor clamps at 0)
+        await pilot.press("n")
+        assert seg_list.current is not None and seg_list.current.status == "pending"
+        assert seg_list.cursor == 2
+
+
+async def test_edit_transcript_enter_saves_escape_cancels(demo_copy: Workspace) -> None:
+    app = ReviewApp(demo_copy, Player(device=NO_DEVICE))
+    async with app.run_test(size=SIZE) as pilot:
+        screen = await _ready(pilot)
+        seg_list = screen.query_one(SegmentList)
+        seg_id = seg_list.ids[0]
+        await pilot.press("e")
+        edit = screen.query_one("#edit", Input)
+        assert edit.display and edit.has_focus
+        edit.value = ""
+        await pilot.press(*"fixed words", "enter")
+        with Catalog.open(demo_copy.catalog_path) as cat:
+            seg = cat.segment(seg_id)
+            assert (seg.text, seg.text_source) == ("fixed words", "manual")
+            assert cat.history()[-1].action == "edit"
+        assert not edit.display and seg_list.has_focus
+        await pilot.press("e", *" more", "escape")
+        with Catalog.open(demo_copy.catalog_path) as cat:
+            assert cat.segment(seg_id).text == "fixed words"
+        assert isinstance(app.screen, ReviewScreen)  # escape cancelled the edit only
+        await pilot.press("u")  # an edit can be undone like a decision
+        with Catalog.open(demo_copy.catalog_path) as cat:
+            assert cat.segment(seg_id).text != "fixed words"
+
+
+async def test_filter_and_sort_cycle(demo_copy: Workspace) -> None:
+    app = ReviewApp(demo_copy, Player(device=NO_DEVICE))
+    async with app.run_test(size=SIZE) as pilot:
+        screen = await _ready(pilot)
+        seg_list = screen.query_one(SegmentList)
+        total = len(seg_list.ids)
+        await pilot.press("f")
+        assert screen.view == "flagged"
+        assert all(seg_list.row(i).flags for i in range(len(seg_list.ids)))  # type: ignore[union-attr]
+        await pilot.press("f")
+        assert screen.view == "accepted" and seg_list.ids == []
+        assert "no accepted segments" in str(screen.query_one("#status-line", Static).render())
+        await pilot.press("f", "f")
+        assert screen.view == "all" and len(seg_list.ids) == total
+        await pilot.press("s")
+        assert screen.order == "duration"
+        durations = [seg_list.row(i).duration_sec for i in range(len(seg_list.ids))]  # type: ignore[union-attr]
+        assert durations == sorted(durations, reverse=True)
+        await pilot.press("s")
+        assert screen.order == "snr"
+        await pilot.press("s", "s")
+        assert screen.order == "order"
+
+
+async def test_no_output_device_is_one_notification_and_the_screen_works(
+    demo_copy: Workspace,
+) -> None:
+    app = ReviewApp(demo_copy, Player(device=NO_DEVICE))
+    async with app.run_test(size=SIZE) as pilot:
+        screen = await _ready(pilot)
+        for _ in range(3):
+            await pilot.press("space")
+            await pilot.pause(0.2)
+        warnings = [n for n in app._notifications if n.title == "no playback"]
+        assert len(warnings) == 1
+        assert "\n" not in warnings[0].message and "PLAYBACK.md" in warnings[0].message
+        await pilot.press("a")
+        assert screen.counts.accepted == 1
+
+
+async def test_escape_returns_home_and_home_shows_the_decision(demo_copy: Workspace) -> None:
+    app = PodforgeApp(demo_copy)
+    async with app.run_test(size=SIZE) as pilot:
+        await pilot.pause(0.3)
+        await pilot.press("v")
+        screen = await _ready(pilot)
+        screen.player = Player(device=NO_DEVICE)
+        await pilot.press("a")
+        await pilot.press("escape")
+        for _ in range(100):
+            await pilot.pause(0.02)
+            text = str(app.screen.query_one("#counts", Static).render())
+            if "accepted 1" in text:
+                break
+        assert "accepted 1" in text
+
+
+# -- real playback on an ALSA null device, in a subprocess (PortAudio reads the ALSA
+# configuration once, when sounddevice is imported) ---------------------------------
+
+_PLAY_SCRIPT = """
+import asyncio, json, sys
+from core.workspace import Workspace
+from tests.test_review import ReviewApp, _ready
+from core.playback import Player
+
+async def main():
+    app = ReviewApp(Workspace.open(sys.argv[1]), Player())
+    async with app.run_test(size=(130, 34)) as pilot:
+        screen = await _ready(pilot)
+        await pilot.press("space")
+        for _ in range(100):
+            await pilot.pause(0.02)
+            if screen.player.playing:
+                break
+        playing = screen.player.playing
+        await pilot.pause(0.6)
+        position = screen.query_one("Waveform").position_sec
+        await pilot.press("right")
+        after_seek = screen.player.position_sec
+        await pilot.press("space")
+        await pilot.pause(0.1)
+        notes = [n.message for n in app._notifications]
+        print(json.dumps({"playing": playing, "position": position, "after_seek": after_seek,
+                          "stopped": not screen.player.playing, "notes": notes}))
+
+asyncio.run(main())
+"""
+
+
+def _portaudio_available() -> bool:
+    import ctypes.util
+
+    return ctypes.util.find_library("portaudio") is not None
+
+
+def test_space_plays_through_the_real_audio_path(demo_copy: Workspace, tmp_path: Path) -> None:
+    home = tmp_path / "home"
+    home.mkdir()
+    (home / ".asoundrc").write_text("pcm.!default { type null }\n")
+    env = {**os.environ, "HOME": str(home), "PYTHONPATH": str(ROOT)}
+    env.pop("NO_COLOR", None)
+    out = subprocess.run(
+        [sys.executable, "-c", _PLAY_SCRIPT, str(demo_copy.root)],
+        capture_output=True, text=True, env=env, cwd=ROOT, timeout=120,
+    )  # fmt: skip
+    assert out.returncode == 0, out.stderr[-2000:]
+    result = json.loads(out.stdout.strip().splitlines()[-1])
+    if not _portaudio_available():
+        assert any("libportaudio2" in n for n in result["notes"])
+        return
+    assert result["playing"], result
+    assert result["position"] is not None and 0.2 < result["position"] < 2.0
+    assert result["after_seek"] > result["position"] + 0.5
+    assert result["stopped"]
+
+
+# -- a real app process, a decision, then SIGKILL ---------------------------------------
+
+
+def test_a_decision_survives_sigkill_right_after_the_key(demo_copy: Workspace) -> None:
+    master, slave = pty.openpty()
+    fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", 34, 130, 0, 0))
+    env = {**os.environ, "TERM": "xterm-256color", "PODFORGE_AUDIO_DEVICE": NO_DEVICE}
+    exe = Path(sys.executable).with_name("podforge")
+    proc = subprocess.Popen(
+        [str(exe), "open", str(demo_copy.root)],
+        stdin=slave, stdout=slave, stderr=slave, env=env, start_new_session=True,
+    )  # fmt: skip
+    os.close(slave)
+    seen = b""
+
+    def wait_for(marker: bytes, timeout: float = 30.0) -> None:
+        nonlocal seen
+        deadline = time.monotonic() + timeout
+        while marker not in re.sub(rb"\x1b\[[0-9;?]*[A-Za-z]", b"", seen):
+            assert time.monotonic() < deadline, f"never saw {marker!r}: {seen[-300:]!r}"
+            ready, _, _ = select.select([master], [], [], 0.05)
+            if ready:
+                seen += os.read(master, 65536)
+
+    try:
+        wait_for(b"Recordings")
+        os.write(master, b"v")
+        wait_for(b"view pending")
+        with Catalog.open(demo_copy.catalog_path) as cat:
+            first = cat.segment_ids("pending")[0]
+        seen = b""
+        os.write(master, b"a")
+        wait_for(b"accepted 1")  # the screen shows it: the key was handled
+    finally:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()
+        os.close(master)
+    conn = sqlite3.connect(demo_copy.catalog_path)
+    assert conn.execute("SELECT status FROM segments WHERE id = ?", (first,)).fetchone()[0] == (
+        "accepted"
+    )
+    assert conn.execute("SELECT COUNT(*) FROM review_history").fetchone()[0] == 1
+    conn.close()
+
+
+# -- snapshots ----------------------------------------------------------------------
+
+
+def _snapshot_app(ws: Workspace) -> ReviewApp:
+    return ReviewApp(ws, Player(device=NO_DEVICE))
+
+
+def test_snapshot_review_list(demo_workspace: Workspace, snap_compare) -> None:  # type: ignore[no-untyped-def]
+    async def settle(pilot: Pilot[None]) -> None:
+        await _ready(pilot)
+        await asyncio.sleep(0.05)
+
+    assert snap_compare(_snapshot_app(demo_workspace), terminal_size=SIZE, run_before=settle)
+
+
+def test_snapshot_review_edit_mode(demo_copy: Workspace, snap_compare) -> None:  # type: ignore[no-untyped-def]
+    async def settle(pilot: Pilot[None]) -> None:
+        await _ready(pilot)
+        await pilot.press("e")
+        await pilot.pause()
+
+    assert snap_compare(_snapshot_app(demo_copy), terminal_size=SIZE, run_before=settle)
+
+
+def test_snapshot_review_flagged_view(demo_copy: Workspace, snap_compare) -> None:  # type: ignore[no-untyped-def]
+    async def settle(pilot: Pilot[None]) -> None:
+        await _ready(pilot)
+        await pilot.press("f")
+        await _ready(pilot)
+        await asyncio.sleep(0.1)
+
+    assert snap_compare(_snapshot_app(demo_copy), terminal_size=SIZE, run_before=settle)
+
+
+def test_snapshot_review_no_device_notification(demo_copy: Workspace, snap_compare) -> None:  # type: ignore[no-untyped-def]
+    async def settle(pilot: Pilot[None]) -> None:
+        await _ready(pilot)
+        await pilot.press("space")
+        for _ in range(100):
+            await pilot.pause(0.02)
+            if pilot.app._notifications:
+                break
+        await asyncio.sleep(0.1)
+
+    assert snap_compare(_snapshot_app(demo_copy), terminal_size=SIZE, run_before=settle)

@@ -1,0 +1,375 @@
+"""Segment review: keyboard-only accept / reject / fix transcript, with playback.
+
+Every decision and edit is committed to the catalog inside the key handler, before the
+screen updates, so a crash or a kill right after a key press never loses it. The list
+is virtual (:class:`~tui.widgets.segment_list.SegmentList`); the detail pane shows the
+waveform with the play position, QC with failed metrics highlighted, and the transcript.
+"""
+
+from __future__ import annotations
+
+from typing import ClassVar
+
+from rich.table import Table
+from rich.text import Text
+from textual import on, work
+from textual.app import ComposeResult
+from textual.binding import Binding, BindingType
+from textual.containers import Horizontal, Vertical
+from textual.screen import Screen
+from textual.timer import Timer
+from textual.widgets import Footer, Header, Input, Static
+
+from core.catalog import ORDERS, VIEWS, Catalog, StatusCounts
+from core.errors import PlaybackError, PodforgeError
+from core.playback import Player
+from core.records import Segment, SegmentStatus
+from core.workspace import Workspace
+from tui.format import duration
+from tui.styles import STYLES
+from tui.widgets.segment_list import SegmentList
+from tui.widgets.target_bar import TargetBar
+from tui.widgets.waveform import Waveform
+
+POSITION_REFRESH_S = 0.1
+SEEK_S = 1.0
+QC_ROWS = (
+    ("rms_db", "RMS", "dBFS", "too_quiet"),
+    ("snr_db", "SNR", "dB", "noisy"),
+    ("clipped", "clipped", "", "clipped"),
+    ("hum_score", "hum", "", "hum"),
+    ("plosive_ratio", "plosives", "", "plosives"),
+    ("lufs", "loudness", "LUFS", "loudness_unmeasured"),
+    ("true_peak_db", "true peak", "dBTP", "true_peak"),
+    ("similarity", "speaker", "cos", "other_speaker"),
+)
+
+
+class ReviewScreen(Screen[None]):
+    """Review the workspace's segments one key at a time."""
+
+    CSS_PATH = STYLES / "review.tcss"
+    BINDINGS: ClassVar[list[BindingType]] = [
+        Binding("space", "play", "Play/stop", id="review.play"),
+        Binding("a", "decide('accepted')", "Accept", id="review.accept"),
+        Binding("r", "decide('rejected')", "Reject", id="review.reject"),
+        Binding("e", "edit", "Edit text", id="review.edit"),
+        Binding("u", "undo", "Undo", id="review.undo"),
+        Binding("n", "next_pending", "Next pending", id="review.next_pending"),
+        Binding("f", "cycle_view", "Filter", id="review.filter"),
+        Binding("s", "cycle_order", "Sort", id="review.sort"),
+        Binding("p", "toggle_autoplay", "Auto-play", id="review.autoplay"),
+        Binding("j,down", "move(1)", "Down", id="review.down", show=False),
+        Binding("k,up", "move(-1)", "Up", id="review.up", show=False),
+        Binding("pagedown", "move(20)", "Page down", id="review.page_down", show=False),
+        Binding("pageup", "move(-20)", "Page up", id="review.page_up", show=False),
+        Binding("left", "seek(-1)", "Seek -1 s", id="review.seek_back", show=False),
+        Binding("right", "seek(1)", "Seek +1 s", id="review.seek_forward", show=False),
+        Binding("escape", "back", "Back", id="review.back"),
+    ]
+
+    def __init__(self, workspace: Workspace, player: Player | None = None) -> None:
+        super().__init__()
+        self.workspace = workspace
+        self.catalog = Catalog.open(workspace.catalog_path)
+        self.player = player if player is not None else Player()
+        self.view = "pending"
+        self.order = "order"
+        self.autoplay = False
+        self.counts = StatusCounts()
+        self._editing = False
+        self._playing_id: int | None = None
+        self._position_timer: Timer | None = None
+        self._playback_errors: set[str] = set()
+
+    # -- layout ------------------------------------------------------------------
+    def compose(self) -> ComposeResult:
+        audio = self.workspace.settings.audio
+        yield Header()
+        with Vertical(id="progress"):
+            yield TargetBar(audio.target_minutes_min, audio.target_minutes_max)
+            yield Static("", id="status-line")
+        with Horizontal(id="body"):
+            yield SegmentList(self.catalog.segments_by_ids, id="segments")
+            with Vertical(id="detail"):
+                yield Static("", id="meta")
+                yield Waveform(id="waveform")
+                yield Static("", id="qc")
+                yield Static("", id="transcript")
+                yield Input(id="edit", placeholder="transcript — enter saves, escape cancels")
+        yield Footer()
+
+    def on_mount(self) -> None:
+        self.title = "podforge — review"
+        self.sub_title = self.workspace.name
+        self.query_one("#edit", Input).display = False
+        self._recount()
+        self._load_view()
+        self.query_one(SegmentList).focus()
+
+    def on_unmount(self) -> None:
+        self.player.stop()
+        self.catalog.close()
+
+    # -- view --------------------------------------------------------------------
+    def _load_view(self, keep: int | None = None) -> None:
+        ids = self.catalog.segment_ids(self.view, self.order)
+        self.query_one(SegmentList).set_ids(ids, keep=keep)
+        self._show_status()
+
+    def _recount(self) -> None:
+        self.counts = self.catalog.counts()
+        self.query_one(TargetBar).minutes = self.counts.accepted_seconds / 60.0
+
+    def _show_status(self) -> None:
+        c = self.counts
+        seg_list = self.query_one(SegmentList)
+        where = f"{seg_list.cursor + 1}/{len(seg_list.ids)}" if seg_list.ids else "0/0"
+        line = Text.assemble(
+            (f"view {self.view}", "bold"), f" · sort {self.order} · {where}   ",
+            ("pending ", "dim"), f"{c.pending}  ", ("accepted ", "dim"), f"{c.accepted}  ",
+            ("rejected ", "dim"), f"{c.rejected}  ", ("auto-play ", "dim"),
+            "on" if self.autoplay else "off",
+        )  # fmt: skip
+        if not seg_list.ids:
+            line.append(f"   — no {self.view} segments (f: change filter)", "italic")
+        self.query_one("#status-line", Static).update(line, layout=False)
+
+    @on(SegmentList.Highlighted)
+    def _highlighted(self, message: SegmentList.Highlighted) -> None:
+        self._cancel_edit()
+        seg = self.query_one(SegmentList).current
+        self._show_detail(seg)
+        self._show_status()
+        if seg is not None and seg.id != self._playing_id and self.player.playing:
+            self.player.stop()
+            self._playing_id = None
+        if seg is not None:
+            self._load_waveform(seg)
+
+    def _show_detail(self, seg: Segment | None) -> None:
+        meta, qc, transcript = (
+            self.query_one(f"#{n}", Static) for n in ("meta", "qc", "transcript")
+        )
+        if seg is None:
+            meta.update(Text("nothing to review here", "dim italic"), layout=False)
+            qc.update("", layout=False)
+            transcript.update("", layout=False)
+            self.query_one(Waveform).clear_audio()
+            return
+        rec = self.catalog.recording(seg.recording_id)
+        status_style = {"accepted": "green", "rejected": "red"}.get(seg.status, "yellow")
+        span = f"  {duration(seg.start_sec)}–{duration(seg.end_sec)}  ({seg.duration_sec:.1f} s)"
+        meta.update(
+            Text.assemble(
+                (seg.status.upper(), f"bold {status_style}"),
+                f"  {seg.speaker}  ",
+                (rec.original_name, "cyan"),
+                span,
+            ),
+            layout=False,  # fixed heights in review.tcss: no relayout per key press
+        )
+        qc.update(_qc_table(seg), layout=False)
+        text = Text(seg.text or "(no transcript — e to type it)", "" if seg.text else "dim italic")
+        source = f"  [{seg.text_source}]" if seg.text_source else ""
+        transcript.update(Text.assemble(text, (source, "dim")), layout=False)
+
+    @work(thread=True, exclusive=True, group="waveform")
+    def _load_waveform(self, seg: Segment) -> None:
+        from core.audio import read
+
+        try:
+            audio, rate = read(self.workspace.root / seg.audio)
+        except PodforgeError as exc:
+            self.app.call_from_thread(self.notify, str(exc), severity="error")
+            return
+        self.app.call_from_thread(self._set_waveform, seg.id, audio, rate)
+
+    def _set_waveform(self, segment_id: int | None, audio: object, rate: int) -> None:
+        current = self.query_one(SegmentList).current
+        if current is not None and current.id == segment_id:
+            self.query_one(Waveform).set_audio(audio, rate)  # type: ignore[arg-type]
+
+    # -- decisions -----------------------------------------------------------------
+    def action_decide(self, status: SegmentStatus) -> None:
+        seg_list = self.query_one(SegmentList)
+        seg = seg_list.current
+        if seg is None or seg.id is None:
+            return
+        action = self.catalog.set_status(seg.id, status)  # committed before anything else
+        self._count_change(seg, action.old_status, status)
+        seg_list.update_row(self.catalog.segment(seg.id))
+        seg_list.move(1)  # auto-advance
+        if self.autoplay:
+            self.action_play()
+
+    def _count_change(self, seg: Segment, old: str, new: str) -> None:
+        if old == new:
+            return
+        c = self.counts
+        values = {"pending": c.pending, "accepted": c.accepted, "rejected": c.rejected}
+        values[old] -= 1
+        values[new] += 1
+        seconds = c.accepted_seconds + seg.duration_sec * (
+            (new == "accepted") - (old == "accepted")
+        )
+        self.counts = StatusCounts(
+            pending=values["pending"], accepted=values["accepted"], rejected=values["rejected"],
+            flagged=c.flagged, accepted_seconds=seconds, total_seconds=c.total_seconds,
+        )  # fmt: skip
+        self.query_one(TargetBar).minutes = seconds / 60.0
+        self._show_status()
+
+    def action_undo(self) -> None:
+        action = self.catalog.undo()
+        if action is None:
+            self.notify("nothing to undo")
+            return
+        self._recount()
+        seg_list = self.query_one(SegmentList)
+        if action.segment_id in seg_list.ids:
+            seg_list.update_row(self.catalog.segment(action.segment_id))
+            seg_list.move_to(seg_list.ids.index(action.segment_id))
+        else:
+            self._load_view(keep=action.segment_id)
+        self._show_detail(seg_list.current)
+        self._show_status()
+        self.notify(f"undid {action.action} of segment {action.segment_id}", timeout=2)
+
+    # -- transcript edit -----------------------------------------------------------
+    def action_edit(self) -> None:
+        seg = self.query_one(SegmentList).current
+        if seg is None:
+            return
+        edit = self.query_one("#edit", Input)
+        edit.value = seg.text
+        edit.display = True
+        self.query_one("#transcript", Static).display = False
+        self._editing = True
+        edit.focus()
+        edit.cursor_position = len(edit.value)
+
+    @on(Input.Submitted, "#edit")
+    def _save_edit(self, event: Input.Submitted) -> None:
+        seg_list = self.query_one(SegmentList)
+        seg = seg_list.current
+        if seg is not None and seg.id is not None and event.value.strip() != seg.text:
+            self.catalog.set_text(seg.id, event.value.strip())  # committed on enter
+            seg = self.catalog.segment(seg.id)
+            seg_list.update_row(seg)
+        self._cancel_edit()
+        self._show_detail(seg)
+
+    def _cancel_edit(self) -> None:
+        if not self._editing:
+            return
+        self._editing = False
+        self.query_one("#edit", Input).display = False
+        self.query_one("#transcript", Static).display = True
+        self.query_one(SegmentList).focus()
+
+    def action_back(self) -> None:
+        if self._editing:
+            self._cancel_edit()
+        else:
+            self.app.pop_screen()
+
+    # -- navigation ------------------------------------------------------------------
+    def action_move(self, delta: int) -> None:
+        self.query_one(SegmentList).move(delta)
+
+    def action_next_pending(self) -> None:
+        seg_list = self.query_one(SegmentList)
+        for index in range(seg_list.cursor + 1, len(seg_list.ids)):
+            row = seg_list.row(index)
+            if row is not None and row.status == "pending":
+                seg_list.move_to(index)
+                return
+        self.notify("no pending segment below this one")
+
+    def action_cycle_view(self) -> None:
+        self.view = VIEWS[(VIEWS.index(self.view) + 1) % len(VIEWS)]
+        self._load_view(keep=self._current_id())
+
+    def action_cycle_order(self) -> None:
+        orders = list(ORDERS)
+        self.order = orders[(orders.index(self.order) + 1) % len(orders)]
+        self._load_view(keep=self._current_id())
+
+    def action_toggle_autoplay(self) -> None:
+        self.autoplay = not self.autoplay
+        self._show_status()
+
+    def _current_id(self) -> int | None:
+        seg = self.query_one(SegmentList).current
+        return seg.id if seg else None
+
+    # -- playback ------------------------------------------------------------------
+    def action_play(self) -> None:
+        seg = self.query_one(SegmentList).current
+        if seg is None:
+            return
+        if self.player.playing and self._playing_id == seg.id:
+            self.player.stop()
+            self._playing_id = None
+            self.query_one(Waveform).position_sec = None
+            return
+        self._playing_id = seg.id
+        self._start_playback(seg)
+
+    @work(thread=True, exclusive=True, group="playback")
+    def _start_playback(self, seg: Segment) -> None:
+        try:
+            self.player.play_file(self.workspace.root / seg.audio, on_finished=self._finished)
+        except PlaybackError as exc:
+            self.app.call_from_thread(self._playback_failed, str(exc))
+            return
+        self.app.call_from_thread(self._track_position)
+
+    def _finished(self) -> None:  # called on the audio thread
+        self.app.call_from_thread(self._stop_tracking)
+
+    def _playback_failed(self, message: str) -> None:
+        self._playing_id = None
+        if message not in self._playback_errors:  # say it once, then stay quiet
+            self._playback_errors.add(message)
+            self.notify(message, title="no playback", severity="warning", timeout=10)
+
+    def _track_position(self) -> None:
+        if self._position_timer is None:
+            self._position_timer = self.set_interval(POSITION_REFRESH_S, self._show_position)
+
+    def _show_position(self) -> None:
+        waveform = self.query_one(Waveform)
+        waveform.position_sec = self.player.position_sec if self.player.playing else None
+
+    def _stop_tracking(self) -> None:
+        if self._position_timer is not None:
+            self._position_timer.stop()
+            self._position_timer = None
+        self._playing_id = None
+        self.query_one(Waveform).position_sec = None
+
+    def action_seek(self, direction: int) -> None:
+        if self.player.playing:
+            self.player.seek(direction * SEEK_S)
+            self._show_position()
+
+
+def _qc_table(seg: Segment) -> Table:
+    """QC metrics, the failed ones in bold warning colours."""
+    table = Table.grid(padding=(0, 3))
+    for _ in range(2):
+        table.add_column()
+    cells: list[Text] = []
+    for field, label, unit, flag in QC_ROWS:
+        value = getattr(seg.qc, field)
+        shown = "–" if value is None else (f"{value:.4f}" if unit == "" else f"{value:.1f}")
+        style = "bold red" if flag in seg.flags else ""
+        cells.append(Text.assemble((f"{label} ", "dim"), (f"{shown} {unit}".rstrip(), style)))
+    for row in range(0, len(cells), 2):
+        table.add_row(*cells[row : row + 2])
+    others = [f for f in seg.flags if f not in {r[3] for r in QC_ROWS}]
+    if others:
+        table.add_row(Text("flags: " + ", ".join(others), "bold yellow"))
+    return table
