@@ -26,6 +26,7 @@ from textual.widgets import Input, Static
 from core.catalog import Catalog
 from core.playback import Player
 from core.workspace import Workspace
+from tests.test_playback import HAVE_PORTAUDIO
 from tui.app import PodforgeApp
 from tui.screens.review import ReviewScreen
 from tui.widgets.segment_list import SegmentList
@@ -212,11 +213,16 @@ async def test_escape_returns_home_and_home_shows_the_decision(demo_copy: Worksp
         assert "accepted 1" in text
 
 
-# -- real playback on an ALSA null device, in a subprocess (PortAudio reads the ALSA
-# configuration once, when sounddevice is imported) ---------------------------------
+# -- real playback through PortAudio and ALSA into a fake sound card paced in real time
+# (tests/test_playback.py: the null device is not paced), in a subprocess because
+# PortAudio reads the ALSA configuration once, when sounddevice is imported ------------
 
 _PLAY_SCRIPT = """
-import asyncio, json, sys
+import asyncio, json, os, sys
+from pathlib import Path
+from tests.test_playback import HAVE_PORTAUDIO, _start_paced_sink
+if HAVE_PORTAUDIO:
+    _start_paced_sink(Path(os.environ["HOME"]) / "sink")  # before sounddevice is imported
 from core.workspace import Workspace
 from tests.test_review import ReviewApp, _ready
 from core.playback import Player
@@ -245,16 +251,12 @@ asyncio.run(main())
 """
 
 
-def _portaudio_available() -> bool:
-    import ctypes.util
-
-    return ctypes.util.find_library("portaudio") is not None
-
-
 def test_space_plays_through_the_real_audio_path(demo_copy: Workspace, tmp_path: Path) -> None:
+    from tests.test_playback import paced_asoundrc
+
     home = tmp_path / "home"
     home.mkdir()
-    (home / ".asoundrc").write_text("pcm.!default { type null }\n")
+    (home / ".asoundrc").write_text(paced_asoundrc(home / "sink"))
     env = {**os.environ, "HOME": str(home), "PYTHONPATH": str(ROOT)}
     env.pop("NO_COLOR", None)
     out = subprocess.run(
@@ -263,7 +265,7 @@ def test_space_plays_through_the_real_audio_path(demo_copy: Workspace, tmp_path:
     )  # fmt: skip
     assert out.returncode == 0, out.stderr[-2000:]
     result = json.loads(out.stdout.strip().splitlines()[-1])
-    if not _portaudio_available():
+    if not HAVE_PORTAUDIO:
         assert any("libportaudio2" in n for n in result["notes"])
         return
     assert result["playing"], result
