@@ -46,6 +46,10 @@ class ExportError(PodforgeError):
     """Nothing to export, or an export cannot be written."""
 
 
+class TrainingError(PodforgeError):
+    """A training run cannot be started, stopped or resumed."""
+
+
 class ConsentError(PodforgeError):
     """A speaker has no consent record for the requested use."""
 
@@ -64,6 +68,25 @@ class PlaybackError(PodforgeError):
 
 class VoiceError(PodforgeError):
     """A voice (draft or trained) cannot synthesise speech."""
+
+
+class ScriptError(PodforgeError):
+    """An episode script cannot be parsed or refers to something that is not there.
+
+    ``str()`` is one line, ``FILE:LINE:COL: what is wrong; what is expected``; the parts
+    are kept as ``source``, ``line``, ``column`` (both 1-based) and ``message`` so that an
+    editor can jump to the place.
+    """
+
+    def __init__(self, source: str, line: int, column: int, message: str) -> None:
+        self.source = str(source)
+        self.line = line
+        self.column = column
+        self.message = " ".join(message.split())
+        super().__init__(f"{self.source}:{line}:{column}: {self.message}")
+
+    def __reduce__(self) -> tuple[type[ScriptError], tuple[str, int, int, str]]:
+        return (type(self), (self.source, self.line, self.column, self.message))
 
 
 def at(path: Path | str, message: str) -> str:
