@@ -73,6 +73,26 @@ class Models:
 
 
 @dataclass
+class Training:
+    """Defaults for new training runs (each run keeps its own copy in ``config.toml``)."""
+
+    lora_rank: int = 16
+    lora_alpha: int = 32
+    lora_dropout: float = 0.1
+    learning_rate: float = 1e-4
+    warmup_steps: int = 50
+    batch_size: int = 2
+    grad_accum: int = 8
+    max_steps: int = 1000
+    eval_every: int = 100
+    save_every: int = 100
+    seed: int = 42
+    bf16: bool = True
+    gradient_checkpointing: bool = True
+    max_clip_sec: float = 15.0
+
+
+@dataclass
 class Consent:
     """A speaker's recorded consent to clone and synthesise their voice."""
 
@@ -103,6 +123,7 @@ class Settings:
     qc: QCThresholds = field(default_factory=QCThresholds)
     segmentation: Segmentation = field(default_factory=Segmentation)
     models: Models = field(default_factory=Models)
+    training: Training = field(default_factory=Training)
     speakers: dict[str, Speaker] = field(default_factory=dict)
 
 
@@ -241,6 +262,18 @@ def _check_ranges(s: Settings) -> None:
         (s.segmentation.vad_mode in (0, 1, 2, 3), "'segmentation.vad_mode' must be 0, 1, 2 or 3"),
         (s.segmentation.frame_ms in (10, 20, 30), "'segmentation.frame_ms' must be 10, 20 or 30"),
         (s.models.device in ("auto", "cpu", "cuda"), "'models.device' must be auto, cpu or cuda"),
+        (1 <= s.training.lora_rank <= 256, "'training.lora_rank' must lie in 1..256"),
+        (0.0 <= s.training.lora_dropout < 1.0, "'training.lora_dropout' must lie in 0..1"),
+        (0.0 < s.training.learning_rate < 1.0, "'training.learning_rate' must lie in 0..1"),
+        (
+            s.training.batch_size >= 1 and s.training.grad_accum >= 1,
+            "'training.batch_size' and 'training.grad_accum' must be >= 1",
+        ),
+        (s.training.max_steps >= 1, "'training.max_steps' must be >= 1"),
+        (
+            s.training.eval_every >= 1 and s.training.save_every >= 1,
+            "'training.eval_every' and 'training.save_every' must be >= 1",
+        ),
     ]
     for name, sp in s.speakers.items():
         checks.append(

@@ -1,0 +1,164 @@
+"""Training runs: create a run folder, start its worker detached, stop it, list runs.
+
+A run lives in ``runs/<id>/``: ``config.toml`` (its settings, copied from the workspace's
+``[training]`` and ``[models]`` when it starts), ``status.json``, ``metrics.jsonl``,
+``worker.log`` and ``checkpoints/``. The worker is its own process in its own session
+(``start_new_session``), so closing the app or losing the SSH connection does not stop it.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import signal
+import subprocess
+import sys
+import tomllib
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import tomli_w
+
+from core.atomic import atomic_write_text
+from core.catalog import Catalog
+from core.errors import TrainingError
+from core.records import Run
+from core.settings import Training
+from core.training.protocol import (
+    CONFIG_NAME,
+    LOG_NAME,
+    Status,
+    effective_status,
+    now_iso,
+    pid_alive,
+    read_status,
+    write_status,
+)
+from core.workspace import Workspace
+
+
+@dataclass(frozen=True)
+class RunConfig:
+    """Everything a worker needs, as stored in ``runs/<id>/config.toml``."""
+
+    run_id: str
+    speaker: str
+    base_model: str
+    device: str
+    training: Training
+    resume_from: str | None = None
+
+    def to_toml(self) -> dict[str, Any]:
+        data = dataclasses.asdict(self)
+        return {k: v for k, v in data.items() if v is not None}
+
+    @classmethod
+    def load(cls, run_dir: Path) -> RunConfig:
+        path = run_dir / CONFIG_NAME
+        try:
+            data = tomllib.loads(path.read_text(encoding="utf-8"))
+            training = Training(**data.pop("training"))
+            return cls(training=training, **data)
+        except (OSError, ValueError, TypeError, KeyError) as exc:
+            raise TrainingError(f"{path}: unreadable run configuration ({exc})") from None
+
+
+def new_run_id(speaker: str) -> str:
+    return f"{datetime.now(UTC):%Y%m%d-%H%M%S}-{speaker}"
+
+
+def create_run(
+    ws: Workspace,
+    speaker: str,
+    *,
+    steps: int | None = None,
+    rank: int | None = None,
+    learning_rate: float | None = None,
+    run_id: str | None = None,
+) -> Path:
+    """Make ``runs/<id>/`` with its config and a ``starting`` status; refuses no consent."""
+    ws.require_consent(speaker)  # ConsentError says how to record it
+    training = ws.settings.training
+    changes: dict[str, Any] = {}
+    if steps is not None:
+        changes["max_steps"] = steps
+    if rank is not None:
+        changes["lora_rank"] = rank
+        changes["lora_alpha"] = 2 * rank
+    if learning_rate is not None:
+        changes["learning_rate"] = learning_rate
+    training = dataclasses.replace(training, **changes)
+    run_id = run_id or new_run_id(speaker)
+    run_dir = ws.runs_dir / run_id
+    if run_dir.exists():
+        raise TrainingError(f"{run_dir}: a run with this id exists already")
+    (run_dir / "checkpoints").mkdir(parents=True)
+    config = RunConfig(
+        run_id=run_id,
+        speaker=speaker,
+        base_model=ws.settings.models.tts,
+        device=ws.settings.models.device,
+        training=training,
+    )
+    atomic_write_text(run_dir / CONFIG_NAME, tomli_w.dumps(config.to_toml()))
+    stamp = now_iso()
+    write_status(
+        run_dir,
+        Status(state="starting", pid=None, step=0, max_steps=training.max_steps,
+               started_at=stamp, updated_at=stamp, speaker=speaker),
+    )  # fmt: skip
+    with Catalog.open(ws.catalog_path) as catalog:
+        catalog.add_run(Run(id=run_id, speaker=speaker, path=f"runs/{run_id}"))
+    return run_dir
+
+
+def launch_worker(ws: Workspace, run_dir: Path) -> int:
+    """Start the worker for ``run_dir`` detached from this terminal; returns its pid."""
+    log = (run_dir / LOG_NAME).open("ab")
+    env = dict(os.environ, PYTHONUNBUFFERED="1")
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "core.training.worker", str(ws.root), str(run_dir)],
+        stdin=subprocess.DEVNULL,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,  # survives the app, the terminal and the SSH session
+        close_fds=True,
+        env=env,
+    )
+    log.close()
+    return proc.pid
+
+
+def stop_run(run_dir: Path) -> Status:
+    """Ask a running worker to stop: SIGTERM, it saves a checkpoint and says ``stopped``."""
+    status = effective_status(run_dir)
+    if not status.live or not pid_alive(status.pid):
+        raise TrainingError(f"{run_dir.name}: not running (state {status.state})")
+    assert status.pid is not None
+    os.kill(status.pid, signal.SIGTERM)
+    return status
+
+
+def resume_run(ws: Workspace, run_id: str) -> Path:
+    """Make a stopped or failed run resumable from its newest checkpoint and start it again."""
+    run_dir = ws.runs_dir / run_id
+    if not run_dir.is_dir():
+        raise TrainingError(f"{run_dir}: no such run; list runs in the app's training screen")
+    status = effective_status(run_dir)
+    if status.live:
+        raise TrainingError(f"{run_id}: still running (pid {status.pid}); stop it first")
+    if status.state == "finished":
+        raise TrainingError(f"{run_id}: already finished; start a new run to train longer")
+    ws.require_consent(status.speaker or RunConfig.load(run_dir).speaker)
+    stamp = now_iso()
+    write_status(run_dir, dataclasses.replace(read_status(run_dir), state="starting", pid=None,
+                                              error=None, updated_at=stamp))  # fmt: skip
+    return run_dir
+
+
+def list_runs(ws: Workspace) -> list[tuple[str, Status]]:
+    """Every run folder with its effective status, newest first."""
+    runs = [p for p in ws.runs_dir.iterdir() if (p / CONFIG_NAME).is_file()]
+    return [(p.name, effective_status(p)) for p in sorted(runs, reverse=True)]
