@@ -29,6 +29,7 @@ class HomeScreen(Screen[None]):
     CSS_PATH = STYLES / "home.tcss"
     BINDINGS: ClassVar[list[BindingType]] = [
         Binding("v", "review", "Review segments", id="home.review"),
+        Binding("d", "training", "Training", id="home.training"),
         Binding("r", "reload", "Refresh", id="home.refresh"),
     ]
 
@@ -92,6 +93,12 @@ class HomeScreen(Screen[None]):
         from tui.screens.review import ReviewScreen
 
         self.app.push_screen(ReviewScreen(self.workspace))
+
+    def action_training(self) -> None:
+        """Open the training dashboard."""
+        from tui.screens.training import TrainingScreen
+
+        self.app.push_screen(TrainingScreen(self.workspace))
 
     def on_screen_resume(self) -> None:
         self._timer.resume()

@@ -1,0 +1,265 @@
+"""The training dashboard: runs, and the selected run live (loss curve, speed, memory, log).
+
+It reads the run folders only (``status.json``, ``metrics.jsonl``, ``worker.log``), so it
+attaches to workers that outlive the app: quit, reopen, and the running worker is there.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import ClassVar
+
+from rich.text import Text
+from textual import on, work
+from textual.app import ComposeResult
+from textual.binding import Binding, BindingType
+from textual.containers import Horizontal, Vertical
+from textual.message import Message
+from textual.screen import Screen
+from textual.widgets import DataTable, Footer, Header, Static
+from textual_plotext import PlotextPlot
+
+from core.errors import PodforgeError
+from core.training.progress import RunView, curve, memory_line
+from core.training.protocol import LOG_NAME, METRICS_NAME, MetricsTail, Status
+from core.workspace import Workspace
+from tui.format import duration
+from tui.styles import STYLES
+
+REFRESH_SECONDS = 1.0
+LOG_LINES = 8
+
+
+class TrainingScreen(Screen[None]):
+    """Start, watch, stop and resume training runs."""
+
+    CSS_PATH = STYLES / "training.tcss"
+    BINDINGS: ClassVar[list[BindingType]] = [
+        Binding("t", "new_run", "New run", id="training.new"),
+        Binding("x", "stop", "Stop", id="training.stop"),
+        Binding("R", "resume", "Resume", id="training.resume"),
+        Binding("l", "log", "Full log", id="training.log"),
+        Binding("e", "export", "Export adapter", id="training.export"),
+        Binding("escape", "app.pop_screen", "Back", id="training.back"),
+    ]
+
+    class Refreshed(Message):
+        """Statuses and new metrics read in a worker thread."""
+
+        def __init__(self, runs: list[tuple[str, Status]], fresh: dict[str, list[dict]]) -> None:  # type: ignore[type-arg]
+            super().__init__()
+            self.runs = runs
+            self.fresh = fresh
+
+    def __init__(self, workspace: Workspace) -> None:
+        super().__init__()
+        self.workspace = workspace
+        self.views: dict[str, RunView] = {}
+        self.tails: dict[str, MetricsTail] = {}
+        self.statuses: dict[str, Status] = {}
+        self.selected: str | None = None
+
+    def compose(self) -> ComposeResult:
+        yield Header()
+        with Horizontal():
+            with Vertical(id="runs-pane"):
+                yield DataTable(id="runs", cursor_type="row", zebra_stripes=True)
+                yield Static("", id="runs-empty", classes="empty")
+            with Vertical(id="run-pane"):
+                yield Static("", id="run-state")
+                yield PlotextPlot(id="loss-plot")
+                yield Static("", id="run-stats")
+                yield Static("", id="run-log")
+        yield Footer()
+
+    def on_mount(self) -> None:
+        self.title = "podforge — training"
+        self.sub_title = self.workspace.name
+        table = self.query_one("#runs", DataTable)
+        table.add_columns("Run", "Speaker", "State", "Step", "Loss")
+        self.action_reload()
+        self._timer = self.set_interval(REFRESH_SECONDS, self.action_reload)
+
+    def action_reload(self) -> None:
+        self._read()
+
+    @work(thread=True, exclusive=True, group="training-read")
+    def _read(self) -> None:
+        from core.training.runs import list_runs
+
+        runs = list_runs(self.workspace)
+        fresh: dict[str, list[dict]] = {}  # type: ignore[type-arg]
+        for run_id, _ in runs:
+            tail = self.tails.setdefault(
+                run_id, MetricsTail(self.workspace.runs_dir / run_id / METRICS_NAME)
+            )
+            fresh[run_id] = tail.read_new()
+        self.post_message(self.Refreshed(runs, fresh))
+
+    @on(Refreshed)
+    def _refreshed(self, message: Refreshed) -> None:
+        for run_id, events in message.fresh.items():
+            self.views.setdefault(run_id, RunView()).add(events)
+        self.statuses = dict(message.runs)
+        table = self.query_one("#runs", DataTable)
+        selected = self.selected
+        table.clear()
+        for run_id, status in message.runs:
+            view = self.views.get(run_id, RunView())
+            loss = f"{view.losses[-1]:.4f}" if view.losses else "–"
+            table.add_row(
+                run_id, status.speaker, _state_text(status),
+                f"{status.step}/{status.max_steps}", loss, key=run_id,
+            )  # fmt: skip
+        self.query_one("#runs-empty", Static).update(
+            "" if message.runs else "No runs yet. Press t to train a voice."
+        )
+        if message.runs:
+            ids = [r for r, _ in message.runs]
+            self.selected = selected if selected in ids else ids[0]
+            table.move_cursor(row=ids.index(self.selected))
+        else:
+            self.selected = None
+        self._show_selected()
+
+    @on(DataTable.RowHighlighted, "#runs")
+    def _row(self, event: DataTable.RowHighlighted) -> None:
+        if event.row_key.value and event.row_key.value != self.selected:
+            self.selected = str(event.row_key.value)
+            self._show_selected()
+
+    def _show_selected(self) -> None:
+        state, stats, log = (
+            self.query_one(f"#{n}", Static) for n in ("run-state", "run-stats", "run-log")
+        )
+        plot = self.query_one(PlotextPlot)
+        if self.selected is None or self.selected not in self.statuses:
+            state.update("")
+            stats.update("")
+            log.update("")
+            plot.plt.clear_data()
+            plot.refresh()
+            return
+        status = self.statuses[self.selected]
+        view = self.views.get(self.selected, RunView())
+        line = Text.assemble((f"{self.selected}  ", "bold"), _state_text(status))
+        if status.error:
+            line.append(f"\n{status.error}", "red")
+        state.update(line)
+        self._plot(plot, view)
+        last = view.last
+        eta = view.eta_seconds(status.max_steps) if status.live else None
+        parts = [
+            f"step {status.step}/{status.max_steps}",
+            f"lr {last['lr']:.2e}" if isinstance(last.get("lr"), int | float) else "lr –",
+            f"{last['samples_per_s']:.1f} samples/s"
+            if isinstance(last.get("samples_per_s"), int | float)
+            else "– samples/s",
+            f"ETA {duration(eta)}" if eta is not None else "ETA –",
+        ]
+        stats.update("   ".join(parts) + "\n" + memory_line(last))
+        log.update(Text(_log_tail(self.workspace.runs_dir / self.selected / LOG_NAME), "dim"))
+
+    @staticmethod
+    def _plot(plot: PlotextPlot, view: RunView) -> None:
+        plt = plot.plt
+        plt.clear_data()
+        plt.clear_figure()
+        plt.title("loss")
+        if view.steps:
+            xs, ys = curve(view.steps, view.losses)
+            plt.plot(xs, ys, label="train", marker="braille")
+        if view.eval_steps:
+            xs, ys = curve(view.eval_steps, view.eval_losses)
+            plt.plot(xs, ys, label="eval", marker="braille")
+        plot.refresh()
+
+    # -- actions ---------------------------------------------------------------------
+    def action_new_run(self) -> None:
+        from tui.screens.new_run import NewRunScreen
+
+        speakers = sorted(self.workspace.settings.speakers)
+        self.app.push_screen(
+            NewRunScreen(speakers, self.workspace.settings.training), self._start_run
+        )
+
+    def _start_run(self, choice: dict[str, object] | None) -> None:
+        if choice is None:
+            return
+        from core.training.runs import create_run, launch_worker
+
+        try:
+            run_dir = create_run(
+                self.workspace, str(choice["speaker"]), steps=int(choice["steps"]),  # type: ignore[call-overload]
+                rank=int(choice["rank"]), learning_rate=float(choice["lr"]),  # type: ignore[call-overload, arg-type]
+            )  # fmt: skip
+            pid = launch_worker(self.workspace, run_dir)
+        except PodforgeError as exc:
+            self.notify(str(exc), severity="error", timeout=10)
+            return
+        self.selected = run_dir.name
+        self.notify(f"started {run_dir.name} (worker pid {pid})")
+        self.action_reload()
+
+    def action_stop(self) -> None:
+        from core.training.runs import stop_run
+
+        if self.selected is None:
+            return
+        try:
+            stop_run(self.workspace.runs_dir / self.selected)
+        except PodforgeError as exc:
+            self.notify(str(exc), severity="warning")
+            return
+        self.notify(f"stopping {self.selected}: saving a checkpoint")
+
+    def action_resume(self) -> None:
+        from core.training.runs import launch_worker, resume_run
+
+        if self.selected is None:
+            return
+        try:
+            run_dir = resume_run(self.workspace, self.selected)
+            launch_worker(self.workspace, run_dir)
+        except PodforgeError as exc:
+            self.notify(str(exc), severity="warning", timeout=10)
+            return
+        self.notify(f"resuming {self.selected} from its newest checkpoint")
+
+    def action_log(self) -> None:
+        from tui.screens.log import LogScreen
+
+        if self.selected is not None:
+            self.app.push_screen(LogScreen(self.workspace.runs_dir / self.selected / LOG_NAME))
+
+    def action_export(self) -> None:
+        if self.selected is not None:
+            self._export(self.selected)
+
+    @work(thread=True, exclusive=True, group="export")
+    def _export(self, run_id: str) -> None:
+        from core.training.export import export_adapter
+
+        try:
+            voice = export_adapter(self.workspace, self.workspace.runs_dir / run_id)
+        except PodforgeError as exc:
+            self.app.call_from_thread(self.notify, str(exc), severity="error", timeout=10)
+            return
+        self.app.call_from_thread(self.notify, f"voice exported to {voice}")
+
+
+def _state_text(status: Status) -> Text:
+    style = {"running": "green", "starting": "yellow", "stopping": "yellow",
+             "finished": "bold green", "failed": "bold red", "stopped": "cyan"}  # fmt: skip
+    return Text(status.state, style.get(status.state, ""))
+
+
+def _log_tail(path: Path, lines: int = LOG_LINES) -> str:
+    try:
+        with path.open("rb") as fh:
+            fh.seek(0, 2)
+            fh.seek(max(0, fh.tell() - 8192))
+            text = fh.read().decode("utf-8", errors="replace")
+    except OSError:
+        return ""
+    return "\n".join(text.splitlines()[-lines:])
