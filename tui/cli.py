@@ -268,6 +268,94 @@ def export(workspace: Path, fmt: str, seed: int, name: str | None, speaker: str 
         click.echo(f"  note: {result.split_note}")
 
 
+@main.command()
+@click.argument("workspace", type=click.Path(path_type=Path))
+@click.argument("script", type=click.Path(path_type=Path))
+@click.option("--draft", is_flag=True, help="Use the espeak-ng draft voice (instant, no GPU).")
+@click.option("--seed", type=int, default=0, show_default=True, help="Seed of the synthesis.")
+@_user_errors
+def render(workspace: Path, script: Path, draft: bool, seed: int) -> None:
+    """Render SCRIPT (e.g. scripts/welcome.md) into episodes/<name>/: WAV, MP3, manifest,
+    chapters. Only lines that changed since the last render are synthesised."""
+    from rich.console import Console
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
+
+    from core.synthesis.render import render_episode
+    from core.workspace import Workspace
+
+    ws = Workspace.open(workspace)
+    if not script.is_absolute() and not script.exists():
+        script = ws.root / script
+    console = Console(stderr=True)
+    with Progress(
+        TextColumn("rendering"), BarColumn(), MofNCompleteColumn(),
+        TextColumn("{task.description}"), console=console, transient=True,
+    ) as bars:  # fmt: skip
+        task = bars.add_task("", total=None)
+
+        def report(done: int, total: int, what: str) -> None:
+            bars.update(task, completed=done, total=total, description=what)
+
+        result = render_episode(
+            ws, script, backend="draft" if draft else "csm", seed=seed, progress=report
+        )
+    out = result.exported
+    console.print(
+        f"{len(result.rendered_lines)} line(s) synthesised, {len(result.cached_lines)} from "
+        f"the cache, {result.seconds:.1f} s"
+    )
+    for warning in result.warnings:
+        console.print(f"[yellow]warning:[/] {warning}")
+    click.echo(f"{out.wav}\n{out.mp3}\n{out.manifest}\n{out.chapters}")
+    click.echo(
+        f"loudness {result.exported.lufs:.1f} LUFS, true peak {result.exported.true_peak_db:.1f} "
+        f"dBTP, {result.exported.duration_sec / 60:.1f} min"
+    )
+
+
+@main.command()
+@click.argument("workspace", type=click.Path(path_type=Path))
+@click.option("--speaker", help="Whose voice to train (needs a consent record).")
+@click.option("--steps", type=click.IntRange(1), help="Optimizer steps (default: [training]).")
+@click.option("--rank", type=click.IntRange(1, 256), help="LoRA rank (alpha = 2 x rank).")
+@click.option("--lr", type=float, help="Learning rate.")
+@click.option("--resume", "resume_id", help="Resume run RUN-ID from its newest checkpoint.")
+@click.option("--foreground", is_flag=True, help="Train in this terminal instead of detached.")
+@_user_errors
+def train(
+    workspace: Path,
+    speaker: str | None,
+    steps: int | None,
+    rank: int | None,
+    lr: float | None,
+    resume_id: str | None,
+    foreground: bool,
+) -> None:
+    """Fine-tune a LoRA adapter of the base model on SPEAKER's accepted segments.
+
+    The worker runs detached (closing the terminal or SSH does not stop it) and writes
+    runs/<id>/{status.json,metrics.jsonl,worker.log}; watch it in the app (d).
+    """
+    from core.errors import TrainingError
+    from core.training.runs import create_run, launch_worker, resume_run
+    from core.workspace import Workspace
+
+    ws = Workspace.open(workspace)
+    if resume_id:
+        run_dir = resume_run(ws, resume_id)
+    elif speaker:
+        run_dir = create_run(ws, speaker, steps=steps, rank=rank, learning_rate=lr)
+    else:
+        raise TrainingError("say whose voice to train (--speaker NAME) or which run to --resume")
+    if foreground:
+        from core.training.worker import main as worker_main
+
+        sys.exit(worker_main([str(ws.root), str(run_dir)]))
+    pid = launch_worker(ws, run_dir)
+    click.echo(run_dir.name)
+    click.echo(f"worker pid {pid}; log: {run_dir / 'worker.log'}", err=True)
+
+
 def _run_app(ws: Any) -> None:
     from tui.app import PodforgeApp
 

@@ -1,0 +1,260 @@
+"""The LoRA training loop (own PyTorch loop), run inside the worker process.
+
+One optimizer step = ``grad_accum`` micro-batches of ``batch_size`` conversations. The
+micro-batches of a step are a pure function of (seed, step) (:func:`batch_for_step`) and
+building their inputs never touches the random state, so a run resumed from a checkpoint
+(adapter, optimizer, scheduler and every RNG state) computes exactly the steps an
+uninterrupted run would. Learning rate: linear warm-up, then cosine decay to 10 %.
+Mixed precision: bf16 autocast on CUDA when ``training.bf16``. Metrics follow DESIGN.md's
+protocol (``step``, ``eval``, ``checkpoint`` events).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+import os
+import random
+import shutil
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+
+from core.training.data import (
+    CodeCache,
+    Example,
+    SpeakerData,
+    batch_for_step,
+    epoch_of,
+    speaker_examples,
+)
+from core.training.protocol import MetricsWriter, State, update_status
+from core.training.runs import RunConfig
+from core.workspace import Workspace
+
+EVAL_EXAMPLES = 16
+GRAD_CLIP = 1.0
+
+
+def train(
+    ws: Workspace, run_dir: Path, config: RunConfig, should_stop: Callable[[], bool]
+) -> State:
+    """Train until ``max_steps`` (``finished``) or until asked to stop (``stopped``)."""
+    import torch
+
+    from core import csm
+
+    t = config.training
+    data = speaker_examples(ws, config.speaker, t.seed)
+    bundle = csm.load_csm(config.base_model, device=config.device)
+    cache = CodeCache(ws, f"{config.base_model}:{bundle.path}")
+    built: dict[tuple[int | None, int | None], dict[str, Any]] = {}
+
+    def encode(audio: npt.NDArray[np.float32]) -> npt.NDArray[np.int64]:
+        codes: npt.NDArray[np.int64] = csm.encode_audio(bundle, audio).numpy()
+        return codes
+
+    def inputs_for(ex: Example) -> dict[str, Any]:
+        key = (ex.target.id, ex.context.id)
+        if key not in built:
+            with torch.random.fork_rng(devices=[]):  # never moves the training RNG
+                context = [(ex.context.text, cache.codes(ex.context, encode))]
+                built[key] = csm.training_inputs(
+                    bundle, context, ex.target.text, cache.codes(ex.target, encode)
+                )
+            if len(built) > 512:  # bounded memory on long datasets
+                built.pop(next(iter(built)))
+        return built[key]
+
+    torch.manual_seed(t.seed)
+    model = csm.prepare_for_training(
+        bundle, csm.lora_config(t.lora_rank, t.lora_alpha, t.lora_dropout),
+        gradient_checkpointing=t.gradient_checkpointing,
+    )  # fmt: skip
+    params = [p for p in model.parameters() if p.requires_grad]
+    optimizer = torch.optim.AdamW(params, lr=t.learning_rate, weight_decay=0.0)
+    scheduler = torch.optim.lr_scheduler.LambdaLR(
+        optimizer, lambda s: _lr_factor(s, t.warmup_steps, t.max_steps)
+    )
+    step = 0
+    newest = newest_checkpoint(run_dir)
+    if newest is not None:
+        step = _load_checkpoint(newest, model, optimizer, scheduler)
+    cuda = bundle.device.startswith("cuda")
+    autocast = (
+        torch.autocast("cuda", dtype=torch.bfloat16)
+        if cuda and t.bf16
+        else contextlib.nullcontext()
+    )
+    if cuda:
+        torch.cuda.reset_peak_memory_stats()
+    n = len(data.train)
+    metrics = MetricsWriter(run_dir)
+    update_status(run_dir, state="running", step=step, max_steps=t.max_steps)
+    try:
+        while step < t.max_steps:
+            if should_stop():
+                update_status(run_dir, state="stopping")
+                _checkpoint(run_dir, model, optimizer, scheduler, step, metrics)
+                return "stopped"
+            started = time.perf_counter()
+            optimizer.zero_grad(set_to_none=True)
+            total = 0.0
+            for micro in range(t.grad_accum):
+                batch = batch_for_step(
+                    data.train, step * t.grad_accum + micro, t.batch_size, t.seed
+                )
+                inputs = csm.collate_training_inputs([inputs_for(ex) for ex in batch])
+                with autocast:
+                    loss = model(**inputs).loss / t.grad_accum
+                loss.backward()
+                total += float(loss.detach())
+            grad_norm = float(torch.nn.utils.clip_grad_norm_(params, GRAD_CLIP))
+            optimizer.step()
+            scheduler.step()
+            step += 1
+            elapsed = time.perf_counter() - started
+            metrics.write(
+                "step", step=step, epoch=round(epoch_of(step * t.grad_accum, t.batch_size, n), 3),
+                loss=round(total, 6), lr=scheduler.get_last_lr()[0], grad_norm=round(grad_norm, 6),
+                samples_per_s=round(t.batch_size * t.grad_accum / elapsed, 3),
+                **memory_fields(bundle.device),
+            )  # fmt: skip
+            update_status(run_dir, state="running", step=step)
+            if step % t.eval_every == 0 or step == t.max_steps:
+                eval_loss = evaluate(model, data, inputs_for, autocast)
+                metrics.write("eval", step=step, eval_loss=round(eval_loss, 6))
+            if step % t.save_every == 0 or step == t.max_steps:
+                _checkpoint(run_dir, model, optimizer, scheduler, step, metrics)
+    finally:
+        metrics.close()
+    from core.training.export import export_adapter
+
+    export_adapter(ws, run_dir)
+    return "finished"
+
+
+def evaluate(
+    model: Any, data: SpeakerData, inputs_for: Callable[[Example], dict[str, Any]], autocast: Any
+) -> float:
+    """Mean loss over (up to 16) validation conversations, without dropout or gradients."""
+    import torch
+
+    from core import csm
+
+    examples = data.val[:EVAL_EXAMPLES]
+    model.eval()
+    losses = []
+    with torch.no_grad(), torch.random.fork_rng(devices=[]):
+        for ex in examples:
+            with autocast:
+                losses.append(float(model(**csm.collate_training_inputs([inputs_for(ex)])).loss))
+    model.train()
+    return sum(losses) / max(1, len(losses))
+
+
+def _lr_factor(step: int, warmup: int, total: int) -> float:
+    if warmup and step < warmup:
+        return (step + 1) / warmup
+    progress = (step - warmup) / max(1, total - warmup)
+    return 0.1 + 0.9 * 0.5 * (1.0 + math.cos(math.pi * min(1.0, progress)))
+
+
+def memory_fields(device: str) -> dict[str, float | None]:
+    """VRAM (allocated, reserved, peak, GPU total) on CUDA; RSS on CPU (DESIGN.md)."""
+    import torch
+
+    if device.startswith("cuda"):
+        mb = 1024 * 1024
+        return {
+            "vram_allocated_mb": round(torch.cuda.memory_allocated() / mb, 1),
+            "vram_reserved_mb": round(torch.cuda.memory_reserved() / mb, 1),
+            "vram_peak_mb": round(torch.cuda.max_memory_allocated() / mb, 1),
+            "gpu_total_mb": _gpu_total_mb(),
+            "rss_mb": _rss_mb(),
+        }
+    return {
+        "vram_allocated_mb": None, "vram_reserved_mb": None, "vram_peak_mb": None,
+        "gpu_total_mb": None, "rss_mb": _rss_mb(),
+    }  # fmt: skip
+
+
+def _gpu_total_mb() -> float | None:
+    try:
+        import pynvml
+
+        pynvml.nvmlInit()
+        handle = pynvml.nvmlDeviceGetHandleByIndex(0)
+        total = float(pynvml.nvmlDeviceGetMemoryInfo(handle).total)
+        return round(total / (1024 * 1024), 1)
+    except Exception:  # NVML missing or not permitted: fall back to torch's figure
+        import torch
+
+        return round(torch.cuda.get_device_properties(0).total_memory / (1024 * 1024), 1)
+
+
+def _rss_mb() -> float:
+    with open("/proc/self/statm", encoding="ascii") as fh:
+        pages = int(fh.read().split()[1])
+    return round(pages * os.sysconf("SC_PAGE_SIZE") / (1024 * 1024), 1)
+
+
+# -- checkpoints ----------------------------------------------------------------------
+
+
+def newest_checkpoint(run_dir: Path) -> Path | None:
+    found = [p for p in (run_dir / "checkpoints").glob("step-*") if (p / "state.pt").is_file()]
+    return max(found, key=lambda p: int(p.name.split("-")[1]), default=None)
+
+
+def _checkpoint(
+    run_dir: Path, model: Any, optimizer: Any, scheduler: Any, step: int, metrics: MetricsWriter
+) -> Path:
+    """Adapter + optimizer + scheduler + RNG states, written beside and renamed into place."""
+    import torch
+
+    target = run_dir / "checkpoints" / f"step-{step}"
+    if (target / "state.pt").is_file():
+        return target
+    tmp = Path(tempfile.mkdtemp(prefix=f".step-{step}.", dir=run_dir / "checkpoints"))
+    model.save_pretrained(tmp / "adapter")
+    torch.save(
+        {
+            "step": step,
+            "optimizer": optimizer.state_dict(),
+            "scheduler": scheduler.state_dict(),
+            "torch_rng": torch.get_rng_state(),
+            "cuda_rng": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None,
+            "numpy_rng": np.random.get_state(),
+            "python_rng": random.getstate(),
+        },
+        tmp / "state.pt",
+    )
+    if target.exists():
+        shutil.rmtree(target)
+    tmp.rename(target)
+    metrics.write("checkpoint", step=step, path=target.relative_to(run_dir).as_posix())
+    return target
+
+
+def _load_checkpoint(path: Path, model: Any, optimizer: Any, scheduler: Any) -> int:
+    import torch
+    from peft import set_peft_model_state_dict
+    from safetensors.torch import load_file
+
+    weights = load_file(str(path / "adapter" / "adapter_model.safetensors"))
+    set_peft_model_state_dict(model, weights)
+    state = torch.load(path / "state.pt", weights_only=False)
+    optimizer.load_state_dict(state["optimizer"])
+    scheduler.load_state_dict(state["scheduler"])
+    torch.set_rng_state(state["torch_rng"])
+    if state["cuda_rng"] is not None and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda_rng"])
+    np.random.set_state(state["numpy_rng"])
+    random.setstate(state["python_rng"])
+    return int(state["step"])

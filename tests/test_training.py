@@ -1,0 +1,151 @@
+"""Training end to end with the tiny CSM in real worker processes."""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from core.errors import ConsentError
+from core.ingest import accept_passing
+from core.training.protocol import effective_status, read_metrics, read_status
+from core.training.runs import create_run, launch_worker, resume_run
+from core.workspace import Workspace
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture
+def trainable(
+    demo_workspace: Workspace, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> Workspace:
+    """The demo with its clean segments accepted and quick training settings."""
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    shutil.copytree(demo_workspace.root, tmp_path / "demo")
+    ws = Workspace.open(tmp_path / "demo")
+    accept_passing(ws)
+    ws.settings.training = dataclasses.replace(
+        ws.settings.training, grad_accum=1, batch_size=2, learning_rate=5e-3, warmup_steps=1,
+        eval_every=4, save_every=4, max_steps=12,
+    )  # fmt: skip
+    ws.save()
+    return ws
+
+
+def _env() -> dict[str, str]:
+    return {**os.environ, "PYTHONPATH": str(ROOT)}
+
+
+def _wait(run_dir: Path, done: object, timeout: float = 180.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if done():  # type: ignore[operator]
+            return
+        time.sleep(0.1)
+    log = (run_dir / "worker.log").read_text() if (run_dir / "worker.log").exists() else ""
+    raise AssertionError(f"timed out; status {read_status(run_dir)}; log tail {log[-1500:]}")
+
+
+def _losses(run_dir: Path) -> dict[int, float]:
+    return {e["step"]: e["loss"] for e in read_metrics(run_dir) if e["event"] == "step"}
+
+
+def test_detached_worker_trains_and_exports_a_loadable_adapter(trainable: Workspace) -> None:
+    out = subprocess.run(
+        [str(Path(sys.executable).with_name("podforge")), "train", str(trainable.root),
+         "--speaker", "alice"], capture_output=True, text=True, env=_env(), timeout=60,
+    )  # fmt: skip
+    assert out.returncode == 0, out.stderr
+    run_dir = trainable.runs_dir / out.stdout.strip()
+    _wait(run_dir, lambda: read_status(run_dir).state in ("finished", "failed"))
+    status = read_status(run_dir)
+    assert status.state == "finished" and status.step == 12, status
+    losses = _losses(run_dir)
+    assert sorted(losses) == list(range(1, 13))
+    assert losses[12] < losses[1]
+    events = read_metrics(run_dir)
+    assert [e["step"] for e in events if e["event"] == "eval"] == [4, 8, 12]
+    assert [e["path"] for e in events if e["event"] == "checkpoint"] == [
+        "checkpoints/step-4", "checkpoints/step-8", "checkpoints/step-12",
+    ]  # fmt: skip
+    step = next(e for e in events if e["event"] == "step")
+    assert step["vram_allocated_mb"] is None and step["rss_mb"] > 0  # CPU: RSS, no VRAM
+    voice = trainable.voices_dir / "alice"
+    assert len(list((voice / "anchors").glob("*.wav"))) >= 2
+    import tomllib
+
+    meta = tomllib.loads((voice / "voice.toml").read_text())
+    assert meta["step"] == 12 and meta["base_model"] == "tiny" and meta["anchors"][0]["text"]
+
+    from peft import PeftModel
+
+    from core.csm import load_csm
+
+    bundle = load_csm("tiny")
+    model = PeftModel.from_pretrained(bundle.model, str(voice / "adapter"))
+    names = [n for n, _ in model.named_parameters() if "lora_" in n]
+    assert names and not any("codec_model" in n for n in names)
+
+
+def test_sigterm_stops_with_a_checkpoint_and_resume_matches_an_uninterrupted_run(
+    trainable: Workspace,
+) -> None:
+    whole = create_run(trainable, "alice", steps=10)
+    subprocess.run([sys.executable, "-m", "core.training.worker", str(trainable.root), str(whole)],
+                   env=_env(), check=True, timeout=300, capture_output=True)  # fmt: skip
+    expected = _losses(whole)
+
+    run_dir = create_run(trainable, "alice", steps=10)
+    launch_worker(trainable, run_dir)
+    _wait(run_dir, lambda: read_status(run_dir).step >= 3)
+    pid = read_status(run_dir).pid
+    assert pid is not None
+    os.kill(pid, signal.SIGTERM)
+    _wait(run_dir, lambda: read_status(run_dir).state in ("stopped", "finished", "failed"))
+    stopped = read_status(run_dir)
+    assert stopped.state == "stopped", stopped
+    assert (run_dir / "checkpoints" / f"step-{stopped.step}" / "state.pt").is_file()
+    assert stopped.step < 10
+
+    resume_run(trainable, run_dir.name)
+    worker = [sys.executable, "-m", "core.training.worker", str(trainable.root), str(run_dir)]
+    subprocess.run(worker, env=_env(), check=True, timeout=300, capture_output=True)
+    assert read_status(run_dir).state == "finished"
+    resumed = _losses(run_dir)
+    for step in range(1, 11):
+        assert resumed[step] == pytest.approx(expected[step], rel=1e-6, abs=1e-7), step
+
+
+def test_sigkill_shows_failed(trainable: Workspace) -> None:
+    run_dir = create_run(trainable, "alice", steps=1000)
+    launch_worker(trainable, run_dir)
+    _wait(run_dir, lambda: read_status(run_dir).step >= 1)
+    os.kill(read_status(run_dir).pid or 0, signal.SIGKILL)
+    _wait(run_dir, lambda: effective_status(run_dir).state == "failed", timeout=10)
+    assert "stopped without saying why" in (effective_status(run_dir).error or "")
+
+
+def test_no_consent_no_training(workspace: Workspace) -> None:
+    with pytest.raises(ConsentError, match="podforge speaker add"):
+        create_run(workspace, "carol")
+    assert list(workspace.runs_dir.iterdir()) == []
+
+
+def test_cuda_asked_and_absent_is_a_clear_failure(trainable: Workspace) -> None:
+    trainable.settings.models.device = "cuda"
+    trainable.save()
+    run_dir = create_run(trainable, "alice", steps=2)
+    result = subprocess.run(
+        [sys.executable, "-m", "core.training.worker", str(trainable.root), str(run_dir)],
+        env=_env(), timeout=300, capture_output=True, text=True,
+    )  # fmt: skip
+    assert result.returncode == 1
+    status = read_status(run_dir)
+    assert status.state == "failed" and "GPU" in (status.error or "")
