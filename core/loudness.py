@@ -66,7 +66,11 @@ speech changes by about 0.1 dB.
 from __future__ import annotations
 
 import functools
+import itertools
 import math
+import os
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Final
 
@@ -111,6 +115,17 @@ _GRID_SLACK: Final = 10.0 ** (-0.7 / 20.0)
 # from samples q - 2 .. q + 3.
 _MIDPOINT_TAPS: Final = np.array([3.0, -25.0, 150.0, 150.0, -25.0, 3.0]) / 256.0
 
+_CHANNEL_WEIGHTS: Final = (1.0, 1.0, 1.0, 1.41, 1.41)
+"""BS.1770 channel weights (L, R, C, Ls, Rs), as pyloudnorm applies them."""
+
+_LONG_SAMPLES: Final = 1 << 21
+"""From this length (87 s at 24 kHz) the 4x signal is never held whole: it is made a
+chunk at a time, on several threads, and only where it is needed (memory and speed)."""
+_CHUNK_SAMPLES: Final = 1 << 16
+_CHUNK_MARGIN: Final = 1024
+"""Input samples resampled beyond each chunk's ends (soxr's filter needs < 256)."""
+_MAX_THREADS: Final = 8
+
 
 @dataclass(frozen=True)
 class Conditioned:
@@ -134,9 +149,11 @@ def integrated_lufs(audio: npt.ArrayLike, sr: int) -> float | None:
 
     Same result as ``pyloudnorm.Meter(sr).integrated_loudness`` (within 1e-5 LU: the
     filters run in float32, the block sums in float64); ``None`` where that raises
-    (audio shorter than one 400 ms block) or returns ``-inf``.
+    (audio shorter than one 400 ms block) or returns ``-inf``. ``audio`` is mono
+    ``(n,)`` or ``(n, channels)`` with up to 5 channels, weighted as pyloudnorm does
+    (1.0 for the first three, 1.41 for the surround pair).
     """
-    power = _k_power(_mono32(audio), sr)
+    power = _k_power(_audio32(audio), sr)
     return None if power is None else _gated_lufs(_block_energies(power, sr))
 
 
@@ -152,13 +169,16 @@ def true_peak_db(audio: npt.ArrayLike, sr: int, oversample: int = _METER_OVERSAM
     """True peak in dBTP: the peak of the signal oversampled ``oversample`` times.
 
     Oversampling is soxr "HQ"; the result is never below the sample peak and is
-    ``-inf`` for digital silence.
+    ``-inf`` for digital silence. ``audio`` is ``(n,)`` or ``(n, channels)``: the peak
+    of all channels.
     """
     original = np.asarray(audio)
-    x = _mono32(original)
+    x = _audio32(original)
     peak = _abs_max(original)  # in the input's own precision
     if peak == 0.0 or oversample <= 1:
         return _db(peak)
+    if x.shape[0] >= _LONG_SAMPLES:
+        return _db(max(peak, _scan(x, sr, oversample)))
     return _db(max(peak, _abs_max(_oversampled(x, sr, oversample))))
 
 
@@ -168,13 +188,20 @@ def condition(
     *,
     target_lufs: float = -19.0,
     ceiling_dbtp: float = -1.0,
+    multichannel: bool = False,
 ) -> Conditioned:
     """Gain ``audio`` to ``target_lufs`` and keep its true peak at or under ``ceiling_dbtp``.
 
     See the module docstring for the limiter. The input is not modified; the output is
-    a new ``float32`` array of the same length.
+    a new ``float32`` array of the same shape.
+
+    ``audio`` must be mono ``(n,)`` unless ``multichannel`` is set; then it may also be
+    ``(n, channels)`` (up to 5): the loudness is the BS.1770 channel-weighted sum (as
+    :func:`integrated_lufs`), the ceiling holds for every channel and one gain curve,
+    made from the loudest channel at each instant, is applied to all of them (a linked
+    limiter: the stereo image does not move).
     """
-    x = _mono32(audio)
+    x = _audio32(audio) if multichannel else _mono32(audio)
     if _abs_max(x) == 0.0:  # digital silence (or nothing): nothing to measure or gain
         return Conditioned(x.copy(), None, -math.inf, 0.0, False)
     ceiling = 10.0 ** ((ceiling_dbtp - _LIMITER_MARGIN_DB) / 20.0)
@@ -183,20 +210,31 @@ def condition(
     measured = None if blocks is None else _gated_lufs(blocks)
     gain = 1.0 if measured is None else 10.0 ** ((target_lufs - measured) / 20.0)
 
-    up = _oversampled(x, sr, _METER_OVERSAMPLE)
-    peak = max(_abs_max(x), _abs_max(up))
+    if x.shape[0] >= _LONG_SAMPLES:  # long audio: scanned in chunks, never held at 4x
+        envelope = _Envelope(x, sr)
+        peak = envelope.peak
+    else:
+        up = _oversampled(x, sr, _METER_OVERSAMPLE)
+        peak = max(_abs_max(x), _abs_max(up))
     if peak * gain <= ceiling * _GRID_SLACK:
         return _gained(x, gain, blocks, peak)
 
-    envelope = _Envelope(x, up)
+    if x.shape[0] < _LONG_SAMPLES:
+        envelope = _Envelope(x, sr, up)
     goal = target_lufs
     for attempt in range(2):
-        total, curve, estimate = _fit_makeup(x, sr, envelope, power, gain, goal, ceiling * _AIM)
+        total, curve, estimate = _fit_makeup(
+            sr, envelope, power, blocks, gain, goal, ceiling * _AIM
+        )
         if curve is None:  # no sample reaches the ceiling after all
             return _gained(x, gain, blocks, peak)
         curve *= np.float32(total)
-        curve *= x
-        out, out_up = _verified(curve, sr, ceiling)
+        if x.ndim == 1:
+            curve *= x
+            shaped = curve
+        else:
+            shaped = x * curve[:, None]
+        out, out_peak = _verified(shaped, sr, ceiling)
         lufs = integrated_lufs(out, sr)
         if (
             attempt == 1
@@ -211,17 +249,17 @@ def condition(
     return Conditioned(
         audio=out,
         lufs=lufs,
-        true_peak_db=_db(max(_abs_max(out), _abs_max(out_up))),
+        true_peak_db=_db(out_peak),
         gain_db=_db(total),
         limited=True,
     )
 
 
 def _fit_makeup(
-    x: FloatArray,
     sr: int,
     envelope: _Envelope,
     power: FloatArray | None,
+    blocks: Float64Array | None,
     gain: float,
     target_lufs: float,
     aim: float,
@@ -231,7 +269,9 @@ def _fit_makeup(
     The static ``gain`` is raised (secant steps on loudness against make-up, at most
     +12 dB) until the limited signal's estimated loudness is within 0.1 LU of the
     target. K-weighting is nearly linear in a slowly varying gain, so the loudness is
-    estimated from the K-weighted power times the squared curve, without filtering.
+    estimated from the K-weighted power times the squared curve, without filtering:
+    the block energies ``blocks`` of ``power`` less what the curve takes away, which is
+    summed over the limited samples only.
     """
     makeup_db = 0.0
     previous: tuple[float, float] | None = None
@@ -241,9 +281,9 @@ def _fit_makeup(
     for round_ in range(_MAKEUP_ROUNDS):
         total = gain * 10.0 ** (makeup_db / 20.0)
         curve = _gain_curve(envelope.where_above(aim / total), aim / total, sr)
-        if power is None or curve is None:
+        if power is None or blocks is None or curve is None:
             return total, curve, None
-        estimate = _gated_lufs(_block_energies(power * (curve * curve), sr) * (total * total))
+        estimate = _gated_lufs(_limited_energies(power, blocks, curve, sr) * (total * total))
         if estimate is None or abs(estimate - target_lufs) <= _LOUDNESS_TOLERANCE_LU:
             break
         if round_ == _MAKEUP_ROUNDS - 1:
@@ -322,6 +362,47 @@ def _mono32(audio: npt.ArrayLike) -> FloatArray:
     return x
 
 
+def _audio32(audio: npt.ArrayLike) -> FloatArray:
+    """``audio`` as contiguous float32 ``(n,)`` or ``(n, channels)`` (1 to 5 channels)."""
+    x = np.ascontiguousarray(audio, dtype=np.float32)
+    if x.ndim == 1 or (x.ndim == 2 and 1 <= x.shape[1] <= len(_CHANNEL_WEIGHTS)):
+        return x
+    raise ValueError(
+        f"expected audio of shape (n,) or (n, channels) with 1 to "
+        f"{len(_CHANNEL_WEIGHTS)} channels, got shape {x.shape}"
+    )
+
+
+def _threads() -> int:
+    """Threads for the chunked work on long audio: the CPUs this process may use."""
+    try:
+        count = len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):
+        count = os.cpu_count() or 1
+    return max(1, min(_MAX_THREADS, count))
+
+
+def _chunks(n: int) -> list[tuple[int, int]]:
+    """Fixed chunk bounds for long audio (a function of ``n`` alone: deterministic)."""
+    return [(a, min(n, a + _CHUNK_SAMPLES)) for a in range(0, n, _CHUNK_SAMPLES)]
+
+
+def _run_spans(job: Callable[[int, int], None], spans: list[tuple[int, int]]) -> None:
+    """Call ``job(start, end)`` for every span, on several threads.
+
+    numpy and soxr release the GIL for the array operations the jobs do; each job
+    writes only its own span of the shared arrays.
+    """
+    workers = min(_threads(), len(spans))
+    if workers <= 1:
+        for start, end in spans:
+            job(start, end)
+        return
+    with ThreadPoolExecutor(max_workers=workers) as pool:
+        for future in [pool.submit(job, start, end) for start, end in spans]:
+            future.result()
+
+
 def _db(amplitude: float) -> float:
     return 20.0 * math.log10(amplitude) if amplitude > 0.0 else -math.inf
 
@@ -355,11 +436,17 @@ def _k_power(x: FloatArray, sr: int) -> FloatArray | None:
     """Per-sample power of the K-weighted signal; ``None`` if shorter than one block."""
     from scipy import signal  # type: ignore[import-untyped, unused-ignore]
 
-    if x.size < BLOCK_SEC * sr:
+    if x.shape[0] < BLOCK_SEC * sr:
         return None
-    weighted: FloatArray = signal.sosfilt(_k_weighting_sos(sr).copy(), x)
+    weighted: FloatArray = signal.sosfilt(_k_weighting_sos(sr).copy(), x, axis=0)
     np.square(weighted, out=weighted)
-    return weighted
+    if weighted.ndim == 1:
+        return weighted
+    power = weighted[:, 0].copy()
+    for c in range(1, weighted.shape[1]):
+        weight = _CHANNEL_WEIGHTS[c]
+        power += weighted[:, c] if weight == 1.0 else np.float32(weight) * weighted[:, c]
+    return power
 
 
 @functools.lru_cache(maxsize=64)
@@ -383,6 +470,29 @@ def _block_energies(power: FloatArray, sr: int) -> Float64Array:
     return np.maximum(blocks, 0.0)
 
 
+def _limited_energies(
+    power: FloatArray, blocks: Float64Array, curve: FloatArray, sr: int
+) -> Float64Array:
+    """Block energies of ``power * curve**2``, from those of ``power`` (``blocks``).
+
+    Only the samples the curve lowers are visited: the energy each block loses is a
+    difference of a cumulative sum over them.
+    """
+    limited = np.flatnonzero(curve < 1.0)
+    if limited.size == 0:
+        return blocks
+    kept = curve[limited].astype(np.float64)
+    lost = power[limited] * (1.0 - kept * kept)
+    cumulative = np.concatenate(([0.0], np.cumsum(lost)))
+    edges, lower, upper = _block_edges(power.size, sr)
+    first = np.searchsorted(limited, edges[lower])
+    last = np.searchsorted(limited, edges[upper])
+    out: Float64Array = np.maximum(
+        blocks - (cumulative[last] - cumulative[first]) / (BLOCK_SEC * sr), 0.0
+    )
+    return out
+
+
 def _gated_lufs(z: Float64Array) -> float | None:
     """BS.1770 gating of block energies ``z``; ``None`` where pyloudnorm gives -inf."""
     with np.errstate(divide="ignore"):
@@ -404,6 +514,73 @@ def _oversampled(x: FloatArray, sr: int, oversample: int) -> FloatArray:
     return np.asarray(up, dtype=np.float32)
 
 
+def _chunk_oversampled(
+    x: FloatArray, sr: int, oversample: int, start: int, end: int
+) -> tuple[FloatArray, int]:
+    """``x[start:end]`` oversampled with 1024 samples of context on both sides.
+
+    Returns the oversampled context and the index of ``start``'s first point in it. The
+    points match a one-piece resampling of ``x`` to float32 rounding.
+    """
+    lo = max(0, start - _CHUNK_MARGIN)
+    hi = min(x.shape[0], end + _CHUNK_MARGIN)
+    part = soxr.resample(x[lo:hi], sr, sr * oversample, quality="HQ")
+    return np.asarray(part, dtype=np.float32), (start - lo) * oversample
+
+
+def _scan(x: FloatArray, sr: int, oversample: int, after: FloatArray | None = None) -> float:
+    """The peak of ``x`` oversampled, chunk by chunk on several threads (long audio).
+
+    With ``after`` (``x.shape[0]`` zeros) it also fills in, for each sample k, the largest
+    magnitude of the oversampled points from k up to k + 1 over all channels. Only a
+    chunk at a time is ever oversampled: memory stays at a few copies of ``x``.
+    """
+    spans = _chunks(x.shape[0])
+    peaks = [0.0] * len(spans)
+
+    def job(start: int, end: int) -> None:
+        part, skip = _chunk_oversampled(x, sr, oversample, start, end)
+        points = part[skip : skip + (end - start) * oversample]
+        columns = [points] if points.ndim == 1 else [points[:, c] for c in range(points.shape[1])]
+        for column in columns:
+            if after is None:
+                peak = _abs_max(column)
+            else:
+                grid = _grid_max(column, end - start, oversample)
+                np.maximum(after[start:end], grid, out=after[start:end])
+                peak = _abs_max(grid)
+            index = start // _CHUNK_SAMPLES
+            peaks[index] = max(peaks[index], peak)
+
+    _run_spans(job, spans)
+    return max(peaks, default=0.0)
+
+
+def _grid_max(points: FloatArray, count: int, oversample: int) -> FloatArray:
+    """For ``count`` samples, the largest magnitude of each one's ``oversample`` points.
+
+    ``points`` may hold fewer than ``count * oversample`` points: a last sample with only
+    some of its points gets the largest of those, samples with none get 0.
+    """
+    out = np.zeros(count, dtype=np.float32)
+    m = min(points.shape[0], count * oversample)
+    whole = m // oversample
+    if whole:
+        # Strided maxima and minima of the (k, oversample) grid: far faster than abs()
+        # followed by .max(axis=1), and no (k, oversample) temporary.
+        grid = points[: whole * oversample].reshape(whole, oversample)
+        high = grid[:, 0].copy()
+        low = grid[:, 0].copy()
+        for k in range(1, oversample):
+            np.maximum(high, grid[:, k], out=high)
+            np.minimum(low, grid[:, k], out=low)
+        np.negative(low, out=low)
+        np.maximum(high, low, out=out[:whole])
+    if whole < count and whole * oversample < m:
+        out[whole] = float(np.abs(points[whole * oversample : m]).max())
+    return out
+
+
 # --- limiter internals ------------------------------------------------------------
 
 
@@ -423,61 +600,140 @@ class _Envelope:
 
     ``values[k]``, once known, is the largest magnitude among sample k, the 4x
     sub-samples on either side of it and the points halfway between those (the odd
-    points of an 8x signal). It is computed for the samples :meth:`where_above` asks
-    about and left 0 elsewhere.
+    points of an 8x signal), over all channels. It is computed for the samples
+    :meth:`where_above` asks about and left 0 elsewhere.
+
+    With ``up`` (the whole 4x signal) the points are read from it. Without, the audio is
+    long: it is scanned in chunks for the per-sample 4x maxima (and ``peak``), and the
+    4x points around the samples asked about are made again, a stretch at a time.
     """
 
-    def __init__(self, x: FloatArray, up: FloatArray) -> None:
+    def __init__(self, x: FloatArray, sr: int, up: FloatArray | None = None) -> None:
         self.x = x
+        self.sr = sr
         self.up = up
-        n = x.size
+        self.columns = [x] if x.ndim == 1 else [x[:, c] for c in range(x.shape[1])]
+        n = x.shape[0]
         os = _METER_OVERSAMPLE
-        grid = np.zeros((n, os), dtype=np.float32)
-        m = min(up.size, grid.size)
-        np.abs(up[:m], out=grid.reshape(-1)[:m])
         # The largest 4x magnitude from sample k up to (not including) sample k + 1.
-        self.after = grid[:, 0].copy()
-        for k in range(1, os):  # strided maxima: far faster than .max(axis=1)
-            np.maximum(self.after, grid[:, k], out=self.after)
+        if up is None:
+            self.after = np.zeros(n, dtype=np.float32)
+            scanned = _scan(x, sr, os, self.after)
+        else:
+            ups = [up] if up.ndim == 1 else [up[:, c] for c in range(up.shape[1])]
+            self.after = _grid_max(ups[0], n, os)
+            for column in ups[1:]:
+                np.maximum(self.after, _grid_max(column, n, os), out=self.after)
+            scanned = _abs_max(up)
+        self.peak = max(_abs_max(x), scanned)
+        """The true peak: the largest magnitude of the samples and the 4x points."""
+        # The largest magnitude bordering sample k: the sample itself and the 4x points
+        # from sample k - 1 to sample k + 1 (what where_above compares with a level).
+        self.reach = np.empty(n, dtype=np.float32)
+        if n >= _LONG_SAMPLES:
+            _run_spans(self._fill_reach, _chunks(n))
+        else:
+            self._fill_reach(0, n)
         self.values = np.zeros(n, dtype=np.float32)
         self.known = np.zeros(n, dtype=bool)
+
+    def _fill_reach(self, start: int, end: int) -> None:
+        reach = self.reach[start:end]
+        reach[:] = self.after[start:end]
+        if start > 0:  # what lies after sample k also borders sample k + 1
+            np.maximum(reach, self.after[start - 1 : end - 1], out=reach)
+        elif end > 1:
+            np.maximum(reach[1:], self.after[: end - 1], out=reach[1:])
+        for x in self.columns:
+            np.maximum(reach, np.abs(x[start:end]), out=reach)
 
     def where_above(self, level: float) -> FloatArray:
         """The envelope, exact wherever it may exceed ``level`` (0 where it cannot)."""
         # A 4x grid misses a peak by at most _GRID_SLACK: below that, nothing to do.
-        t = level * _GRID_SLACK
-        wanted = self.after > t
-        wanted[1:] |= wanted[:-1]  # what lies after sample k also borders sample k + 1
-        wanted |= (self.x > t) | (self.x < -t)
+        wanted = self.reach > level * _GRID_SLACK
         wanted &= ~self.known
         todo = np.flatnonzero(wanted)
-        if todo.size:
-            self.values[todo] = np.maximum(np.abs(self.x[todo]), _peaks_near(self.up, todo))
-            self.known[todo] = True
+        if todo.size == 0:
+            return self.values
+        if self.up is not None:
+            self.values[todo] = self._peaks(todo, self.up, 0)
+        else:
+            groups = _groups(todo)
+
+            def job(first: int, last: int) -> None:
+                samples = todo[first:last]
+                start, end = int(samples[0]), int(samples[-1]) + 1
+                part, skip = _chunk_oversampled(self.x, self.sr, _METER_OVERSAMPLE, start, end)
+                # part[skip] is the first 4x point of sample ``start``.
+                self.values[samples] = self._peaks(samples, part, start * _METER_OVERSAMPLE - skip)
+
+            _run_spans(job, groups)
+        self.known[todo] = True
         return self.values
 
+    def _peaks(self, samples: IntArray, up: FloatArray, base: int) -> FloatArray:
+        """Envelope values of ``samples`` from 4x points ``up`` (``up[0]`` is point ``base``)."""
+        total = self.x.shape[0] * _METER_OVERSAMPLE
+        ups = [up] if up.ndim == 1 else [up[:, c] for c in range(up.shape[1])]
+        peaks = np.zeros(samples.size, dtype=np.float32)
+        for x, column in zip(self.columns, ups, strict=True):
+            np.maximum(peaks, np.abs(x[samples]), out=peaks)
+            np.maximum(peaks, _peaks_near(_windows(column, samples, base, total)), out=peaks)
+        return peaks
 
-def _peaks_near(up: FloatArray, samples: IntArray) -> FloatArray:
+
+def _groups(todo: IntArray) -> list[tuple[int, int]]:
+    """``todo`` (sorted samples) cut into index ranges of nearby samples, each within a chunk.
+
+    Samples less than two margins apart share a range (one resampling serves them).
+    """
+    breaks = np.flatnonzero(np.diff(todo) > 2 * _CHUNK_MARGIN) + 1
+    bounds = [0, *breaks.tolist(), todo.size]
+    groups: list[tuple[int, int]] = []
+    for first, last in itertools.pairwise(bounds):
+        while first < last:
+            # The longest stretch from todo[first] that fits in one chunk.
+            stop = int(np.searchsorted(todo, todo[first] + _CHUNK_SAMPLES, side="left"))
+            stop = min(max(stop, first + 1), last)
+            groups.append((first, stop))
+            first = stop
+    return groups
+
+
+_WINDOW: Final = np.arange(-_METER_OVERSAMPLE - 2, _METER_OVERSAMPLE + 3)
+"""4x points around sample k that :func:`_peaks_near` reads: 4k - 6 .. 4k + 6."""
+
+
+def _windows(up: FloatArray, samples: IntArray, base: int, total: int) -> Float64Array:
+    """For each sample k, the 4x points 4k - 6 .. 4k + 6 (0 outside ``[0, total)``).
+
+    ``up[0]`` is 4x point ``base``; the points read must lie in ``up`` or outside
+    ``[0, total)``.
+    """
+    index = (samples * _METER_OVERSAMPLE)[:, None] + _WINDOW[None, :]
+    inside = (index >= 0) & (index < total)
+    local = np.clip(index - base, 0, max(up.shape[0] - 1, 0))
+    out: Float64Array = np.where(inside, up[local], 0.0)
+    return out
+
+
+def _peaks_near(windows: Float64Array) -> FloatArray:
     """For each sample k, the peak magnitude of the signal between samples k - 1 and k + 1.
 
-    soxr's 4x points are the even points of an 8x signal; the odd ones (halfway
-    between 4x points q and q + 1) are interpolated from 4x points q - 2 .. q + 3
-    (zero beyond the ends). A parabola through each 8x extremum and its neighbours
-    then places the peak between the 8x points (an 8x grid alone can miss it by up to
-    0.14 dB near the Nyquist frequency; the parabola's error is below 0.01 dB).
+    ``windows`` holds each sample's 4x points 4k - 6 .. 4k + 6 (:func:`_windows`). soxr's
+    4x points are the even points of an 8x signal; the odd ones (halfway between 4x
+    points q and q + 1) are interpolated from 4x points q - 2 .. q + 3 (zero beyond the
+    ends). A parabola through each 8x extremum and its neighbours then places the peak
+    between the 8x points (an 8x grid alone can miss it by up to 0.14 dB near the
+    Nyquist frequency; the parabola's error is below 0.01 dB).
     """
     os = _METER_OVERSAMPLE
-    q = (samples * os)[:, None] + np.arange(-os, os)[None, :]
-    points = np.zeros(q.shape)
-    mids = np.zeros(q.shape)
+    width = 2 * os  # 4x points 4k - 4 .. 4k + 3
+    points = windows[:, 2 : 2 + width]
+    mids = np.zeros(points.shape)
     for tap, offset in zip(_MIDPOINT_TAPS, range(-2, 4), strict=True):
-        index = q + offset
-        inside = (index >= 0) & (index < up.size)
-        values = np.where(inside, up[np.clip(index, 0, max(up.size - 1, 0))], 0.0)
-        mids += tap * values
-        if offset == 0:
-            points = values
-    eight = np.empty((q.shape[0], 2 * q.shape[1]))
+        mids += tap * windows[:, offset + 2 : offset + 2 + width]
+    eight = np.empty((windows.shape[0], 2 * width))
     eight[:, 0::2] = points
     eight[:, 1::2] = mids
     before, here, after = eight[:, :-2], eight[:, 1:-1], eight[:, 2:]
@@ -494,7 +750,8 @@ def _peaks_near(up: FloatArray, samples: IntArray) -> FloatArray:
 def _runs(mask: npt.NDArray[np.bool_], pad: int) -> list[tuple[int, int]]:
     """Runs of ``mask`` widened by ``pad`` each side and merged where they overlap."""
     n = mask.size
-    edges = np.diff(np.concatenate(([0], mask.view(np.int8), [0])))
+    zero = np.zeros(1, dtype=np.int8)
+    edges = np.diff(np.concatenate((zero, mask.view(np.int8), zero)))
     starts = np.maximum(np.flatnonzero(edges == 1) - pad, 0)
     ends = np.minimum(np.flatnonzero(edges == -1) + pad, n)
     if starts.size == 0:
@@ -537,20 +794,31 @@ def _smooth_gain(required: Float64Array, half: int) -> Float64Array:
     return gain
 
 
-def _verified(out: FloatArray, sr: int, ceiling: float) -> tuple[FloatArray, FloatArray]:
-    """``out`` with its 8x envelope at or under ``ceiling`` (changed in place), its 4x."""
+def _verified(out: FloatArray, sr: int, ceiling: float) -> tuple[FloatArray, float]:
+    """``out`` with its 8x envelope at or under ``ceiling`` (changed in place), its peak.
+
+    The peak is the true peak (samples and 4x points) of the returned audio.
+    """
     for _ in range(_LIMITER_PASSES):
-        up = _oversampled(out, sr, _METER_OVERSAMPLE)
-        envelope = _Envelope(out, up).where_above(ceiling * _AIM)
+        check = _envelope_of(out, sr)
+        envelope = check.where_above(ceiling * _AIM)
         if not (envelope > ceiling).any():
-            return out, up
+            return out, check.peak
         # Aim a little under the check, so float32 rounding cannot tip it over.
         curve = _gain_curve(envelope, ceiling * _AIM, sr)
         if curve is not None:
-            out *= curve
-    up = _oversampled(out, sr, _METER_OVERSAMPLE)
-    peak = float(_Envelope(out, up).where_above(ceiling).max(initial=0.0))
-    if peak > ceiling:
-        out *= np.float32(ceiling * _AIM / peak)
-        up = _oversampled(out, sr, _METER_OVERSAMPLE)
-    return out, up
+            out *= curve if out.ndim == 1 else curve[:, None]
+    check = _envelope_of(out, sr)
+    peak = float(check.where_above(ceiling).max(initial=0.0))
+    if peak <= ceiling:
+        return out, check.peak
+    out *= np.float32(ceiling * _AIM / peak)
+    if out.shape[0] >= _LONG_SAMPLES:
+        return out, max(_abs_max(out), _scan(out, sr, _METER_OVERSAMPLE))
+    return out, max(_abs_max(out), _abs_max(_oversampled(out, sr, _METER_OVERSAMPLE)))
+
+
+def _envelope_of(x: FloatArray, sr: int) -> _Envelope:
+    if x.shape[0] >= _LONG_SAMPLES:
+        return _Envelope(x, sr)
+    return _Envelope(x, sr, _oversampled(x, sr, _METER_OVERSAMPLE))

@@ -287,18 +287,24 @@ def render(workspace: Path, script: Path, draft: bool, seed: int) -> None:
     if not script.is_absolute() and not script.exists():
         script = ws.root / script
     console = Console(stderr=True)
-    with Progress(
+    bars = Progress(
         TextColumn("rendering"), BarColumn(), MofNCompleteColumn(),
         TextColumn("{task.description}"), console=console, transient=True,
-    ) as bars:  # fmt: skip
-        task = bars.add_task("", total=None)
+    )  # fmt: skip
+    task = bars.add_task("", total=None)
 
-        def report(done: int, total: int, what: str) -> None:
-            bars.update(task, completed=done, total=total, description=what)
+    def report(done: int, total: int, what: str) -> None:
+        if not bars.live.is_started:  # only once work starts: an early error stays one line
+            bars.start()
+        bars.update(task, completed=done, total=total, description=what)
 
+    try:
         result = render_episode(
             ws, script, backend="draft" if draft else "csm", seed=seed, progress=report
         )
+    finally:
+        if bars.live.is_started:
+            bars.stop()
     out = result.exported
     console.print(
         f"{len(result.rendered_lines)} line(s) synthesised, {len(result.cached_lines)} from "
@@ -307,9 +313,10 @@ def render(workspace: Path, script: Path, draft: bool, seed: int) -> None:
     for warning in result.warnings:
         console.print(f"[yellow]warning:[/] {warning}")
     click.echo(f"{out.wav}\n{out.mp3}\n{out.manifest}\n{out.chapters}")
+    lufs = "–" if result.lufs is None else f"{result.lufs:.1f}"
     click.echo(
-        f"loudness {result.exported.lufs:.1f} LUFS, true peak {result.exported.true_peak_db:.1f} "
-        f"dBTP, {result.exported.duration_sec / 60:.1f} min"
+        f"loudness {lufs} LUFS, true peak {result.true_peak_db:.1f} dBTP, "
+        f"{result.duration_sec / 60:.1f} min"
     )
 
 

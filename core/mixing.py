@@ -1,0 +1,1231 @@
+"""Episode mixing: rendered lines on a timeline, music beds, sound effects, a master, exports.
+
+Pure functions on numpy arrays; files are written only by :func:`export_episode`.
+
+>>> result = mix_episode([line_a, TimelinePause(0.5), line_b], MixSettings())
+>>> export_episode(result, Path("episodes/ep1"), "ep1", title="Episode 1")
+
+Timeline rules
+--------------
+Every position is a whole sample at the mix rate (``MixSettings.sample_rate``); gaps
+and pauses are rounded to samples, so a line's start is exact.
+
+* Lines are placed in order. The first starts at the current position (0, or after
+  leading pauses). Each later line starts ``gap_ms`` (250 ms) after the end of the
+  timeline so far (the latest end of anything placed), or ``same_speaker_gap_ms``
+  (150 ms) when the previous line or effect was a line by the same speaker. A negative
+  gap is an overlap: the later line mixes over the earlier one's tail. A line never
+  starts before the previous line's start, nor before 0.
+* :class:`TimelinePause` adds its seconds of silence on top of the gap; a negative
+  (overlapping) gap does not reach across a pause (it counts as 0 there).
+* :class:`TimelineSfx` is placed exactly like a line by a speaker of its own (the
+  between-speakers gap before and after it, overlapping when that gap is negative) and
+  advances the timeline by its length. Effects do not duck the music.
+* :class:`TimelineChapter` starts at the start of the next line or effect; the first
+  chapter always starts at 0 (so the chapters cover the whole episode); a chapter with
+  nothing after it starts at the end of the speech.
+* :class:`TimelineBed` ``start`` starts a music bed at the current position (the end
+  of the timeline so far plus any pauses since, so a bed cued between two lines fades in
+  during the gap). The bed is resampled to the mix rate, looped (with a ``fade_ms``
+  crossfade at each seam) for as long as needed, faded in over ``fade_in`` and ducked
+  under speech. A ``stop`` cue (or a new ``start``, or the end of the episode) begins its
+  fade-out over the stop cue's ``fade_out`` (else the start cue's) at the current
+  position; the episode lasts until the last fade-out has finished. One bed plays at a
+  time; a stop with no bed playing does nothing.
+* Every cut is faded over ``fade_ms`` (20 ms, a raised-cosine ramp that is exactly 0 at
+  the cut): each line's and effect's first and last samples, and bed starts and stops
+  (a bed's fades are at least that long); items shorter than two fades get half each.
+
+Ducking
+-------
+A bed is lowered by ``|duck_db|`` wherever speech plays. The speech intervals are the
+placed lines; intervals closer than ``duck_attack_ms + duck_release_ms`` (430 ms) are
+merged, so the music stays down through ordinary gaps between lines and comes back up
+only in real pauses. Around each merged interval the bed's gain ramps down over
+``duck_attack_ms`` before speech starts (it is fully down when the first word starts)
+and back up over ``duck_release_ms`` after it ends; the ramps are raised-cosine in dB.
+
+Stereo
+------
+With ``stereo=True`` each speaker is panned with a constant-power law (``pan`` in
+-1..1; speakers without an entry get small default pans in order of appearance:
+-0.3, +0.3, -0.15, +0.15, then 0). Mono beds, effects and room tone are centred the same
+way; a stereo source keeps its channels at -3 dB each, so every source has the same
+power in a mono and a stereo mix. A mono mix takes the mean of a stereo source's
+channels.
+
+Master
+------
+The mix is brought to the target loudness (``target_lufs``, default -19 LUFS mono /
+-16 LUFS stereo) and its true peak held at or under ``ceiling_dbtp`` (-1 dBTP) by
+:func:`core.loudness.condition` (BS.1770 loudness, a look-ahead limiter checked on a
+4x-oversampled signal; stereo: channel-weighted loudness, one linked gain curve). The
+loudness gain is capped at ``max_gain_db`` (+24 dB): near-silence is not blown up into
+loud noise, it stays quiet and the result reports its real loudness. Audio with no
+measurable loudness (under the -70 LUFS gate) gets no gain at all.
+
+The optional room tone (``room_tone_db``) is pink noise added under everything, set
+so that it reads ``room_tone_db`` dBFS RMS per channel in the master (the master gain
+is predicted from the mix before the tone is added). Its noise is seeded: mixes are
+deterministic.
+
+Exports
+-------
+:func:`export_episode` writes ``<name>.wav`` (PCM_16), ``<name>.mp3`` (constant
+bitrate, through soundfile/libsndfile and LAME), ``chapters.json`` (Podcasting 2.0
+JSON chapters, version 1.2.0) and ``manifest.json``, each atomically (``manifest.json``
+last). The same result gives byte-identical files.
+
+MP3: libsndfile chooses LAME's bitrate from ``compression_level`` (``bitrate =
+max - level * (max - min)`` for the MPEG version the sample rate implies; its default
+is about 32-48 kbps), so the level is computed from the bitrate asked for. LAME
+encodes about 130x real time on one core (30 minutes of 24 kHz mono: 14 s), so long
+episodes are encoded in fixed 3-minute chunks on several threads and the chunks'
+frames are joined into one stream (see :func:`encode_mp3`); the result decodes like a
+single encode (differences at the level of the coding noise, none at the joins) and
+its LAME/Info tag holds the right frame count, gapless delay and padding and CRCs.
+"""
+
+from __future__ import annotations
+
+import functools
+import io
+import json
+import logging
+import math
+import os
+import re
+from collections.abc import Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Final, Literal
+
+import numpy as np
+import numpy.typing as npt
+
+from core.atomic import atomic_write_bytes, atomic_write_text
+from core.audio import downmix, resample, write_wav
+from core.errors import AudioError
+from core.loudness import condition, integrated_lufs, true_peak_db
+
+__all__ = [
+    "CHAPTERS_VERSION",
+    "ExportedEpisode",
+    "MixResult",
+    "MixSettings",
+    "PlacedLine",
+    "TimelineBed",
+    "TimelineChapter",
+    "TimelineItem",
+    "TimelineLine",
+    "TimelinePause",
+    "TimelineSfx",
+    "encode_mp3",
+    "export_episode",
+    "mix_episode",
+]
+
+log = logging.getLogger(__name__)
+
+FloatArray = npt.NDArray[np.float32]
+
+CHAPTERS_VERSION: Final = "1.2.0"
+"""Podcasting 2.0 JSON chapters version written to ``chapters.json``."""
+
+MANIFEST_SCHEMA: Final = 1
+
+_DEFAULT_PANS: Final = (-0.3, 0.3, -0.15, 0.15)
+_HALF_POWER: Final = math.sqrt(0.5)
+_ROOM_TONE_SEED: Final = 0x5EED
+
+
+# ------------------------------------------------------------------------- timeline
+
+
+@dataclass(frozen=True, eq=False)
+class TimelineLine:
+    """One rendered line: mono float audio at ``sample_rate`` and what it says."""
+
+    index: int
+    speaker: str
+    text: str
+    audio: npt.NDArray[Any]
+    sample_rate: int
+    seed: int | None = None
+    backend: str = ""
+    chapter: int = 0
+
+
+@dataclass(frozen=True)
+class TimelinePause:
+    """Silence added to the timeline (on top of the gap before the next line)."""
+
+    seconds: float
+
+    def __post_init__(self) -> None:
+        if not (math.isfinite(self.seconds) and self.seconds >= 0):
+            raise ValueError(f"a pause must be 0 seconds or more, got {self.seconds!r}")
+
+
+@dataclass(frozen=True, eq=False)
+class TimelineBed:
+    """A music bed cue: ``start`` (with its audio, mono or ``(n, 2)``) or ``stop``.
+
+    ``fade_in``/``fade_out`` are seconds (at least ``fade_ms`` is used), ``duck_db`` how
+    far the bed goes down under speech (its magnitude: -14 and 14 both lower it by 14
+    dB) and ``volume_db`` the bed's gain.
+    """
+
+    action: Literal["start", "stop"]
+    audio: npt.NDArray[Any] | None = None
+    sample_rate: int = 0
+    fade_in: float = 0.0
+    fade_out: float = 0.0
+    duck_db: float = 0.0
+    volume_db: float = 0.0
+
+    def __post_init__(self) -> None:
+        if self.action not in ("start", "stop"):
+            raise ValueError(f"a bed cue's action is 'start' or 'stop', got {self.action!r}")
+        for name in ("fade_in", "fade_out", "duck_db", "volume_db"):
+            value = getattr(self, name)
+            if not math.isfinite(value) or (name.startswith("fade") and value < 0):
+                raise ValueError(f"bed cue: {name} must be a finite number >= 0, got {value!r}")
+        if self.action == "start":
+            if self.audio is None or np.asarray(self.audio).size == 0:
+                raise ValueError("a bed 'start' cue needs audio")
+            if self.sample_rate <= 0:
+                raise ValueError(f"bed cue: sample_rate must be positive, got {self.sample_rate}")
+
+
+@dataclass(frozen=True, eq=False)
+class TimelineSfx:
+    """A sound effect (mono or ``(n, 2)``), placed like a line of its own."""
+
+    audio: npt.NDArray[Any]
+    sample_rate: int
+    volume_db: float = 0.0
+
+    def __post_init__(self) -> None:
+        if self.sample_rate <= 0:
+            raise ValueError(f"sound effect: sample_rate must be positive, got {self.sample_rate}")
+        if not math.isfinite(self.volume_db):
+            raise ValueError(f"sound effect: volume_db must be finite, got {self.volume_db!r}")
+
+
+@dataclass(frozen=True)
+class TimelineChapter:
+    """A chapter mark: it starts at the next line or effect."""
+
+    title: str
+
+
+TimelineItem = TimelineLine | TimelinePause | TimelineBed | TimelineSfx | TimelineChapter
+
+
+@dataclass(frozen=True)
+class MixSettings:
+    """How an episode is mixed and mastered (see the module docstring).
+
+    ``master=False`` skips the master (no loudness gain, no limiter, no room tone): the
+    raw mix, for previews and for comparing masters.
+    """
+
+    sample_rate: int = 24000
+    stereo: bool = False
+    gap_ms: float = 250.0
+    same_speaker_gap_ms: float = 150.0
+    fade_ms: float = 20.0
+    duck_attack_ms: float = 80.0
+    duck_release_ms: float = 350.0
+    target_lufs: float | None = None
+    ceiling_dbtp: float = -1.0
+    pan: Mapping[str, float] = field(default_factory=dict)
+    room_tone_db: float | None = None
+    max_gain_db: float = 24.0
+    master: bool = True
+
+    def __post_init__(self) -> None:
+        if isinstance(self.sample_rate, bool) or not 8000 <= self.sample_rate <= 192000:
+            raise ValueError(f"sample_rate must be 8000..192000 Hz, got {self.sample_rate!r}")
+        for name in ("gap_ms", "same_speaker_gap_ms", "ceiling_dbtp"):
+            if not math.isfinite(getattr(self, name)):
+                raise ValueError(f"{name} must be finite, got {getattr(self, name)!r}")
+        for name in ("fade_ms", "duck_attack_ms", "duck_release_ms", "max_gain_db"):
+            value = getattr(self, name)
+            if not (math.isfinite(value) and value >= 0):
+                raise ValueError(f"{name} must be a finite number >= 0, got {value!r}")
+        for name in ("target_lufs", "room_tone_db"):
+            value = getattr(self, name)
+            if value is not None and not (math.isfinite(value) and value < 0):
+                raise ValueError(f"{name} must be a negative number of dB, got {value!r}")
+        for speaker, pan in self.pan.items():
+            if not (math.isfinite(pan) and -1.0 <= pan <= 1.0):
+                raise ValueError(f"pan for {speaker!r} must be in -1..1, got {pan!r}")
+
+    @property
+    def target(self) -> float:
+        """The loudness target: ``target_lufs``, else -19 LUFS mono / -16 LUFS stereo."""
+        if self.target_lufs is not None:
+            return self.target_lufs
+        return -16.0 if self.stereo else -19.0
+
+
+@dataclass(frozen=True)
+class PlacedLine:
+    """Where a line landed in the mix, in seconds."""
+
+    index: int
+    speaker: str
+    text: str
+    start_sec: float
+    end_sec: float
+    seed: int | None
+    backend: str
+
+
+@dataclass(frozen=True, eq=False)
+class MixResult:
+    """A mastered episode: ``(n,)`` or ``(n, 2)`` float32 audio and its timeline.
+
+    ``lufs`` is the master's integrated loudness (``None`` if it cannot be measured:
+    silence, or shorter than 400 ms) and ``true_peak_db`` its 4x true peak (``-inf`` for
+    silence).
+    """
+
+    audio: FloatArray
+    sample_rate: int
+    lines: tuple[PlacedLine, ...]
+    chapters: tuple[tuple[str, float], ...]
+    lufs: float | None
+    true_peak_db: float
+
+    @property
+    def duration_sec(self) -> float:
+        return float(self.audio.shape[0] / self.sample_rate)
+
+    @property
+    def channels(self) -> int:
+        return 1 if self.audio.ndim == 1 else int(self.audio.shape[1])
+
+
+@dataclass(frozen=True)
+class ExportedEpisode:
+    """The files :func:`export_episode` wrote."""
+
+    wav: Path
+    mp3: Path
+    manifest: Path
+    chapters: Path
+
+
+# --------------------------------------------------------------------------- mixing
+
+
+_DEFAULTS: Final = MixSettings()
+
+
+@dataclass
+class _Source:
+    """Audio to add to the mix: each signal goes to every channel with its gain."""
+
+    parts: list[tuple[FloatArray, tuple[float, ...]]]
+
+    @property
+    def length(self) -> int:
+        return self.parts[0][0].size if self.parts else 0
+
+
+@dataclass
+class _Placed:
+    start: int
+    source: _Source
+    fade: int
+    line: TimelineLine | None
+
+
+@dataclass
+class _Bed:
+    start: int
+    cue: TimelineBed
+    stop: int = 0
+    fade_out: float = 0.0
+
+
+def mix_episode(items: Sequence[TimelineItem], settings: MixSettings = _DEFAULTS) -> MixResult:
+    """Place ``items`` on a timeline, mix them and master the result.
+
+    See the module docstring for the rules. Raises :class:`ValueError` for audio that is
+    not finite or has the wrong shape, naming the line.
+    """
+    sr = settings.sample_rate
+    channels = 2 if settings.stereo else 1
+    fade = _samples(settings.fade_ms / 1000.0, sr)
+    gap = _samples(settings.gap_ms / 1000.0, sr)
+    same_gap = _samples(settings.same_speaker_gap_ms / 1000.0, sr)
+    pans = _pans(items, settings)
+    resampled: dict[int, FloatArray] = {}
+
+    placed: list[_Placed] = []
+    beds: list[_Bed] = []
+    chapters: list[tuple[str, int]] = []
+    pending_chapters: list[str] = []
+    playing: _Bed | None = None
+    end = 0  # the latest end of anything placed
+    last_start = 0
+    previous: tuple[str, str] | None = None  # ("line", speaker) or ("sfx", "")
+    pause = 0  # samples of pause since the last line or effect
+
+    for item in items:
+        if isinstance(item, TimelinePause):
+            pause += _samples(item.seconds, sr)
+        elif isinstance(item, TimelineChapter):
+            pending_chapters.append(item.title)
+        elif isinstance(item, TimelineBed):
+            here = end + pause
+            if playing is not None:
+                playing.stop = here
+                playing.fade_out = playing.cue.fade_out
+                if item.action == "stop" and item.fade_out > 0:
+                    playing.fade_out = item.fade_out
+                beds.append(playing)
+                playing = None
+            if item.action == "start":
+                playing = _Bed(start=here, cue=item)
+        elif isinstance(item, TimelineLine | TimelineSfx):
+            kind = ("line", item.speaker) if isinstance(item, TimelineLine) else ("sfx", "")
+            if previous is None:
+                start = pause
+            else:
+                step = same_gap if kind[0] == "line" and kind == previous else gap
+                if pause:
+                    step = max(step, 0)
+                start = max(last_start, end + step + pause)
+            start = max(start, 0)
+            if isinstance(item, TimelineLine):
+                audio = _line_audio(item, sr, resampled)
+                source = _Source([(audio, _pan_gains(pans.get(item.speaker, 0.0), channels))])
+                placed.append(_Placed(start, source, fade, item))
+            else:
+                source = _source(item.audio, item.sample_rate, sr, channels, resampled, "effect")
+                _scale(source, _gain(item.volume_db))
+                placed.append(_Placed(start, source, fade, None))
+            for title in pending_chapters:
+                chapters.append((title, 0 if not chapters else start))
+            pending_chapters.clear()
+            previous = kind
+            last_start = start
+            end = max(end, start + source.length)
+            pause = 0
+        else:
+            raise TypeError(f"not a timeline item: {type(item).__name__}")
+
+    speech_end = end + pause
+    for title in pending_chapters:
+        chapters.append((title, 0 if not chapters else speech_end))
+    if playing is not None:
+        playing.stop = speech_end
+        playing.fade_out = playing.cue.fade_out
+        beds.append(playing)
+
+    bed_fades = [max(_samples(bed.fade_out, sr), fade) for bed in beds]
+    length = max([speech_end] + [bed.stop + f for bed, f in zip(beds, bed_fades, strict=True)])
+    buffers = [np.zeros(length, dtype=np.float32) for _ in range(channels)]
+
+    for p in placed:
+        for signal, gains in p.source.parts:
+            for buffer, channel_gain in zip(buffers, gains, strict=True):
+                _add_faded(buffer, p.start, signal, channel_gain, p.fade)
+
+    speech = _merged(
+        [(p.start, p.start + p.source.length) for p in placed if p.line is not None],
+        _samples((settings.duck_attack_ms + settings.duck_release_ms) / 1000.0, sr),
+    )
+    for bed, fade_out in zip(beds, bed_fades, strict=True):
+        _add_bed(buffers, bed, fade_out, speech, settings, resampled)
+
+    audio = buffers[0] if channels == 1 else np.column_stack(buffers)
+    del buffers
+    lines = tuple(
+        PlacedLine(
+            index=p.line.index,
+            speaker=p.line.speaker,
+            text=p.line.text,
+            start_sec=p.start / sr,
+            end_sec=(p.start + p.source.length) / sr,
+            seed=p.line.seed,
+            backend=p.line.backend,
+        )
+        for p in placed
+        if p.line is not None
+    )
+    chapter_marks = tuple((title, start / sr) for title, start in chapters)
+    if length == 0:
+        return MixResult(audio, sr, lines, chapter_marks, None, -math.inf)
+    if not settings.master:
+        lufs = integrated_lufs(audio, sr)
+        return MixResult(audio, sr, lines, chapter_marks, lufs, true_peak_db(audio, sr))
+    return _master(audio, sr, settings, lines, chapter_marks)
+
+
+def _master(
+    audio: FloatArray,
+    sr: int,
+    settings: MixSettings,
+    lines: tuple[PlacedLine, ...],
+    chapters: tuple[tuple[str, float], ...],
+) -> MixResult:
+    target = settings.target
+    measured = integrated_lufs(audio, sr)
+    if measured is not None and target - measured > settings.max_gain_db:
+        log.info(
+            "mix loudness %.1f LUFS is more than %.0f dB under the target; gain capped",
+            measured,
+            settings.max_gain_db,
+        )
+        target = measured + settings.max_gain_db
+    if settings.room_tone_db is not None:
+        gain_db = 0.0 if measured is None else target - measured
+        _add_room_tone(audio, sr, settings.room_tone_db - gain_db)
+    result = condition(
+        audio, sr, target_lufs=target, ceiling_dbtp=settings.ceiling_dbtp, multichannel=True
+    )
+    return MixResult(
+        audio=result.audio,
+        sample_rate=sr,
+        lines=lines,
+        chapters=chapters,
+        lufs=result.lufs,
+        true_peak_db=result.true_peak_db,
+    )
+
+
+def _samples(seconds: float, sr: int) -> int:
+    return round(seconds * sr)
+
+
+def _gain(db: float) -> float:
+    return float(10.0 ** (db / 20.0))
+
+
+def _pans(items: Sequence[TimelineItem], settings: MixSettings) -> dict[str, float]:
+    """Each speaker's pan: the settings' own, else small defaults in order of appearance."""
+    if not settings.stereo:
+        return {}
+    pans = dict(settings.pan)
+    defaults = iter(_DEFAULT_PANS)
+    for item in items:
+        if isinstance(item, TimelineLine) and item.speaker not in pans:
+            pans[item.speaker] = next(defaults, 0.0)
+    return pans
+
+
+def _pan_gains(pan: float, channels: int) -> tuple[float, ...]:
+    """Constant-power pan: ``(cos, sin)`` of ``(pan + 1) * pi / 4``; mono: unity."""
+    if channels == 1:
+        return (1.0,)
+    angle = (pan + 1.0) * math.pi / 4.0
+    # Exact zeros at the extremes (cos(pi / 2) is 6e-17): a hard pan is silent opposite.
+    return tuple(0.0 if abs(g) < 1e-12 else g for g in (math.cos(angle), math.sin(angle)))
+
+
+def _checked(audio: npt.NDArray[Any], what: str) -> npt.NDArray[Any]:
+    a = np.asarray(audio)
+    if a.ndim not in (1, 2) or (a.ndim == 2 and a.shape[1] not in (1, 2)):
+        raise ValueError(f"{what}: audio must be (n,) or (n, 1|2), got shape {a.shape}")
+    if a.dtype.kind != "f":
+        raise ValueError(f"{what}: audio must be float, got {a.dtype}")
+    if not np.isfinite(a).all():
+        raise ValueError(f"{what}: audio holds NaN or Inf")
+    return a
+
+
+def _at_rate(
+    audio: npt.NDArray[Any], rate: int, sr: int, cache: dict[int, FloatArray]
+) -> FloatArray:
+    """``audio`` as float32 at ``sr`` (resampled once per array per mix)."""
+    key = id(audio)
+    if key not in cache:
+        a = np.asarray(audio, dtype=np.float32)
+        cache[key] = resample(a, rate, sr) if rate != sr else a
+    return cache[key]
+
+
+def _line_audio(line: TimelineLine, sr: int, cache: dict[int, FloatArray]) -> FloatArray:
+    what = f"line {line.index} ({line.speaker})"
+    if line.sample_rate <= 0:
+        raise ValueError(f"{what}: sample_rate must be positive, got {line.sample_rate}")
+    audio = _checked(line.audio, what)
+    if audio.ndim == 2:
+        audio = downmix(audio)
+    return _at_rate(audio, line.sample_rate, sr, cache)
+
+
+def _source(
+    audio: npt.NDArray[Any],
+    rate: int,
+    sr: int,
+    channels: int,
+    cache: dict[int, FloatArray],
+    what: str,
+) -> _Source:
+    """A bed or effect as signals and channel gains (see "Stereo" in the module doc)."""
+    a = _at_rate(_checked(audio, what), rate, sr, cache)
+    if a.ndim == 2 and a.shape[1] == 1:
+        a = a[:, 0]
+    if a.ndim == 1:
+        return _Source([(a, _pan_gains(0.0, channels))])
+    if channels == 1:
+        return _Source([(downmix(a), (1.0,))])
+    left = np.ascontiguousarray(a[:, 0])
+    right = np.ascontiguousarray(a[:, 1])
+    return _Source([(left, (_HALF_POWER, 0.0)), (right, (0.0, _HALF_POWER))])
+
+
+def _scale(source: _Source, gain: float) -> None:
+    source.parts = [(s, tuple(g * gain for g in gains)) for s, gains in source.parts]
+
+
+@functools.lru_cache(maxsize=32)
+def _ramp(n: int) -> FloatArray:
+    """A raised-cosine fade-in of ``n`` samples: exactly 0 first, rising towards 1."""
+    k = np.arange(n, dtype=np.float64)
+    ramp = np.sin(0.5 * np.pi * k / max(n, 1)) ** 2
+    out = ramp.astype(np.float32)
+    out.setflags(write=False)
+    return out
+
+
+def _add_faded(buffer: FloatArray, start: int, signal: FloatArray, gain: float, fade: int) -> None:
+    """``buffer[start:] += signal * gain`` with a ``fade``-sample ramp at both ends."""
+    if gain == 0.0 or signal.size == 0:
+        return
+    n = signal.size
+    f = min(fade, n // 2)
+    target = buffer[start : start + n]
+    g = np.float32(gain)
+    middle = signal[f : n - f]
+    target[f : n - f] += middle if gain == 1.0 else middle * g
+    if f:
+        ramp = _ramp(f) * g
+        target[:f] += signal[:f] * ramp
+        target[n - f :] += signal[n - f :] * ramp[::-1]
+
+
+def _merged(intervals: list[tuple[int, int]], bridge: int) -> list[tuple[int, int]]:
+    """Sorted intervals with those less than ``bridge`` samples apart joined."""
+    merged: list[tuple[int, int]] = []
+    for start, end in sorted(i for i in intervals if i[1] > i[0]):
+        if merged and start - merged[-1][1] < bridge:
+            merged[-1] = (merged[-1][0], max(merged[-1][1], end))
+        else:
+            merged.append((start, end))
+    return merged
+
+
+def _looped(signal: FloatArray, length: int, crossfade: int) -> FloatArray:
+    """``signal`` repeated to ``length`` samples, each seam crossfaded over ``crossfade``."""
+    n = signal.size
+    if length <= n:
+        return signal[:length].copy()
+    xf = min(crossfade, n // 2)
+    period = n - xf
+    cycle = signal[:period].copy()
+    if xf:
+        ramp = _ramp(xf)
+        # The tail of one repetition fades out while the head of the next fades in.
+        cycle[:xf] = signal[:xf] * ramp + signal[period:] * ramp[::-1]
+    out = np.resize(cycle, length)
+    out[:xf] = signal[:xf]  # the first repetition has nothing before it
+    return out
+
+
+def _add_bed(
+    buffers: list[FloatArray],
+    bed: _Bed,
+    fade_out: int,
+    speech: list[tuple[int, int]],
+    settings: MixSettings,
+    cache: dict[int, FloatArray],
+) -> None:
+    sr = settings.sample_rate
+    cue = bed.cue
+    assert cue.audio is not None  # checked when the cue was made
+    length = bed.stop - bed.start + fade_out
+    if length <= 0:
+        return
+    fade = _samples(settings.fade_ms / 1000.0, sr)
+    envelope = np.full(length, _gain(cue.volume_db), dtype=np.float32)
+    fade_in = min(max(_samples(cue.fade_in, sr), fade), length)
+    envelope[:fade_in] *= _ramp(fade_in)
+    hold = bed.stop - bed.start
+    envelope[hold:] *= _ramp(fade_out)[::-1][: length - hold]
+    if cue.duck_db:
+        _duck(envelope, bed.start, speech, -abs(cue.duck_db), settings)
+    source = _source(cue.audio, cue.sample_rate, sr, len(buffers), cache, "music bed")
+    for signal, gains in source.parts:
+        shaped = _looped(signal, length, fade)
+        shaped *= envelope
+        for buffer, gain in zip(buffers, gains, strict=True):
+            if gain:
+                target = buffer[bed.start : bed.start + length]
+                target += shaped if gain == 1.0 else shaped * np.float32(gain)
+
+
+def _duck(
+    envelope: FloatArray,
+    offset: int,
+    speech: list[tuple[int, int]],
+    duck_db: float,
+    settings: MixSettings,
+) -> None:
+    """Lower ``envelope`` (a bed's gain from sample ``offset``) by ``duck_db`` under speech."""
+    sr = settings.sample_rate
+    attack = _samples(settings.duck_attack_ms / 1000.0, sr)
+    release = _samples(settings.duck_release_ms / 1000.0, sr)
+    down = _gain(duck_db)
+    # Depth 0 -> 1 along a raised cosine; gain = down ** depth, a smooth ramp in dB.
+    attack_gain = (down ** _ramp(attack).astype(np.float64)).astype(np.float32)
+    release_gain = (down ** (1.0 - _ramp(release).astype(np.float64))).astype(np.float32)
+    n = envelope.size
+    for start, end in speech:
+        lo, hi = start - offset, end - offset
+        if hi + release <= 0 or lo - attack >= n:
+            continue
+        _apply(envelope, lo - attack, attack_gain)
+        envelope[max(lo, 0) : max(min(hi, n), 0)] *= np.float32(down)
+        _apply(envelope, hi, release_gain)
+
+
+def _apply(envelope: FloatArray, at_sample: int, gains: FloatArray) -> None:
+    """``envelope[at_sample : at_sample + len(gains)] *= gains``, clipped to the envelope."""
+    lo = max(at_sample, 0)
+    hi = min(at_sample + gains.size, envelope.size)
+    if hi > lo:
+        envelope[lo:hi] *= gains[lo - at_sample : hi - at_sample]
+
+
+def _add_room_tone(audio: FloatArray, sr: int, level_db: float) -> None:
+    """Add seeded pink noise at ``level_db`` dBFS RMS to every channel (in place)."""
+    from scipy import signal  # type: ignore[import-untyped, unused-ignore]
+
+    rng = np.random.default_rng(_ROOM_TONE_SEED)
+    n = audio.shape[0]
+    fade = min(_samples(0.02, sr), n // 2)
+    columns = [audio] if audio.ndim == 1 else [audio[:, c] for c in range(audio.shape[1])]
+    # A 3-pole/3-zero approximation of a -3 dB/octave (pink) filter.
+    b = [0.049922035, -0.095993537, 0.050612699, -0.004408786]
+    a = [1.0, -2.494956002, 2.017265875, -0.522189400]
+    for column in columns:
+        pink = signal.lfilter(b, a, rng.standard_normal(size=(n,), dtype=np.float32))
+        rms = float(np.sqrt(np.mean(np.square(pink, dtype=np.float64))))
+        tone = np.asarray(pink * (_gain(level_db) / max(rms, 1e-12)), dtype=np.float32)
+        if fade:
+            tone[:fade] *= _ramp(fade)
+            tone[n - fade :] *= _ramp(fade)[::-1]
+        column += tone
+
+
+# --------------------------------------------------------------------------- export
+
+
+_NAME = re.compile(r"^[^/\\\x00]+$")
+
+
+def export_episode(
+    result: MixResult,
+    folder: Path,
+    name: str,
+    *,
+    title: str,
+    mp3_bitrate_kbps: int = 128,
+    extra_manifest: Mapping[str, Any] | None = None,
+) -> ExportedEpisode:
+    """Write ``<name>.wav`` (PCM_16), ``<name>.mp3``, ``chapters.json`` and ``manifest.json``.
+
+    Each file is written atomically; ``manifest.json`` comes last, so its presence means
+    the export is complete. ``extra_manifest`` keys are added to the manifest's top level
+    (they may not replace its own keys). The same inputs give byte-identical files.
+    """
+    if not _NAME.match(name) or name in (".", ".."):
+        raise ValueError(f"not a usable file name: {name!r}")
+    folder = Path(folder)
+    manifest = _manifest(result, name, title, mp3_bitrate_kbps, extra_manifest or {})
+    paths = ExportedEpisode(
+        wav=folder / f"{name}.wav",
+        mp3=folder / f"{name}.mp3",
+        manifest=folder / "manifest.json",
+        chapters=folder / "chapters.json",
+    )
+    mp3 = encode_mp3(result.audio, result.sample_rate, bitrate_kbps=mp3_bitrate_kbps, title=title)
+    write_wav(paths.wav, result.audio, result.sample_rate, subtype="PCM_16")
+    atomic_write_bytes(paths.mp3, mp3)
+    atomic_write_text(paths.chapters, _json(chapters_json(result)))
+    atomic_write_text(paths.manifest, _json(manifest))
+    return paths
+
+
+def chapters_json(result: MixResult) -> dict[str, Any]:
+    """Podcasting 2.0 JSON chapters for ``result``."""
+    return {
+        "version": CHAPTERS_VERSION,
+        "chapters": [
+            {"startTime": round(start, 3), "title": title} for title, start in result.chapters
+        ],
+    }
+
+
+def _manifest(
+    result: MixResult, name: str, title: str, bitrate: int, extra: Mapping[str, Any]
+) -> dict[str, Any]:
+    manifest: dict[str, Any] = {
+        "schema": MANIFEST_SCHEMA,
+        "title": title,
+        "duration_sec": round(result.duration_sec, 6),
+        "sample_rate": result.sample_rate,
+        "channels": result.channels,
+        "lufs": _finite(result.lufs, 2),
+        "true_peak_dbtp": _finite(result.true_peak_db, 2),
+        "files": {
+            "wav": f"{name}.wav",
+            "mp3": f"{name}.mp3",
+            "chapters": "chapters.json",
+        },
+        "mp3": {"bitrate_kbps": bitrate, "mode": "CBR"},
+        "lines": [
+            {
+                "index": line.index,
+                "speaker": line.speaker,
+                "text": line.text,
+                "start_sec": round(line.start_sec, 6),
+                "end_sec": round(line.end_sec, 6),
+                "backend": line.backend,
+                "seed": line.seed,
+            }
+            for line in result.lines
+        ],
+        "chapters": [
+            {"title": title, "start_sec": round(start, 6)} for title, start in result.chapters
+        ],
+    }
+    clash = sorted(set(extra) & set(manifest))
+    if clash:
+        raise ValueError(f"extra_manifest may not replace the manifest's own keys: {clash}")
+    manifest.update(extra)
+    return manifest
+
+
+def _finite(value: float | None, digits: int) -> float | None:
+    return None if value is None or not math.isfinite(value) else round(value, digits)
+
+
+def _json(data: Mapping[str, Any]) -> str:
+    return json.dumps(data, indent=2, ensure_ascii=False, allow_nan=False) + "\n"
+
+
+# ------------------------------------------------------------------------------ MP3
+#
+# MPEG audio layer III facts used here (ISO 11172-3, 13818-3): a frame is a 4-byte
+# header, a 16-bit CRC if the protection bit is 0, the side information (17/32 bytes
+# for MPEG-1 mono/stereo, 9/17 for MPEG-2 and 2.5) and main data. A frame's audio data
+# starts ``main_data_begin`` bytes *before* its own main data, in the previous frames'
+# main data areas (the bit reservoir). LAME writes a first, silent "Info" frame that
+# holds the frame count, byte count, seek table, encoder delay and padding (gapless
+# playback) and two CRC-16s (polynomial 0x8005, reflected, initial 0).
+#
+# Chunked encoding: chunk k covers frames [b_k, b_k+1) of the whole stream. Its encoder
+# starts 16 frames early (the input is cut on a frame boundary, so its frames line up
+# with the whole stream's) and runs 56 frames past the end, so that around a join both
+# encoders are coding the same audio with warmed-up state. The join is made at the
+# first frame J at or after b_k+1 where (1) the next chunk's frame J takes no more
+# reservoir bytes than this chunk's frame J does (those bytes are frame J's own, so
+# they can be overwritten with the next chunk's), and (2) the block types meet (the
+# window half that ends frame J-1 in this chunk matches the one that starts frame J in
+# the next). Frame J's reservoir bytes are copied into the end of this chunk's frames
+# and the rest of the next chunk follows. If no join is found in the window, the
+# whole stream is encoded in one piece.
+
+_MPEG1_BITRATES: Final = (32, 40, 48, 56, 64, 80, 96, 112, 128, 160, 192, 224, 256, 320)
+_MPEG2_BITRATES: Final = (8, 16, 24, 32, 40, 48, 56, 64, 80, 96, 112, 128, 144, 160)
+_MP3_RATES: Final = (8000, 11025, 12000, 16000, 22050, 24000, 32000, 44100, 48000)
+_BITRATE_INDEX: Final = {
+    3: (0, *_MPEG1_BITRATES),  # MPEG-1
+    2: (0, *_MPEG2_BITRATES),  # MPEG-2
+    0: (0, *_MPEG2_BITRATES),  # MPEG-2.5
+}
+_RATE_INDEX: Final = (44100, 48000, 32000)
+_MP3_CHUNK_SEC: Final = 180.0
+_MP3_PREROLL: Final = 16
+_MP3_WINDOW: Final = 48
+_MP3_TAIL: Final = 8
+_MP3_MAX_THREADS: Final = 8
+_LAME_TAG_SIZE: Final = 36
+
+
+def encode_mp3(
+    audio: npt.NDArray[Any],
+    sample_rate: int,
+    *,
+    bitrate_kbps: int = 128,
+    title: str | None = None,
+) -> bytes:
+    """Encode mono or stereo float audio as a constant-bitrate MP3 (LAME via libsndfile).
+
+    ``sample_rate`` must be an MP3 rate (8 to 48 kHz) and ``bitrate_kbps`` one of the
+    rates its MPEG version allows (MPEG-1, 32-48 kHz: 32..320; MPEG-2/2.5, 8-24 kHz:
+    8..160, libsndfile allows at most 64 below 16 kHz). Audio longer than 3 minutes is
+    encoded in 3-minute chunks on several threads and joined (see the module
+    docstring); the result depends only on the input. ``title`` adds an ID3v2.4 tag.
+    """
+    a = np.asarray(audio, dtype=np.float32)
+    if a.ndim == 2 and a.shape[1] == 1:
+        a = a[:, 0]
+    if a.ndim not in (1, 2) or (a.ndim == 2 and a.shape[1] != 2):
+        raise ValueError(f"MP3 audio must be (n,) or (n, 2), got shape {a.shape}")
+    if sample_rate not in _MP3_RATES:
+        raise ValueError(f"MP3 cannot hold {sample_rate} Hz; use one of {list(_MP3_RATES)}")
+    level = _compression_level(sample_rate, bitrate_kbps)
+    frame = 1152 if sample_rate >= 32000 else 576
+    n = a.shape[0]
+    chunks = max(1, math.ceil(n / (_MP3_CHUNK_SEC * sample_rate)))
+    data: bytes | None = None
+    if chunks > 1:
+        data = _encode_chunked(a, sample_rate, level, frame, chunks)
+        if data is None:
+            log.warning("MP3: no clean join between chunks; encoding in one piece")
+    if data is None:
+        data = _lame(a, sample_rate, level)
+    return (_id3(title) if title else b"") + data
+
+
+def _compression_level(sample_rate: int, bitrate: int) -> float:
+    """libsndfile's ``compression_level`` that makes LAME use ``bitrate`` kbps (CBR)."""
+    allowed: tuple[int, ...]
+    if sample_rate >= 32000:
+        allowed, high, low = _MPEG1_BITRATES, 320.0, 32.0
+    elif sample_rate >= 16000:
+        allowed, high, low = _MPEG2_BITRATES, 160.0, 8.0
+    else:
+        allowed, high, low = _MPEG2_BITRATES[:8], 64.0, 8.0
+    if bitrate not in allowed:
+        raise ValueError(
+            f"MP3 at {sample_rate} Hz cannot be {bitrate!r} kbps; use one of {list(allowed)}"
+        )
+    # libsndfile computes int(high - level * (high - low)): aim half a kbps above.
+    return min(1.0, max(0.0, (high - bitrate - 0.5) / (high - low)))
+
+
+def _lame(audio: FloatArray, sample_rate: int, level: float) -> bytes:
+    import soundfile as sf
+
+    buffer = io.BytesIO()
+    try:
+        with sf.SoundFile(
+            buffer,
+            "w",
+            samplerate=sample_rate,
+            channels=1 if audio.ndim == 1 else 2,
+            format="MP3",
+            subtype="MPEG_LAYER_III",
+            compression_level=level,
+            bitrate_mode="CONSTANT",
+        ) as f:
+            f.write(audio)
+    except (sf.SoundFileError, RuntimeError, TypeError) as exc:
+        raise AudioError(f"cannot encode MP3 ({exc}); libsndfile needs MP3 support (1.1+)") from exc
+    return buffer.getvalue()
+
+
+@dataclass(frozen=True)
+class _Frame:
+    pos: int
+    size: int
+    head: int  # header + CRC + side information: main data starts here
+
+
+@dataclass(frozen=True)
+class _Side:
+    reservoir: int  # main_data_begin
+    first: tuple[int, ...]  # block type of the first granule, per channel
+    last: tuple[int, ...]  # block type of the last granule, per channel
+
+
+def _frames(data: bytes) -> list[_Frame]:
+    """The MPEG frames of ``data`` (after any ID3v2 tag), up to the first non-frame."""
+    pos = 0
+    if data[:3] == b"ID3" and len(data) >= 10:
+        pos = 10 + ((data[6] << 21) | (data[7] << 14) | (data[8] << 7) | data[9])
+    frames: list[_Frame] = []
+    end = len(data)
+    while pos + 4 <= end:
+        h = int.from_bytes(data[pos : pos + 4], "big")
+        version = (h >> 19) & 3
+        bitrate_index = (h >> 12) & 15
+        rate_index = (h >> 10) & 3
+        if (h >> 21) != 0x7FF or version == 1 or ((h >> 17) & 3) != 1:
+            break
+        if bitrate_index in (0, 15) or rate_index == 3:
+            break
+        mpeg1 = version == 3
+        rate = _RATE_INDEX[rate_index] >> (0 if mpeg1 else 1 if version == 2 else 2)
+        kbps = _BITRATE_INDEX[version][bitrate_index]
+        size = (144000 if mpeg1 else 72000) * kbps // rate + ((h >> 9) & 1)
+        channels = 1 if ((h >> 6) & 3) == 3 else 2
+        head = 4 + (0 if (h >> 16) & 1 else 2) + _side_size(mpeg1, channels)
+        if pos + size > end:
+            break
+        frames.append(_Frame(pos, size, head))
+        pos += size
+    return frames
+
+
+def _side_size(mpeg1: bool, channels: int) -> int:
+    if mpeg1:
+        return 17 if channels == 1 else 32
+    return 9 if channels == 1 else 17
+
+
+def _side(data: bytes, frame: _Frame) -> _Side:
+    """``main_data_begin`` and the granules' block types from a frame's side information."""
+    h = int.from_bytes(data[frame.pos : frame.pos + 4], "big")
+    mpeg1 = ((h >> 19) & 3) == 3
+    channels = 1 if ((h >> 6) & 3) == 3 else 2
+    size = _side_size(mpeg1, channels)
+    bits = int.from_bytes(data[frame.pos + frame.head - size : frame.pos + frame.head], "big")
+    total = size * 8
+    read = 0
+
+    def take(count: int) -> int:
+        nonlocal read
+        read += count
+        return (bits >> (total - read)) & ((1 << count) - 1)
+
+    reservoir = take(9 if mpeg1 else 8)
+    take((5 if channels == 1 else 3) if mpeg1 else channels)  # private bits
+    if mpeg1:
+        take(4 * channels)  # scfsi
+    granules: list[tuple[int, ...]] = []
+    for _ in range(2 if mpeg1 else 1):
+        types = []
+        for _ in range(channels):
+            take(12 + 9 + 8 + (4 if mpeg1 else 9))  # part2_3, big_values, gain, sf_compress
+            if take(1):  # window switching
+                types.append(take(2))
+                take(1 + 10 + 9)  # mixed block, 2 table selects, 3 subblock gains
+            else:
+                types.append(0)
+                take(15 + 4 + 3)  # 3 table selects, region counts
+            take(3 if mpeg1 else 2)  # (preflag,) scalefac_scale, count1table
+        granules.append(tuple(types))
+    return _Side(reservoir, granules[0], granules[-1])
+
+
+def _meets(before: tuple[int, ...], after: tuple[int, ...]) -> bool:
+    """Whether a granule ending with ``before`` block types may precede ``after``'s."""
+    # Types: 0 normal (long/long), 1 start (long/short), 2 short, 3 stop (short/long).
+    return all((b in (0, 3)) == (a in (0, 1)) for b, a in zip(before, after, strict=True))
+
+
+def _threads() -> int:
+    try:
+        count = len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):
+        count = os.cpu_count() or 1
+    return max(1, min(_MP3_MAX_THREADS, count))
+
+
+def _encode_chunked(
+    audio: FloatArray, sample_rate: int, level: float, frame: int, chunks: int
+) -> bytes | None:
+    """Encode ``chunks`` pieces on threads and join their frames; None if no clean join."""
+    n = audio.shape[0]
+    total_frames = math.ceil(n / frame)
+    bounds = [round(k * total_frames / chunks) for k in range(chunks + 1)]
+    spans = []
+    for k in range(chunks):
+        first = 0 if k == 0 else (bounds[k] - _MP3_PREROLL) * frame
+        last = n if k == chunks - 1 else (bounds[k + 1] + _MP3_WINDOW + _MP3_TAIL) * frame
+        spans.append((max(0, first), min(n, last)))
+    with ThreadPoolExecutor(max_workers=min(_threads(), chunks)) as pool:
+        encoded = list(pool.map(lambda s: _lame(audio[s[0] : s[1]], sample_rate, level), spans))
+    parsed = [_frames(d) for d in encoded]
+    # Frame g of the whole stream is frame g - offset of a chunk, + 1 for its Info frame.
+    offsets = [s[0] // frame for s in spans]
+    joins = []
+    for k in range(chunks - 1):
+        join = _find_join(encoded[k], parsed[k], offsets[k], encoded[k + 1], parsed[k + 1],
+                          offsets[k + 1], bounds[k + 1])  # fmt: skip
+        if join is None:
+            return None
+        joins.append(join)
+    last_frames = offsets[-1] + len(parsed[-1]) - 1
+    edges = [0, *joins, last_frames]
+
+    info = parsed[0][0]
+    out = bytearray(encoded[0][info.pos : info.pos + info.size])
+    main_areas: list[tuple[int, int]] = []  # main data [start, end) of each output frame
+    positions: list[int] = []  # where each output frame (after the Info frame) starts
+    for k in range(chunks):
+        data, frames, offset = encoded[k], parsed[k], offsets[k]
+        first, last = edges[k] + 1 - offset, edges[k + 1] + 1 - offset
+        if first < 1 or last > len(frames):
+            return None
+        if k > 0 and not _carry_reservoir(out, main_areas, data, frames, first):
+            return None
+        base = len(out) - frames[first].pos
+        for f in frames[first:last]:
+            positions.append(base + f.pos)
+            main_areas.append((base + f.pos + f.head, base + f.pos + f.size))
+        out += data[frames[first].pos : frames[last - 1].pos + frames[last - 1].size]
+    return _retag(out, info.size, positions, n, frame)
+
+
+def _find_join(
+    data: bytes,
+    frames: list[_Frame],
+    offset: int,
+    next_data: bytes,
+    next_frames: list[_Frame],
+    next_offset: int,
+    bound: int,
+) -> int | None:
+    for join in range(bound, bound + _MP3_WINDOW):
+        here = join + 1 - offset
+        there = join + 1 - next_offset
+        if here + 1 > len(frames) or there >= len(next_frames) or there < 2:
+            return None
+        ending = _side(data, frames[here - 1]).last
+        mine = _side(data, frames[here]).reservoir
+        theirs = _side(next_data, next_frames[there])
+        if theirs.reservoir <= mine and _meets(ending, theirs.first):
+            return join
+    return None
+
+
+def _carry_reservoir(
+    out: bytearray,
+    main_areas: list[tuple[int, int]],
+    data: bytes,
+    frames: list[_Frame],
+    first: int,
+) -> bool:
+    """Copy the reservoir bytes ``frames[first]`` reads into the end of ``out``'s frames."""
+    need = _side(data, frames[first]).reservoir
+    if need == 0:
+        return True
+    carried = b""
+    index = first - 1
+    while len(carried) < need and index >= 1:
+        f = frames[index]
+        carried = data[f.pos + f.head : f.pos + f.size] + carried
+        index -= 1
+    if len(carried) < need:
+        return False
+    carried = carried[len(carried) - need :]
+    left = need
+    for start, end in reversed(main_areas):
+        take = min(left, end - start)
+        out[end - take : end] = carried[left - take : left]
+        left -= take
+        if left == 0:
+            return True
+    return False
+
+
+def _retag(
+    stream: bytearray, info_size: int, positions: list[int], samples: int, frame: int
+) -> bytes | None:
+    """Rewrite the Info frame (``stream[:info_size]``) for the joined stream.
+
+    ``positions`` are where the stream's audio frames start.
+    """
+    tag_at = stream.find(b"Info", 0, info_size)
+    if tag_at < 0:
+        tag_at = stream.find(b"Xing", 0, info_size)
+    if tag_at < 0:
+        return None
+    flags = int.from_bytes(stream[tag_at + 4 : tag_at + 8], "big")
+    if flags & 7 != 7:
+        return None
+    count = len(positions)
+    size = len(stream)
+    fields = tag_at + 8
+    stream[fields : fields + 4] = count.to_bytes(4, "big")
+    stream[fields + 4 : fields + 8] = size.to_bytes(4, "big")
+    toc = fields + 8
+    stream[toc] = 0
+    for i in range(1, 100):  # where i percent of the frames lie, in 1/256ths of the bytes
+        stream[toc + i] = min(255, 256 * positions[(i * count) // 100] // size)
+    lame = toc + 100 + (4 if flags & 8 else 0)
+    if stream[lame : lame + 4] != b"LAME" or lame + _LAME_TAG_SIZE > info_size:
+        return None
+    delay = int.from_bytes(stream[lame + 21 : lame + 24], "big") >> 12
+    padding = count * frame - delay - samples
+    if not 0 <= padding < 4096:
+        return None
+    stream[lame + 21 : lame + 24] = ((delay << 12) | padding).to_bytes(3, "big")
+    stream[lame + 28 : lame + 32] = size.to_bytes(4, "big")
+    music = _crc16(bytes(stream[info_size:]))
+    stream[lame + 32 : lame + 34] = music.to_bytes(2, "big")
+    tag_crc = _crc16(bytes(stream[: lame + 34]))
+    stream[lame + 34 : lame + 36] = tag_crc.to_bytes(2, "big")
+    return bytes(stream)
+
+
+@functools.lru_cache(maxsize=1)
+def _crc_table() -> npt.NDArray[np.uint16]:
+    table = np.zeros(256, dtype=np.uint16)
+    for i in range(256):
+        c = i
+        for _ in range(8):
+            c = (c >> 1) ^ 0xA001 if c & 1 else c >> 1
+        table[i] = c
+    return table
+
+
+@functools.lru_cache(maxsize=4)
+def _crc_shift(block: int) -> tuple[list[int], list[int]]:
+    """Tables that advance a CRC register over ``block`` zero bytes (low, high byte)."""
+    table = _crc_table()
+    low = np.arange(256, dtype=np.uint16)
+    high = (np.arange(256, dtype=np.uint32) << 8).astype(np.uint16)
+    for _ in range(block):
+        low = (low >> 8) ^ table[low & 0xFF]
+        high = (high >> 8) ^ table[high & 0xFF]
+    return [int(v) for v in low], [int(v) for v in high]
+
+
+def _crc16(data: bytes, block: int = 2048) -> int:
+    """CRC-16 (0x8005 reflected, initial 0: LAME's) of ``data``, vectorised over blocks.
+
+    Leading zero bytes leave this CRC at 0, so the data is zero-padded in front to whole
+    blocks; the blocks' CRCs are computed side by side and then chained (the CRC is
+    linear: the running value is advanced over a block of zeros and the block's CRC
+    added).
+    """
+    table = _crc_table()
+    raw = np.frombuffer(data, dtype=np.uint8)
+    count = -(-raw.size // block)
+    padded = np.zeros(count * block, dtype=np.uint8)
+    padded[padded.size - raw.size :] = raw
+    rows = padded.reshape(count, block)
+    crc = np.zeros(count, dtype=np.uint16)
+    for j in range(block):
+        crc = (crc >> 8) ^ table[(crc ^ rows[:, j]) & 0xFF]
+    low, high = _crc_shift(block)
+    value = 0
+    for part in crc.tolist():
+        value = low[value & 0xFF] ^ high[value >> 8] ^ part
+    return value
+
+
+def _id3(title: str) -> bytes:
+    """An ID3v2.4 tag holding ``title`` (TIT2, UTF-8)."""
+    text = b"\x03" + title.encode("utf-8")
+    frame = b"TIT2" + _synchsafe(len(text)) + b"\x00\x00" + text
+    return b"ID3\x04\x00\x00" + _synchsafe(len(frame)) + frame
+
+
+def _synchsafe(value: int) -> bytes:
+    return bytes(((value >> shift) & 0x7F) for shift in (21, 14, 7, 0))

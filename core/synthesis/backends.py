@@ -1,0 +1,71 @@
+"""Synthesis backends: how one script line becomes audio for one speaker.
+
+A backend says which SSML-lite tags it honours; the renderer warns once per tag kind
+it cannot honour instead of dropping it silently. ``cache_identity`` names everything
+about the backend and the voice that shapes the audio, for the render cache key.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Protocol
+
+import numpy as np
+import numpy.typing as npt
+
+from core.script import Line
+from core.settings import Speaker
+from core.voices.draft import DraftVoice, synthesize
+
+Audio = npt.NDArray[np.float32]
+
+
+@dataclass(frozen=True)
+class Rendered:
+    """One line's audio."""
+
+    audio: Audio
+    sample_rate: int
+
+
+class Backend(Protocol):
+    name: str
+    version: str
+    supported_tags: frozenset[str]
+
+    def cache_identity(self, voice: str) -> dict[str, object]:
+        """Everything about ``voice`` in this backend that changes its audio."""
+        ...
+
+    def render(self, line: Line, seed: int) -> Rendered:
+        """Synthesise ``line`` in its speaker's voice."""
+        ...
+
+
+class DraftBackend:
+    """The espeak-ng draft voice: instant on CPU; previews and the demo.
+
+    Per speaker it uses ``draft_voice`` and ``draft_pitch`` from ``workspace.toml``.
+    espeak-ng honours breaks, emphasis and prosody rate through SSML. It is deterministic,
+    so the seed does not change its output.
+    """
+
+    name = "draft"
+    version = "espeak-ng-1"
+    supported_tags = frozenset({"break", "emphasis", "prosody"})
+
+    def __init__(self, speakers: dict[str, Speaker], sample_rate: int = 24000) -> None:
+        self.speakers = speakers
+        self.sample_rate = sample_rate
+
+    def _voice(self, voice: str) -> DraftVoice:
+        sp = self.speakers[voice]
+        return DraftVoice(language=sp.draft_voice, pitch=sp.draft_pitch)
+
+    def cache_identity(self, voice: str) -> dict[str, object]:
+        v = self._voice(voice)
+        return {"language": v.language, "pitch": v.pitch, "rate": v.rate, "range": v.pitch_range}
+
+    def render(self, line: Line, seed: int) -> Rendered:
+        audio = synthesize(line.ssml(), self._voice(line.voice), self.sample_rate, ssml=True)
+        return Rendered(audio=audio, sample_rate=self.sample_rate)

@@ -1,0 +1,211 @@
+"""Render an episode: parse the script, synthesise each line (through the cache), mix, export.
+
+``render_episode`` is what ``podforge render`` and the script editor call. Lines whose
+cache key is unchanged are read from ``episodes/<name>/cache/``; only new or edited lines
+are synthesised. Tags a backend cannot honour produce one warning per tag kind.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from core.audio import read
+from core.errors import VoiceError
+from core.mixing import (
+    ExportedEpisode,
+    MixSettings,
+    TimelineBed,
+    TimelineChapter,
+    TimelineLine,
+    TimelinePause,
+    TimelineSfx,
+    export_episode,
+    mix_episode,
+)
+from core.script import Chapter, Episode, Line, MusicCue, Pause, SfxCue, load_script
+from core.synthesis.backends import Backend, DraftBackend
+from core.synthesis.cache import RenderCache, cache_key
+from core.workspace import Workspace
+
+Progress = Callable[[int, int, str], None]
+"""``progress(done, total, what)`` after each line."""
+
+
+@dataclass
+class RenderResult:
+    episode: Episode
+    exported: ExportedEpisode
+    lufs: float | None
+    true_peak_db: float
+    duration_sec: float
+    rendered_lines: list[int] = field(default_factory=list)  # indexes synthesised now
+    cached_lines: list[int] = field(default_factory=list)  # indexes read from the cache
+    warnings: list[str] = field(default_factory=list)
+    seconds: float = 0.0
+
+
+def make_backend(ws: Workspace, name: str) -> Backend:
+    """``"draft"`` (espeak-ng) or ``"csm"`` (the base model + each speaker's adapter)."""
+    if name == "draft":
+        return DraftBackend(ws.settings.speakers, ws.settings.audio.sample_rate)
+    if name != "csm":
+        raise VoiceError(f"unknown synthesis backend {name!r}; use draft or csm")
+    from core.synthesis.csm_backend import CsmBackend
+
+    backend: Backend = CsmBackend(ws)
+    return backend
+
+
+def line_key(backend: Backend, line: Line, seed: int, settings: dict[str, object]) -> str:
+    """The render-cache key of ``line``: everything that shapes its audio."""
+    return cache_key(
+        {
+            "ssml": line.ssml(),
+            "voice": line.voice,
+            "voice_identity": backend.cache_identity(line.voice),
+            "backend": backend.name,
+            "backend_version": backend.version,
+            "seed": seed,
+            "settings": settings,
+        }
+    )
+
+
+def line_seed(seed: int, line: Line) -> int:
+    """Each line's own seed: stable under edits of other lines."""
+    digest = hashlib.sha256(f"{seed}:{line.voice}:{line.text}".encode()).digest()
+    return int.from_bytes(digest[:4], "big")
+
+
+def render_episode(
+    ws: Workspace,
+    script_path: Path | str,
+    *,
+    backend: str = "csm",
+    seed: int = 0,
+    progress: Progress | None = None,
+) -> RenderResult:
+    """Render ``script_path`` into ``episodes/<script name>/``."""
+    started = time.perf_counter()
+    script_path = Path(script_path)
+    if not script_path.is_absolute():
+        script_path = ws.root / script_path
+    episode = load_script(script_path, ws)
+    name = script_path.stem
+    engine = make_backend(ws, backend)
+    for voice in sorted({line.voice for line in episode.lines}):
+        engine.cache_identity(voice)  # a missing voice fails now, before any synthesis
+    folder = ws.episodes_dir / name
+    cache = RenderCache(folder / "cache")
+    report = progress or (lambda done, total, what: None)
+    result_warnings: list[str] = list(episode.warnings)
+    unsupported: set[str] = set()
+    rendered: list[int] = []
+    cached: list[int] = []
+    keys: set[str] = set()
+    timeline: list[TimelineLine | TimelinePause | TimelineBed | TimelineSfx | TimelineChapter] = []
+    lines = episode.lines
+    done = 0
+    for item in episode.items:
+        if isinstance(item, Line):
+            for kind in sorted(item.tag_kinds - engine.supported_tags):
+                if kind not in unsupported:
+                    unsupported.add(kind)
+                    result_warnings.append(
+                        f"the {engine.name} backend cannot honour <{kind}>; it is read as "
+                        f"plain text (first on line {item.source_line})"
+                    )
+            own_seed = line_seed(seed, item)
+            key = line_key(engine, item, own_seed, {"sample_rate": ws.settings.audio.sample_rate})
+            keys.add(key)
+            audio = cache.get(key)
+            if audio is None:
+                audio = engine.render(item, own_seed)
+                cache.put(key, audio)
+                rendered.append(item.index)
+            else:
+                cached.append(item.index)
+            timeline.append(
+                TimelineLine(
+                    index=item.index, speaker=item.speaker, text=item.text, audio=audio.audio,
+                    sample_rate=audio.sample_rate, seed=own_seed, backend=engine.name,
+                    chapter=item.chapter,
+                )
+            )  # fmt: skip
+            done += 1
+            report(done, len(lines), f"{item.speaker}: {item.text[:40]}")
+        elif isinstance(item, Pause):
+            timeline.append(TimelinePause(item.seconds))
+        elif isinstance(item, Chapter):
+            timeline.append(TimelineChapter(item.title))
+        elif isinstance(item, MusicCue):
+            timeline.append(_bed(item))
+        elif isinstance(item, SfxCue):
+            if item.path is None:
+                result_warnings.append(
+                    f"line {item.source_line}: sound effect '{item.description}' has no file; "
+                    "skipped (name a file in assets/)"
+                )
+                continue
+            sfx, rate = read(item.path)
+            timeline.append(TimelineSfx(audio=sfx, sample_rate=rate, volume_db=item.volume_db))
+    cache.prune(keys)
+    mix = episode.mix
+    settings = MixSettings(
+        sample_rate=ws.settings.audio.sample_rate,
+        stereo=mix.stereo,
+        gap_ms=mix.gap_ms,
+        fade_ms=mix.fade_ms,
+        duck_attack_ms=mix.duck_attack_ms,
+        duck_release_ms=mix.duck_release_ms,
+        # The script's [mix] wins; else the workspace target (mono), or -16 LUFS for stereo.
+        target_lufs=mix.target_lufs
+        if mix.target_lufs is not None
+        else (None if mix.stereo else ws.settings.audio.target_lufs),
+        ceiling_dbtp=min(mix.true_peak_dbtp, ws.settings.audio.true_peak_dbtp),
+        pan=dict(mix.pan),
+    )
+    mixed = mix_episode(timeline, settings)
+    exported = export_episode(
+        mixed,
+        folder,
+        name,
+        title=episode.title,
+        extra_manifest={
+            "script": script_path.relative_to(ws.root).as_posix()
+            if script_path.is_relative_to(ws.root)
+            else str(script_path),
+            "backend": engine.name,
+            "backend_version": engine.version,
+            "seed": seed,
+            "warnings": result_warnings,
+        },
+    )
+    return RenderResult(
+        episode=episode,
+        exported=exported,
+        lufs=mixed.lufs,
+        true_peak_db=mixed.true_peak_db,
+        duration_sec=len(mixed.audio) / mixed.sample_rate,
+        rendered_lines=rendered,
+        cached_lines=cached,
+        warnings=result_warnings,
+        seconds=time.perf_counter() - started,
+    )
+
+
+def _bed(cue: MusicCue) -> TimelineBed:
+    if cue.action == "stop" or cue.path is None:
+        return TimelineBed(
+            action="stop", audio=None, sample_rate=0, fade_in=0.0, fade_out=cue.fade_out,
+            duck_db=0.0, volume_db=0.0,
+        )  # fmt: skip
+    audio, rate = read(cue.path, mono=False)
+    return TimelineBed(
+        action="start", audio=audio, sample_rate=rate, fade_in=cue.fade_in,
+        fade_out=cue.fade_out, duck_db=cue.duck_db, volume_db=cue.volume_db,
+    )  # fmt: skip
