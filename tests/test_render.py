@@ -138,7 +138,7 @@ def test_csm_backend_with_two_tiny_adapters_renders_a_two_speaker_script(
 
 
 def test_a_speaker_without_a_trained_voice(demo_copy: Workspace) -> None:
-    with pytest.raises(VoiceError, match="no trained voice.*--draft"):
+    with pytest.raises(VoiceError, match=r"no trained voice.*--draft"):
         render_episode(demo_copy, "scripts/welcome.md", backend="csm")
     out = subprocess.run(
         [str(Path(sys.executable).with_name("podforge")), "render", str(demo_copy.root),
