@@ -12,6 +12,7 @@ protocol (``step``, ``eval``, ``checkpoint`` events).
 from __future__ import annotations
 
 import contextlib
+import logging
 import math
 import os
 import random
@@ -36,6 +37,8 @@ from core.training.data import (
 from core.training.protocol import MetricsWriter, State, update_status
 from core.training.runs import RunConfig
 from core.workspace import Workspace
+
+log = logging.getLogger("podforge.worker")
 
 EVAL_EXAMPLES = 16
 GRAD_CLIP = 1.0
@@ -71,6 +74,11 @@ def train(
                 built.pop(next(iter(built)))
         return built[key]
 
+    log.info(
+        "speaker %s: %d training and %d validation conversations%s; model %s on %s",
+        config.speaker, len(data.train), len(data.val), f" ({data.note})" if data.note else "",
+        config.base_model, bundle.device,
+    )  # fmt: skip
     torch.manual_seed(t.seed)
     model = csm.prepare_for_training(
         bundle, csm.lora_config(t.lora_rank, t.lora_alpha, t.lora_dropout),
@@ -85,6 +93,7 @@ def train(
     newest = newest_checkpoint(run_dir)
     if newest is not None:
         step = _load_checkpoint(newest, model, optimizer, scheduler)
+        log.info("resumed from %s at step %d", newest.name, step)
     cuda = bundle.device.startswith("cuda")
     autocast = (
         torch.autocast("cuda", dtype=torch.bfloat16)
@@ -101,6 +110,7 @@ def train(
             if should_stop():
                 update_status(run_dir, state="stopping")
                 _checkpoint(run_dir, model, optimizer, scheduler, step, metrics)
+                log.info("stopped at step %d (checkpoint saved)", step)
                 return "stopped"
             started = time.perf_counter()
             optimizer.zero_grad(set_to_none=True)
@@ -126,9 +136,12 @@ def train(
                 **memory_fields(bundle.device),
             )  # fmt: skip
             update_status(run_dir, state="running", step=step)
+            log.info("step %d/%d loss %.4f lr %.2e %.1f s", step, t.max_steps, total,
+                     scheduler.get_last_lr()[0], elapsed)  # fmt: skip
             if step % t.eval_every == 0 or step == t.max_steps:
                 eval_loss = evaluate(model, data, inputs_for, autocast)
                 metrics.write("eval", step=step, eval_loss=round(eval_loss, 6))
+                log.info("step %d eval loss %.4f", step, eval_loss)
             if step % t.save_every == 0 or step == t.max_steps:
                 _checkpoint(run_dir, model, optimizer, scheduler, step, metrics)
     finally:
