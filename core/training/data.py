@@ -47,11 +47,19 @@ class SpeakerData:
     note: str
 
 
-def speaker_examples(ws: Workspace, speaker: str, seed: int) -> SpeakerData:
-    """The speaker's train and val conversations (deterministic from ``seed``)."""
+def speaker_examples(
+    ws: Workspace, speaker: str, seed: int, max_clip_sec: float = 15.0
+) -> SpeakerData:
+    """The speaker's train and val conversations (deterministic from ``seed``).
+
+    Segments longer than ``max_clip_sec`` are left out (cutting their audio would no longer
+    match their transcript).
+    """
     with Catalog.open(ws.catalog_path) as catalog:
         accepted = [
-            s for s in catalog.segments(speaker=speaker, status="accepted") if s.text.strip()
+            s
+            for s in catalog.segments(speaker=speaker, status="accepted")
+            if s.text.strip() and s.duration_sec <= max_clip_sec
         ]
         recordings = {r.id: r for r in catalog.recordings(speaker) if r.id is not None}
     if len(accepted) < 2:

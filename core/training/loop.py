@@ -53,7 +53,7 @@ def train(
     from core import csm
 
     t = config.training
-    data = speaker_examples(ws, config.speaker, t.seed)
+    data = speaker_examples(ws, config.speaker, t.seed, t.max_clip_sec)
     bundle = csm.load_csm(config.base_model, device=config.device)
     cache = CodeCache(ws, f"{config.base_model}:{bundle.path}")
     built: dict[tuple[int | None, int | None], dict[str, Any]] = {}
