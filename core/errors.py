@@ -50,6 +50,10 @@ class TrainingError(PodforgeError):
     """A training run cannot be started, stopped or resumed."""
 
 
+class EvaluationError(PodforgeError):
+    """A voice cannot be evaluated (no texts, no held-out segments, no voice)."""
+
+
 class ConsentError(PodforgeError):
     """A speaker has no consent record for the requested use."""
 

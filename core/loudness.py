@@ -189,6 +189,7 @@ def condition(
     target_lufs: float = -19.0,
     ceiling_dbtp: float = -1.0,
     multichannel: bool = False,
+    max_gain_db: float | None = None,
 ) -> Conditioned:
     """Gain ``audio`` to ``target_lufs`` and keep its true peak at or under ``ceiling_dbtp``.
 
@@ -200,6 +201,9 @@ def condition(
     :func:`integrated_lufs`), the ceiling holds for every channel and one gain curve,
     made from the loudest channel at each instant, is applied to all of them (a linked
     limiter: the stereo image does not move).
+
+    ``max_gain_db`` caps the loudness gain: a quiet input is raised by at most that much
+    (its target becomes its loudness plus the cap), so near-silence is not blown up.
     """
     x = _audio32(audio) if multichannel else _mono32(audio)
     if _abs_max(x) == 0.0:  # digital silence (or nothing): nothing to measure or gain
@@ -208,6 +212,8 @@ def condition(
     power = _k_power(x, sr)
     blocks = None if power is None else _block_energies(power, sr)
     measured = None if blocks is None else _gated_lufs(blocks)
+    if measured is not None and max_gain_db is not None:
+        target_lufs = min(target_lufs, measured + max_gain_db)
     gain = 1.0 if measured is None else 10.0 ** ((target_lufs - measured) / 20.0)
 
     if x.shape[0] >= _LONG_SAMPLES:  # long audio: scanned in chunks, never held at 4x
@@ -228,13 +234,7 @@ def condition(
         )
         if curve is None:  # no sample reaches the ceiling after all
             return _gained(x, gain, blocks, peak)
-        curve *= np.float32(total)
-        if x.ndim == 1:
-            curve *= x
-            shaped = curve
-        else:
-            shaped = x * curve[:, None]
-        out, out_peak = _verified(shaped, sr, ceiling)
+        out, out_peak = _verified(curve.applied(x, total), sr, ceiling)
         lufs = integrated_lufs(out, sr)
         if (
             attempt == 1
@@ -263,7 +263,7 @@ def _fit_makeup(
     gain: float,
     target_lufs: float,
     aim: float,
-) -> tuple[float, FloatArray | None, float | None]:
+) -> tuple[float, _Curve | None, float | None]:
     """Total gain, limiter gain curve and estimated loudness that best meet the target.
 
     The static ``gain`` is raised (secant steps on loudness against make-up, at most
@@ -276,11 +276,11 @@ def _fit_makeup(
     makeup_db = 0.0
     previous: tuple[float, float] | None = None
     total = gain
-    curve: FloatArray | None = None
+    curve: _Curve | None = None
     estimate: float | None = None
     for round_ in range(_MAKEUP_ROUNDS):
         total = gain * 10.0 ** (makeup_db / 20.0)
-        curve = _gain_curve(envelope.where_above(aim / total), aim / total, sr)
+        curve = _gain_curve(envelope, aim / total, sr)
         if power is None or blocks is None or curve is None:
             return total, curve, None
         estimate = _gated_lufs(_limited_energies(power, blocks, curve, sr) * (total * total))
@@ -471,17 +471,17 @@ def _block_energies(power: FloatArray, sr: int) -> Float64Array:
 
 
 def _limited_energies(
-    power: FloatArray, blocks: Float64Array, curve: FloatArray, sr: int
+    power: FloatArray, blocks: Float64Array, curve: _Curve, sr: int
 ) -> Float64Array:
     """Block energies of ``power * curve**2``, from those of ``power`` (``blocks``).
 
     Only the samples the curve lowers are visited: the energy each block loses is a
     difference of a cumulative sum over them.
     """
-    limited = np.flatnonzero(curve < 1.0)
+    limited, gains = curve.lowered()
     if limited.size == 0:
         return blocks
-    kept = curve[limited].astype(np.float64)
+    kept = gains.astype(np.float64)
     lost = power[limited] * (1.0 - kept * kept)
     cumulative = np.concatenate(([0.0], np.cumsum(lost)))
     edges, lower, upper = _block_edges(power.size, sr)
@@ -528,29 +528,28 @@ def _chunk_oversampled(
     return np.asarray(part, dtype=np.float32), (start - lo) * oversample
 
 
-def _scan(x: FloatArray, sr: int, oversample: int, after: FloatArray | None = None) -> float:
+def _scan(x: FloatArray, sr: int, oversample: int, reach: FloatArray | None = None) -> float:
     """The peak of ``x`` oversampled, chunk by chunk on several threads (long audio).
 
-    With ``after`` (``x.shape[0]`` zeros) it also fills in, for each sample k, the largest
-    magnitude of the oversampled points from k up to k + 1 over all channels. Only a
-    chunk at a time is ever oversampled: memory stays at a few copies of ``x``.
+    With ``reach`` (an empty array of ``x.shape[0]``) it also fills in the envelope's
+    ``reach`` (see :class:`_Envelope`; 4x only). Only a chunk at a time is ever
+    oversampled: memory stays at a few copies of ``x``.
     """
     spans = _chunks(x.shape[0])
     peaks = [0.0] * len(spans)
+    columns = [x] if x.ndim == 1 else [x[:, c] for c in range(x.shape[1])]
 
     def job(start: int, end: int) -> None:
         part, skip = _chunk_oversampled(x, sr, oversample, start, end)
-        points = part[skip : skip + (end - start) * oversample]
-        columns = [points] if points.ndim == 1 else [points[:, c] for c in range(points.shape[1])]
-        for column in columns:
-            if after is None:
-                peak = _abs_max(column)
-            else:
-                grid = _grid_max(column, end - start, oversample)
-                np.maximum(after[start:end], grid, out=after[start:end])
-                peak = _abs_max(grid)
-            index = start // _CHUNK_SAMPLES
-            peaks[index] = max(peaks[index], peak)
+        if reach is None:
+            peak = _abs_max(part[skip : skip + (end - start) * oversample])
+        else:
+            if start > 0:
+                skip -= oversample  # the points of sample start - 1 too
+            points = part[skip : skip + (end - start + (start > 0)) * oversample]
+            ups = [points] if points.ndim == 1 else [points[:, c] for c in range(points.shape[1])]
+            peak = _reach(reach, ups, columns, start, end)
+        peaks[start // _CHUNK_SAMPLES] = peak
 
     _run_spans(job, spans)
     return max(peaks, default=0.0)
@@ -598,14 +597,15 @@ def _gained(x: FloatArray, gain: float, blocks: Float64Array | None, peak: float
 class _Envelope:
     """Per-sample peak envelope of ``x`` at 8x, computed only where it matters.
 
-    ``values[k]``, once known, is the largest magnitude among sample k, the 4x
-    sub-samples on either side of it and the points halfway between those (the odd
+    The envelope at sample k, once known, is the largest magnitude among sample k, the
+    4x sub-samples on either side of it and the points halfway between those (the odd
     points of an 8x signal), over all channels. It is computed for the samples
-    :meth:`where_above` asks about and left 0 elsewhere.
+    :meth:`where_above` asks about and kept for those only (``known``,
+    ``known_values``); elsewhere it counts as 0.
 
     With ``up`` (the whole 4x signal) the points are read from it. Without, the audio is
-    long: it is scanned in chunks for the per-sample 4x maxima (and ``peak``), and the
-    4x points around the samples asked about are made again, a stretch at a time.
+    long: it is scanned in chunks for ``reach`` (and ``peak``), and the 4x points around
+    the samples asked about are made again, a stretch at a time.
     """
 
     def __init__(self, x: FloatArray, sr: int, up: FloatArray | None = None) -> None:
@@ -614,62 +614,62 @@ class _Envelope:
         self.up = up
         self.columns = [x] if x.ndim == 1 else [x[:, c] for c in range(x.shape[1])]
         n = x.shape[0]
-        os = _METER_OVERSAMPLE
-        # The largest 4x magnitude from sample k up to (not including) sample k + 1.
+        # reach[k]: the largest magnitude bordering sample k, the sample itself and the
+        # 4x points from sample k - 1 to sample k + 1 (what where_above compares).
+        self.reach = np.empty(n, dtype=np.float32)
         if up is None:
-            self.after = np.zeros(n, dtype=np.float32)
-            scanned = _scan(x, sr, os, self.after)
+            scanned = _scan(x, sr, _METER_OVERSAMPLE, self.reach)
         else:
             ups = [up] if up.ndim == 1 else [up[:, c] for c in range(up.shape[1])]
-            self.after = _grid_max(ups[0], n, os)
-            for column in ups[1:]:
-                np.maximum(self.after, _grid_max(column, n, os), out=self.after)
+            _reach(self.reach, ups, self.columns, 0, n)
             scanned = _abs_max(up)
         self.peak = max(_abs_max(x), scanned)
         """The true peak: the largest magnitude of the samples and the 4x points."""
-        # The largest magnitude bordering sample k: the sample itself and the 4x points
-        # from sample k - 1 to sample k + 1 (what where_above compares with a level).
-        self.reach = np.empty(n, dtype=np.float32)
-        if n >= _LONG_SAMPLES:
-            _run_spans(self._fill_reach, _chunks(n))
-        else:
-            self._fill_reach(0, n)
-        self.values = np.zeros(n, dtype=np.float32)
-        self.known = np.zeros(n, dtype=bool)
+        self.known: IntArray = np.zeros(0, dtype=np.int64)
+        """The samples whose envelope is known, sorted."""
+        self.known_values: FloatArray = np.zeros(0, dtype=np.float32)
 
-    def _fill_reach(self, start: int, end: int) -> None:
-        reach = self.reach[start:end]
-        reach[:] = self.after[start:end]
-        if start > 0:  # what lies after sample k also borders sample k + 1
-            np.maximum(reach, self.after[start - 1 : end - 1], out=reach)
-        elif end > 1:
-            np.maximum(reach[1:], self.after[: end - 1], out=reach[1:])
-        for x in self.columns:
-            np.maximum(reach, np.abs(x[start:end]), out=reach)
-
-    def where_above(self, level: float) -> FloatArray:
-        """The envelope, exact wherever it may exceed ``level`` (0 where it cannot)."""
+    def where_above(self, level: float) -> None:
+        """Make the envelope exact wherever it may exceed ``level``."""
         # A 4x grid misses a peak by at most _GRID_SLACK: below that, nothing to do.
-        wanted = self.reach > level * _GRID_SLACK
-        wanted &= ~self.known
-        todo = np.flatnonzero(wanted)
+        todo = np.flatnonzero(self.reach > level * _GRID_SLACK)
+        if self.known.size:
+            todo = todo[~np.isin(todo, self.known, assume_unique=True, kind="sort")]
         if todo.size == 0:
-            return self.values
+            return
         if self.up is not None:
-            self.values[todo] = self._peaks(todo, self.up, 0)
+            values = self._peaks(todo, self.up, 0)
         else:
-            groups = _groups(todo)
+            values = np.empty(todo.size, dtype=np.float32)
 
             def job(first: int, last: int) -> None:
                 samples = todo[first:last]
                 start, end = int(samples[0]), int(samples[-1]) + 1
                 part, skip = _chunk_oversampled(self.x, self.sr, _METER_OVERSAMPLE, start, end)
                 # part[skip] is the first 4x point of sample ``start``.
-                self.values[samples] = self._peaks(samples, part, start * _METER_OVERSAMPLE - skip)
+                base = start * _METER_OVERSAMPLE - skip
+                values[first:last] = self._peaks(samples, part, base)
 
-            _run_spans(job, groups)
-        self.known[todo] = True
-        return self.values
+            _run_spans(job, _groups(todo))
+        known = np.concatenate((self.known, todo))
+        order = np.argsort(known, kind="stable")
+        self.known = known[order]
+        self.known_values = np.concatenate((self.known_values, values))[order]
+
+    def above(self, limit: float) -> IntArray:
+        """The known samples whose envelope exceeds ``limit`` (sorted)."""
+        return self.known[self.known_values > limit]
+
+    def values(self, start: int, end: int) -> FloatArray:
+        """The envelope of samples ``start .. end - 1`` (0 where not known)."""
+        out = np.zeros(end - start, dtype=np.float32)
+        first, last = np.searchsorted(self.known, (start, end))
+        out[self.known[first:last] - start] = self.known_values[first:last]
+        return out
+
+    def largest(self) -> float:
+        """The largest known envelope value (0 if none)."""
+        return float(self.known_values.max(initial=0.0))
 
     def _peaks(self, samples: IntArray, up: FloatArray, base: int) -> FloatArray:
         """Envelope values of ``samples`` from 4x points ``up`` (``up[0]`` is point ``base``)."""
@@ -680,6 +680,31 @@ class _Envelope:
             np.maximum(peaks, np.abs(x[samples]), out=peaks)
             np.maximum(peaks, _peaks_near(_windows(column, samples, base, total)), out=peaks)
         return peaks
+
+
+def _reach(
+    reach: FloatArray, ups: list[FloatArray], columns: list[FloatArray], start: int, end: int
+) -> float:
+    """Fill ``reach[start:end]`` from each channel's 4x points; return their peak there.
+
+    ``ups`` hold the points of samples ``start - 1`` (when ``start > 0``) to ``end - 1``;
+    ``columns`` are the channels' samples (whole signal).
+    """
+    lead = 1 if start > 0 else 0
+    count = end - start + lead
+    after = _grid_max(ups[0], count, _METER_OVERSAMPLE)
+    for up in ups[1:]:
+        np.maximum(after, _grid_max(up, count, _METER_OVERSAMPLE), out=after)
+    # The largest 4x magnitude from sample k up to k + 1, and from k - 1 up to k.
+    out = reach[start:end]
+    out[:] = after[lead:]
+    if lead:
+        np.maximum(out, after[:-1], out=out)
+    elif count > 1:
+        np.maximum(out[1:], after[:-1], out=out[1:])
+    for x in columns:
+        np.maximum(out, np.abs(x[start:end]), out=out)
+    return _abs_max(after[lead:])
 
 
 def _groups(todo: IntArray) -> list[tuple[int, int]]:
@@ -747,15 +772,14 @@ def _peaks_near(windows: Float64Array) -> FloatArray:
     return peaks
 
 
-def _runs(mask: npt.NDArray[np.bool_], pad: int) -> list[tuple[int, int]]:
-    """Runs of ``mask`` widened by ``pad`` each side and merged where they overlap."""
-    n = mask.size
-    zero = np.zeros(1, dtype=np.int8)
-    edges = np.diff(np.concatenate((zero, mask.view(np.int8), zero)))
-    starts = np.maximum(np.flatnonzero(edges == 1) - pad, 0)
-    ends = np.minimum(np.flatnonzero(edges == -1) + pad, n)
-    if starts.size == 0:
+def _runs(samples: IntArray, pad: int, n: int) -> list[tuple[int, int]]:
+    """Runs of consecutive ``samples`` (sorted) widened by ``pad`` each side and merged
+    where they overlap, within ``[0, n)``."""
+    if samples.size == 0:
         return []
+    step = np.flatnonzero(np.diff(samples) > 1)
+    starts = np.maximum(samples[np.concatenate(([0], step + 1))] - pad, 0)
+    ends = np.minimum(samples[np.concatenate((step, [samples.size - 1]))] + 1 + pad, n)
     reach = np.maximum.accumulate(ends)
     new = np.concatenate(([True], starts[1:] > reach[:-1]))
     first = np.flatnonzero(new)
@@ -763,21 +787,61 @@ def _runs(mask: npt.NDArray[np.bool_], pad: int) -> list[tuple[int, int]]:
     return list(zip(starts[first].tolist(), reach[last].tolist(), strict=True))
 
 
-def _gain_curve(envelope: FloatArray, limit: float, sr: int) -> FloatArray | None:
-    """Smooth gain, <= ``limit / envelope`` wherever that is < 1; None if nothing tops it."""
-    hot = envelope > limit
-    if not hot.any():
+@dataclass
+class _Curve:
+    """A limiter gain curve over ``n`` samples: 1 except in ``pieces`` (start, gains)."""
+
+    n: int
+    pieces: list[tuple[int, FloatArray]]
+
+    def applied(self, x: FloatArray, total: float) -> FloatArray:
+        """A new array: ``x`` times ``total`` times the curve (one rounding per sample)."""
+        scale = np.float32(total)
+        out = x * scale
+        for start, gains in self.pieces:
+            scaled = gains * scale
+            end = start + gains.size
+            out[start:end] = x[start:end] * (scaled if x.ndim == 1 else scaled[:, None])
+        return out
+
+    def apply(self, out: FloatArray) -> None:
+        """``out *= curve``, in place."""
+        for start, gains in self.pieces:
+            out[start : start + gains.size] *= gains if out.ndim == 1 else gains[:, None]
+
+    def lowered(self) -> tuple[IntArray, FloatArray]:
+        """The samples where the curve is under 1, and its values there."""
+        samples: list[IntArray] = []
+        values: list[FloatArray] = []
+        for start, gains in self.pieces:
+            where = np.flatnonzero(gains < 1.0)
+            samples.append(where + start)
+            values.append(gains[where])
+        if not samples:
+            return np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.float32)
+        return np.concatenate(samples), np.concatenate(values)
+
+
+def _gain_curve(envelope: _Envelope, limit: float, sr: int) -> _Curve | None:
+    """Smooth gain, <= ``limit / envelope`` wherever that is < 1; None if nothing tops it.
+
+    The envelope is made exact where it may exceed ``limit`` first.
+    """
+    envelope.where_above(limit)
+    hot = envelope.above(limit)
+    if hot.size == 0:
         return None
+    n = envelope.x.shape[0]
     half = max(1, round(_LIMITER_WINDOW_SEC * sr))
-    curve = np.ones(envelope.size, dtype=np.float32)
+    pieces = []
     # The smoothing reaches 2 * half samples: pieces this far apart do not interact.
-    for start, end in _runs(hot, 2 * half + 2):
+    for start, end in _runs(hot, 2 * half + 2, n):
         required = np.ones(end - start)
-        piece = envelope[start:end].astype(np.float64)
-        where = hot[start:end]
+        piece = envelope.values(start, end).astype(np.float64)
+        where = piece > limit
         required[where] = limit / piece[where]
-        curve[start:end] = _smooth_gain(required, half)
-    return curve
+        pieces.append((start, _smooth_gain(required, half).astype(np.float32)))
+    return _Curve(n, pieces)
 
 
 def _smooth_gain(required: Float64Array, half: int) -> Float64Array:
@@ -801,15 +865,16 @@ def _verified(out: FloatArray, sr: int, ceiling: float) -> tuple[FloatArray, flo
     """
     for _ in range(_LIMITER_PASSES):
         check = _envelope_of(out, sr)
-        envelope = check.where_above(ceiling * _AIM)
-        if not (envelope > ceiling).any():
+        check.where_above(ceiling * _AIM)
+        if check.above(ceiling).size == 0:
             return out, check.peak
         # Aim a little under the check, so float32 rounding cannot tip it over.
-        curve = _gain_curve(envelope, ceiling * _AIM, sr)
+        curve = _gain_curve(check, ceiling * _AIM, sr)
         if curve is not None:
-            out *= curve if out.ndim == 1 else curve[:, None]
+            curve.apply(out)
     check = _envelope_of(out, sr)
-    peak = float(check.where_above(ceiling).max(initial=0.0))
+    check.where_above(ceiling)
+    peak = check.largest()
     if peak <= ceiling:
         return out, check.peak
     out *= np.float32(ceiling * _AIM / peak)

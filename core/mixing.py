@@ -477,19 +477,18 @@ def _master(
     chapters: tuple[tuple[str, float], ...],
 ) -> MixResult:
     target = settings.target
-    measured = integrated_lufs(audio, sr)
-    if measured is not None and target - measured > settings.max_gain_db:
-        log.info(
-            "mix loudness %.1f LUFS is more than %.0f dB under the target; gain capped",
-            measured,
-            settings.max_gain_db,
-        )
-        target = measured + settings.max_gain_db
     if settings.room_tone_db is not None:
-        gain_db = 0.0 if measured is None else target - measured
+        # The tone is set for the master: predict the master's gain from the mix.
+        measured = integrated_lufs(audio, sr)
+        gain_db = 0.0 if measured is None else min(target - measured, settings.max_gain_db)
         _add_room_tone(audio, sr, settings.room_tone_db - gain_db)
     result = condition(
-        audio, sr, target_lufs=target, ceiling_dbtp=settings.ceiling_dbtp, multichannel=True
+        audio,
+        sr,
+        target_lufs=target,
+        ceiling_dbtp=settings.ceiling_dbtp,
+        multichannel=True,
+        max_gain_db=settings.max_gain_db,
     )
     return MixResult(
         audio=result.audio,

@@ -93,6 +93,16 @@ class Training:
 
 
 @dataclass
+class Evaluation:
+    """The gates ``podforge eval`` holds a voice to (the ``[eval]`` table)."""
+
+    max_wer: float = 0.07
+    max_cer: float = 0.03
+    min_similarity: float = 0.75
+    max_rtf: float = 1.0
+
+
+@dataclass
 class Consent:
     """A speaker's recorded consent to clone and synthesise their voice."""
 
@@ -125,6 +135,8 @@ class Settings:
     models: Models = field(default_factory=Models)
     training: Training = field(default_factory=Training)
     speakers: dict[str, Speaker] = field(default_factory=dict)
+    evaluation: Evaluation = field(default_factory=Evaluation)
+    """Written as ``[eval]`` in ``workspace.toml``."""
 
 
 def validate_speaker_name(name: str) -> str:
@@ -145,8 +157,14 @@ def parse_settings(doc: dict[str, Any]) -> Settings:
     speakers_doc = doc.get("speakers", {})
     if not isinstance(speakers_doc, dict):
         raise WorkspaceConfigError("'speakers' must be a table")
-    rest = {k: v for k, v in doc.items() if k != "speakers"}
+    eval_doc = doc.get("eval", {})
+    if not isinstance(eval_doc, dict):
+        raise WorkspaceConfigError("'eval' must be a table")
+    if "evaluation" in doc:
+        raise WorkspaceConfigError("unknown key 'evaluation' (the evaluation gates are [eval])")
+    rest = {k: v for k, v in doc.items() if k not in ("speakers", "eval")}
     settings = _build(Settings, rest, "")
+    settings.evaluation = _build(Evaluation, eval_doc, "eval.")
     for name, table in speakers_doc.items():
         try:
             validate_speaker_name(name)
@@ -162,6 +180,7 @@ def parse_settings(doc: dict[str, Any]) -> Settings:
 def settings_to_toml(settings: Settings) -> dict[str, Any]:
     """A plain dict for ``tomli_w``; ``None`` values (TOML has no null) are left out."""
     table: dict[str, Any] = _strip_none(dataclasses.asdict(settings))
+    table["eval"] = table.pop("evaluation")
     return table
 
 
@@ -274,6 +293,10 @@ def _check_ranges(s: Settings) -> None:
             s.training.eval_every >= 1 and s.training.save_every >= 1,
             "'training.eval_every' and 'training.save_every' must be >= 1",
         ),
+        (s.evaluation.max_wer >= 0.0, "'eval.max_wer' must be >= 0"),
+        (s.evaluation.max_cer >= 0.0, "'eval.max_cer' must be >= 0"),
+        (-1.0 <= s.evaluation.min_similarity <= 1.0, "'eval.min_similarity' must lie in -1..1"),
+        (0.0 < s.evaluation.max_rtf <= 1000.0, "'eval.max_rtf' must lie in 0..1000 (above 0)"),
     ]
     for name, sp in s.speakers.items():
         checks.append(

@@ -64,15 +64,11 @@ def noise(seconds: float, seed: int) -> npt.NDArray[np.float32]:
 # --------------------------------------------------------------------------- the tiny model
 
 
-def test_tiny_build_is_fast_deterministic_and_idempotent(tmp_path: Path) -> None:
-    import transformers  # the import is not part of the build time
-
-    assert transformers.CsmForConditionalGeneration is not None
+def test_tiny_build_is_deterministic_and_idempotent(tmp_path: Path) -> None:
+    # Build speed is not asserted here (no timed unit tests); docs/PERFORMANCE.md has it.
     digests = []
     for name in ("a", "b"):
-        start = time.perf_counter()
         folder = build_tiny_csm(tmp_path / name)
-        assert time.perf_counter() - start < 2.0
         assert all((folder / file).is_file() for file in (*MODEL_FILES, STAMP_FILE))
         digests.append(
             {file: hashlib.sha256((folder / file).read_bytes()).hexdigest() for file in MODEL_FILES}

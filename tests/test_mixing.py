@@ -608,3 +608,75 @@ def test_chunked_mp3_is_clean_for_ffmpeg(monkeypatch: pytest.MonkeyPatch, tmp_pa
         check=True,
     )
     assert json.loads(probe.stdout)["format"]["tags"]["title"] == "Tëst"
+
+
+# --- core.loudness extensions the master uses ---------------------------------------------
+# (multichannel loudness, true peak and linked limiting; the capped gain; the chunked
+# path that long audio takes, which never holds the whole 4x signal)
+
+
+def stereo_speech() -> npt.NDArray[np.float64]:
+    host = speech("Welcome back to the show. Today we talk about synthetic voices.")
+    left = host.astype(np.float64) * 0.9 / float(np.abs(host).max())
+    return np.stack([left, 0.5 * np.roll(left, 240)], axis=1)
+
+
+def test_loudness_of_stereo_matches_pyloudnorm() -> None:
+    from core.loudness import integrated_lufs
+
+    audio = stereo_speech()
+    assert integrated_lufs(audio, SR) == pytest.approx(pyloudnorm_lufs(audio, SR), abs=1e-4)
+    assert true_peak_db(audio, SR) == pytest.approx(true_peak_db(audio[:, 0], SR))
+
+
+def test_linked_stereo_limiter() -> None:
+    from core.loudness import condition
+
+    audio = stereo_speech()
+    with pytest.raises(ValueError, match="mono"):
+        condition(audio, SR)
+    result = condition(audio, SR, target_lufs=-14.0, multichannel=True)
+    assert result.limited and result.audio.shape == audio.shape
+    assert pyloudnorm_lufs(result.audio, SR) == pytest.approx(-14.0, abs=0.5)
+    assert peak_8x_db(result.audio) <= -1.0
+    # One gain for both channels: the image does not move.
+    loud = np.abs(audio[:, 1]) > 0.05
+    ratio = result.audio[loud, 1] / result.audio[loud, 0]
+    expected = audio[loud, 1] / audio[loud, 0]
+    assert np.allclose(ratio, expected, rtol=1e-3)
+
+
+def test_condition_caps_the_gain() -> None:
+    from core.loudness import condition
+
+    quiet = speech("Welcome back to the show.").astype(np.float64) * 0.03
+    raw = pyloudnorm_lufs(quiet, SR)
+    result = condition(quiet, SR, target_lufs=-19.0, max_gain_db=20.0)
+    assert result.gain_db == pytest.approx(20.0, abs=0.01)
+    assert result.lufs == pytest.approx(raw + 20.0, abs=0.01)
+
+
+@pytest.mark.parametrize("stereo", [False, True])
+def test_long_audio_path_matches_the_whole_signal_path(
+    monkeypatch: pytest.MonkeyPatch, stereo: bool
+) -> None:
+    from core import loudness
+    from core.loudness import condition
+
+    host = speech("Welcome back to the show. Today we talk about synthetic voices.")
+    mono = np.resize(host, 25 * SR).astype(np.float64) * 0.9 / float(np.abs(host).max())
+    audio = np.stack([mono, 0.7 * np.roll(mono, 100)], axis=1) if stereo else mono
+    whole = condition(audio, SR, target_lufs=-12.0, multichannel=True)
+    whole_peak = true_peak_db(audio, SR)
+    # Make 25 s "long": chunks of 8192 samples, resampled on threads.
+    monkeypatch.setattr(loudness, "_LONG_SAMPLES", 1 << 14)
+    monkeypatch.setattr(loudness, "_CHUNK_SAMPLES", 1 << 13)
+    chunked = condition(audio, SR, target_lufs=-12.0, multichannel=True)
+    assert chunked.limited
+    assert float(np.abs(chunked.audio - whole.audio).max()) < 1e-5
+    assert chunked.lufs == pytest.approx(whole.lufs, abs=1e-3)
+    assert chunked.true_peak_db == pytest.approx(whole.true_peak_db, abs=1e-3)
+    assert true_peak_db(audio, SR) == pytest.approx(whole_peak, abs=1e-4)
+    assert peak_8x_db(chunked.audio) <= -1.0
+    again = condition(audio, SR, target_lufs=-12.0, multichannel=True)
+    assert np.array_equal(again.audio, chunked.audio)

@@ -363,6 +363,75 @@ def train(
     click.echo(f"worker pid {pid}; log: {run_dir / 'worker.log'}", err=True)
 
 
+@main.command("eval")
+@click.argument("workspace", type=click.Path(path_type=Path))
+@click.option("--voice", required=True, help="Whose voice to evaluate (voices/NAME/).")
+@click.option(
+    "--texts", "texts_file", type=click.Path(path_type=Path),
+    help="Render these texts (one per line) instead of the held-out test segments.",
+)  # fmt: skip
+@click.option("--seed", type=int, default=0, show_default=True, help="Seed of the synthesis.")
+@click.option("--draft", is_flag=True, help="Evaluate the espeak-ng draft voice (a baseline).")
+@_user_errors
+def eval_cmd(workspace: Path, voice: str, texts_file: Path | None, seed: int, draft: bool) -> None:
+    """Render held-out texts with VOICE and gate it on WER, CER, speaker similarity and RTF.
+
+    Saves voices/VOICE/eval/<UTC time>.json; exit status 1 when a gate fails.
+    """
+    from rich.console import Console
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
+    from rich.table import Table
+
+    from core.evaluation import evaluate_voice, read_texts
+    from core.workspace import Workspace
+
+    ws = Workspace.open(workspace)
+    texts = read_texts(texts_file) if texts_file is not None else None
+    console = Console(stderr=True)
+    bars = Progress(
+        TextColumn("evaluating"), BarColumn(), MofNCompleteColumn(),
+        TextColumn("{task.description}"), console=console, transient=True,
+    )  # fmt: skip
+    task = bars.add_task("", total=None)
+
+    def report_progress(done: int, total: int, what: str) -> None:
+        if not bars.live.is_started:  # only once work starts: an early error stays one line
+            bars.start()
+        bars.update(task, completed=done, total=total, description=what)
+
+    try:
+        report = evaluate_voice(
+            ws, voice, texts=texts, seed=seed, backend="draft" if draft else "csm",
+            progress=report_progress,
+        )  # fmt: skip
+    finally:
+        if bars.live.is_started:
+            bars.stop()
+    out = Console()
+    for note in report.notes:
+        out.print(f"[yellow]note:[/] {note}")
+    ref = report.reference_similarity
+    out.print(
+        f"{voice} ({report.backend}): {len(report.items)} text(s) from {report.texts_source}, "
+        f"{report.audio_seconds:.1f} s of audio in {report.render_seconds:.1f} s; reference "
+        f"similarity of the real recordings {'–' if ref is None else f'{ref:.3f}'}"
+    )
+    table = Table("gate", "value", "threshold", "result")
+    for name, (value, threshold, passed) in report.gates.items():
+        bound = ">=" if name == "similarity" else "<="
+        table.add_row(
+            name,
+            "–" if value is None else f"{value:.3f}",
+            f"{bound} {threshold:g}",
+            "[green]PASS[/]" if passed else "[red]FAIL[/]",
+        )
+    out.print(table)
+    click.echo(f"report: {report.path}")
+    if not report.passed:
+        click.echo(f"failed gate(s): {', '.join(report.failed_gates)}")
+        sys.exit(1)
+
+
 def _run_app(ws: Any) -> None:
     from tui.app import PodforgeApp
 

@@ -30,6 +30,7 @@ class HomeScreen(Screen[None]):
     BINDINGS: ClassVar[list[BindingType]] = [
         Binding("v", "review", "Review segments", id="home.review"),
         Binding("d", "training", "Training", id="home.training"),
+        Binding("s", "scripts", "Scripts", id="home.scripts"),
         Binding("r", "reload", "Refresh", id="home.refresh"),
     ]
 
@@ -99,6 +100,12 @@ class HomeScreen(Screen[None]):
         from tui.screens.training import TrainingScreen
 
         self.app.push_screen(TrainingScreen(self.workspace))
+
+    def action_scripts(self) -> None:
+        """Open the episode scripts (list and editor)."""
+        from tui.screens.script import ScriptListScreen
+
+        self.app.push_screen(ScriptListScreen(self.workspace))
 
     def on_screen_resume(self) -> None:
         self._timer.resume()

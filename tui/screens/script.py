@@ -1,0 +1,830 @@
+"""Episode scripts: a list of ``scripts/*.md`` and an editor with live diagnostics.
+
+The editor parses the text as you type (debounced, in a thread worker), lists errors and
+warnings (enter jumps to the place) and marks the offending lines beside the text. The
+outline shows each chapter and line with its render state, read from the render cache
+(``episodes/<name>/cache/``): *cached* (with its length), *stale* (edited or never
+rendered), *rendering* or *error*. Previews, renders and mixes run in thread workers;
+typing never waits for them. See ``docs/SCRIPT_EDITOR.md`` for the keys.
+
+Cancelling a render (``c``): :func:`~core.synthesis.render.render_episode` has no cancel
+hook, so its ``progress`` callback checks a flag after every line and raises a private
+exception that unwinds the render. Every line finished before that is already in the cache,
+so the next render continues where this one stopped.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import threading
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, ClassVar, Literal
+
+import soundfile as sf
+from rich.text import Text
+from textual import on, work
+from textual.app import ComposeResult
+from textual.binding import Binding, BindingsMap, BindingType
+from textual.containers import Horizontal, Vertical
+from textual.dom import DOMNode
+from textual.notifications import SeverityLevel
+from textual.screen import ModalScreen, Screen
+from textual.timer import Timer
+from textual.widgets import (
+    Button,
+    Footer,
+    Header,
+    Input,
+    OptionList,
+    ProgressBar,
+    Static,
+    TextArea,
+)
+from textual.widgets.option_list import Option, OptionDoesNotExist
+from textual.worker import Worker, WorkerState
+
+from core.atomic import atomic_write_text
+from core.errors import PlaybackError, PodforgeError, ScriptError, VoiceError
+from core.playback import Player
+from core.script import Episode, Line, parse_script
+from core.synthesis.backends import Backend, Rendered
+from core.synthesis.cache import RenderCache
+from core.synthesis.render import RenderResult, line_key, line_seed, make_backend, render_episode
+from core.workspace import Workspace
+from tui.styles import STYLES
+from tui.widgets.script_text import ScriptTextArea
+
+PARSE_DELAY_S = 0.3
+SEED = 0
+NAME_RULE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]{0,39}")
+_DIAGNOSTIC = re.compile(r"^.*?:(\d+):(\d+): (.*)$", re.DOTALL)
+ROLE_NAMES = ("HOST", "GUEST")
+
+LineStateName = Literal["cached", "stale", "rendering", "error"]
+STATE_STYLE: dict[str, tuple[str, str]] = {
+    "cached": ("●", "green"),
+    "stale": ("○", "yellow"),
+    "rendering": ("◌", "cyan"),
+    "error": ("✗", "bold red"),
+}
+
+
+# -- pure helpers (run in workers) ----------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Diagnostic:
+    """One problem: 1-based ``line`` and ``column``."""
+
+    severity: Literal["error", "warning"]
+    line: int
+    column: int
+    message: str
+
+    @property
+    def label(self) -> str:
+        return f"{self.line}:{self.column} {self.severity}: {self.message}"
+
+
+@dataclass(frozen=True)
+class LineState:
+    """A line's render state; ``duration_sec`` when cached."""
+
+    state: LineStateName
+    duration_sec: float | None = None
+
+
+@dataclass(frozen=True)
+class Analysis:
+    """What one parse found: the episode (None on an error), problems, line states."""
+
+    episode: Episode | None
+    diagnostics: tuple[Diagnostic, ...]
+    states: dict[int, LineState]
+
+
+def template(name: str, speakers: list[str]) -> str:
+    """A new script: the workspace's speakers as HOST, GUEST, GUEST2..., one line each."""
+    roles = [ROLE_NAMES[i] if i < len(ROLE_NAMES) else f"GUEST{i}" for i in range(len(speakers))]
+    out = ["+++", f'title = "{name}"', "[speakers]"]
+    out += [f'{role} = "{speaker}"' for role, speaker in zip(roles, speakers, strict=True)]
+    out += ["+++", "", "# Chapter 1"]
+    out += [
+        f"{role}: Hello, this is {speaker}." for role, speaker in zip(roles, speakers, strict=True)
+    ]
+    if not speakers:
+        out.append("<!-- add speakers: podforge speaker add WORKSPACE NAME -->")
+    return "\n".join(out) + "\n"
+
+
+def backend_for(ws: Workspace, episode: Episode) -> str:
+    """``csm`` when every speaking voice has a trained adapter, else ``draft``."""
+    voices = episode.voices
+    if voices and all(
+        (ws.voices_dir / v / "adapter" / "adapter_config.json").is_file() for v in voices
+    ):
+        return "csm"
+    return "draft"
+
+
+def line_cache_key(ws: Workspace, engine: Backend, line: Line) -> str:
+    """The cache key ``render_episode`` uses for ``line`` (seed 0)."""
+    settings: dict[str, object] = {"sample_rate": ws.settings.audio.sample_rate}
+    return line_key(engine, line, line_seed(SEED, line), settings)
+
+
+def line_states(ws: Workspace, name: str, episode: Episode) -> dict[int, LineState]:
+    """Each line's state from the render cache of ``episodes/<name>/``."""
+    try:
+        engine = make_backend(ws, backend_for(ws, episode))
+    except PodforgeError:
+        return {line.index: LineState("stale") for line in episode.lines}
+    cache = RenderCache(ws.episodes_dir / name / "cache")
+    states: dict[int, LineState] = {}
+    for line in episode.lines:
+        try:
+            path = cache.path(line_cache_key(ws, engine, line))
+        except (PodforgeError, KeyError, OSError):
+            states[line.index] = LineState("error")
+            continue
+        duration: float | None = None
+        if path.is_file():
+            try:
+                duration = float(sf.info(str(path)).duration)
+            except (RuntimeError, sf.LibsndfileError):
+                duration = None
+        states[line.index] = LineState("cached", duration) if duration else LineState("stale")
+    return states
+
+
+def analyse(ws: Workspace, text: str, path: Path) -> Analysis:
+    """Parse ``text`` (the script at ``path``) and read the line states."""
+    try:
+        episode = parse_script(text, source=path.name, workspace=ws)
+    except ScriptError as exc:
+        diag = Diagnostic("error", exc.line, exc.column, exc.message)
+        return Analysis(None, (diag,), {})
+    diagnostics = tuple(_warning(w) for w in episode.warnings)
+    return Analysis(episode, diagnostics, line_states(ws, path.stem, episode))
+
+
+def _warning(text: str) -> Diagnostic:
+    match = _DIAGNOSTIC.match(text)
+    if match is None:
+        return Diagnostic("warning", 1, 1, text)
+    return Diagnostic("warning", int(match[1]), int(match[2]), match[3])
+
+
+def read_manifest(ws: Workspace, name: str) -> dict[str, Any] | None:
+    """The last mix's ``manifest.json``, or None when there is none (or it is unreadable)."""
+    path = ws.episodes_dir / name / "manifest.json"
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    return data if isinstance(data, dict) else None
+
+
+class _Cancelled(Exception):
+    """Raised from the progress callback to stop a render."""
+
+
+# -- modals -----------------------------------------------------------------------------
+
+
+class UnsavedChanges(ModalScreen[str]):
+    """Save / discard / cancel; dismisses with ``"save"``, ``"discard"`` or ``"cancel"``."""
+
+    CSS_PATH = STYLES / "script.tcss"
+    BINDINGS: ClassVar[list[BindingType]] = [
+        Binding("s", "dismiss('save')", "Save", id="script.unsaved.save"),
+        Binding("d", "dismiss('discard')", "Discard", id="script.unsaved.discard"),
+        Binding("escape", "dismiss('cancel')", "Cancel", id="script.unsaved.cancel"),
+    ]
+
+    def __init__(self, name: str) -> None:
+        super().__init__()
+        self.script_name = name
+
+    def compose(self) -> ComposeResult:
+        with Vertical(classes="dialog") as box:
+            box.border_title = "Unsaved changes"
+            yield Static(f"{self.script_name} has unsaved changes.", classes="dialog-text")
+            with Horizontal(classes="dialog-buttons"):
+                yield Button("Save (s)", id="save", variant="primary")
+                yield Button("Discard (d)", id="discard", variant="error")
+                yield Button("Cancel (esc)", id="cancel")
+
+    @on(Button.Pressed)
+    def _pressed(self, event: Button.Pressed) -> None:
+        self.dismiss(event.button.id or "cancel")
+
+
+class ScriptName(ModalScreen[str | None]):
+    """Ask for a new script's name."""
+
+    CSS_PATH = STYLES / "script.tcss"
+    BINDINGS: ClassVar[list[BindingType]] = [
+        Binding("escape", "dismiss(None)", "Cancel", id="script.name.cancel"),
+    ]
+
+    def compose(self) -> ComposeResult:
+        with Vertical(classes="dialog") as box:
+            box.border_title = "New script"
+            yield Static("Name (letters, digits, - and _):", classes="dialog-text")
+            yield Input(id="script-name", placeholder="episode-2")
+
+    @on(Input.Submitted)
+    def _submitted(self, event: Input.Submitted) -> None:
+        self.dismiss(event.value.strip() or None)
+
+
+class LoudnessReport(ModalScreen[None]):
+    """The last mix's loudness and true peak, from ``manifest.json``."""
+
+    CSS_PATH = STYLES / "script.tcss"
+    BINDINGS: ClassVar[list[BindingType]] = [
+        Binding("escape,enter,L", "dismiss(None)", "Close", id="script.report.close"),
+    ]
+
+    def __init__(self, report: Text) -> None:
+        super().__init__()
+        self.report = report
+
+    def compose(self) -> ComposeResult:
+        with Vertical(classes="dialog report") as box:
+            box.border_title = "Last mix"
+            yield Static(self.report, classes="dialog-text")
+
+
+def loudness_report(ws: Workspace, manifest: dict[str, Any], episode: Episode | None) -> Text:
+    """The report shown by ``L``."""
+    audio = ws.settings.audio
+    target = audio.target_lufs
+    ceiling = audio.true_peak_dbtp
+    if episode is not None:
+        mix = episode.mix
+        target = (
+            mix.target_lufs
+            if mix.target_lufs is not None
+            else (-16.0 if mix.stereo else audio.target_lufs)
+        )
+        ceiling = min(mix.true_peak_dbtp, audio.true_peak_dbtp)
+    lufs = manifest.get("lufs")
+    peak = manifest.get("true_peak_dbtp")
+    text = Text()
+    text.append(f"{manifest.get('title', '')}\n\n", "bold")
+    text.append("loudness   ", "dim")
+    if isinstance(lufs, int | float):
+        ok = abs(lufs - target) <= 1.0
+        text.append(f"{lufs:.1f} LUFS", "green" if ok else "bold red")
+    else:
+        text.append("unmeasured", "yellow")
+    text.append(f"  (target {target:.1f})\n")
+    text.append("true peak  ", "dim")
+    if isinstance(peak, int | float):
+        text.append(f"{peak:.1f} dBTP", "green" if peak <= ceiling + 0.05 else "bold red")
+    else:
+        text.append("–")
+    text.append(f"  (ceiling {ceiling:.1f})\n")
+    duration = manifest.get("duration_sec")
+    if isinstance(duration, int | float):
+        text.append("length     ", "dim")
+        text.append(f"{duration:.1f} s\n")
+    text.append("format     ", "dim")
+    text.append(
+        f"{manifest.get('sample_rate', '?')} Hz, {manifest.get('channels', '?')} ch, "
+        f"{manifest.get('backend', '?')} voice\n"
+    )
+    warnings = manifest.get("warnings") or []
+    for warning in warnings:
+        text.append(f"\n⚠ {warning}", "yellow")
+    return text
+
+
+# -- the list of scripts ------------------------------------------------------------------
+
+
+class ScriptListScreen(Screen[None]):
+    """``scripts/*.md``: enter opens one in the editor, ``n`` makes a new one."""
+
+    CSS_PATH = STYLES / "script.tcss"
+    BINDINGS: ClassVar[list[BindingType]] = [
+        Binding("n", "new", "New script", id="scripts.new"),
+        Binding("escape", "back", "Back", id="scripts.back"),
+    ]
+
+    def __init__(self, workspace: Workspace, player: Player | None = None) -> None:
+        super().__init__()
+        self.workspace = workspace
+        self.player = player
+
+    def compose(self) -> ComposeResult:
+        yield Header()
+        with Vertical(id="scripts-box", classes="box") as box:
+            box.border_title = "Scripts"
+            yield OptionList(id="scripts")
+            yield Static("", id="scripts-empty", classes="empty")
+        yield Footer()
+
+    def on_mount(self) -> None:
+        self.title = "podforge — scripts"
+        self.sub_title = self.workspace.name
+        self._fill()
+        self.query_one("#scripts", OptionList).focus()
+
+    def on_screen_resume(self) -> None:
+        self._fill()
+
+    def _paths(self) -> list[Path]:
+        return sorted(self.workspace.scripts_dir.glob("*.md"))
+
+    def _fill(self) -> None:
+        options = self.query_one("#scripts", OptionList)
+        keep = options.highlighted
+        options.clear_options()
+        paths = self._paths()
+        for path in paths:
+            options.add_option(Option(path.name, id=path.name))
+        if paths:
+            options.highlighted = min(keep or 0, len(paths) - 1)
+        empty = self.query_one("#scripts-empty", Static)
+        empty.update("" if paths else "No scripts yet: n makes one.")
+        empty.display = not paths
+        options.display = bool(paths)
+
+    @on(OptionList.OptionSelected, "#scripts")
+    def _open(self, event: OptionList.OptionSelected) -> None:
+        if event.option.id:
+            self.open_script(self.workspace.scripts_dir / event.option.id)
+
+    def open_script(self, path: Path) -> None:
+        self.app.push_screen(ScriptEditorScreen(self.workspace, path, player=self.player))
+
+    def action_new(self) -> None:
+        self.app.push_screen(ScriptName(), self._create)
+
+    def _create(self, name: str | None) -> None:
+        if not name:
+            return
+        name = name.removesuffix(".md")
+        if not NAME_RULE.fullmatch(name):
+            self.notify(
+                f"{name!r} is not a script name: use letters, digits, - and _ (up to 40)",
+                severity="error",
+            )
+            return
+        path = self.workspace.scripts_dir / f"{name}.md"
+        if path.exists():
+            self.notify(f"{path.name} already exists; opening it", severity="warning")
+        else:
+            try:
+                atomic_write_text(path, template(name, list(self.workspace.settings.speakers)))
+            except OSError as exc:
+                self.notify(f"{path}: cannot write ({exc})", severity="error")
+                return
+        self._fill()
+        self.open_script(path)
+
+    def action_back(self) -> None:
+        self.app.pop_screen()
+
+
+# -- the editor ---------------------------------------------------------------------------
+
+
+class ScriptEditorScreen(Screen[None]):
+    """Edit one script with live diagnostics, an outline, previews, renders and mixes."""
+
+    CSS_PATH = STYLES / "script.tcss"
+    BINDINGS: ClassVar[list[BindingType]] = [
+        Binding("ctrl+s", "save", "Save", id="script.save", priority=True),
+        Binding("ctrl+r", "render", "Render", id="script.render", priority=True),
+        Binding("p", "preview('draft')", "Preview", id="script.preview"),
+        Binding("P", "preview('csm')", "Preview voice", id="script.preview_voice"),
+        Binding("c", "cancel_render", "Cancel render", id="script.cancel"),
+        Binding("m", "mix", "Mix & play", id="script.mix"),
+        Binding("L", "loudness", "Loudness", id="script.loudness"),
+        Binding("e", "edit", "Edit text", id="script.edit"),
+        Binding("escape", "back", "Back", id="script.back"),
+        Binding("q", "quit", "Quit", id="script.quit", show=False),
+        Binding("ctrl+q", "quit", "Quit", id="script.quit_now", show=False, priority=True),
+    ]
+
+    def __init__(self, workspace: Workspace, path: Path, player: Player | None = None) -> None:
+        super().__init__()
+        self.workspace = workspace
+        self.path = path
+        self.player = player if player is not None else Player()
+        self.saved_text = path.read_text(encoding="utf-8") if path.exists() else ""
+        self.episode: Episode | None = None
+        self.diagnostics: tuple[Diagnostic, ...] = ()
+        self.states: dict[int, LineState] = {}
+        self.backend_name = "draft"
+        self.last_result: RenderResult | None = None
+        self._generation = 0
+        self._parse_timer: Timer | None = None
+        self._render_worker: Worker[None] | None = None
+        self._cancel = threading.Event()
+        self._rendering: set[int] = set()
+        self._failed: dict[int, str] = {}
+        self._playback_errors: set[str] = set()
+
+    @property
+    def _binding_chain(self) -> list[tuple[DOMNode, BindingsMap]]:
+        """Textual's own ``ctrl+q`` (an app priority binding, checked before any screen's)
+        is taken out while this screen shows, so that this screen's ``quit`` asks about
+        unsaved changes first."""
+        chain = super()._binding_chain
+        for namespace, bindings in chain:
+            if namespace is self.app:
+                bindings.key_to_bindings.pop("ctrl+q", None)
+        return chain
+
+    @property
+    def name_stem(self) -> str:
+        return self.path.stem
+
+    @property
+    def text_area(self) -> ScriptTextArea:
+        return self.query_one("#script-text", ScriptTextArea)
+
+    @property
+    def dirty(self) -> bool:
+        return self.text_area.text != self.saved_text
+
+    @property
+    def rendering(self) -> bool:
+        worker = self._render_worker
+        return worker is not None and worker.state in (WorkerState.PENDING, WorkerState.RUNNING)
+
+    # -- layout --------------------------------------------------------------------
+    def compose(self) -> ComposeResult:
+        yield Header()
+        with Horizontal(id="editor-body"):
+            with Vertical(id="text-box", classes="box") as box:
+                box.border_title = self.path.name
+                yield ScriptTextArea(self.saved_text, id="script-text")
+            with Vertical(id="side"):
+                with Vertical(id="outline-box", classes="box") as box:
+                    box.border_title = "Outline"
+                    yield OptionList(id="outline")
+                with Vertical(id="diagnostics-box", classes="box") as box:
+                    box.border_title = "Problems"
+                    yield OptionList(id="diagnostics")
+        with Horizontal(id="render-line"):
+            yield ProgressBar(id="render-progress", show_eta=False)
+            yield Static("", id="render-status")
+        yield Footer()
+
+    def on_mount(self) -> None:
+        self.title = "podforge — script"
+        self.sub_title = self.workspace.name
+        self.query_one("#render-progress", ProgressBar).display = False
+        self.text_area.focus()
+        self._parse_now()
+
+    def on_unmount(self) -> None:
+        self._cancel.set()
+        self.player.stop()
+
+    # -- live diagnostics ----------------------------------------------------------
+    @on(TextArea.Changed, "#script-text")
+    def _changed(self) -> None:
+        self._show_title()
+        if self._parse_timer is not None:
+            self._parse_timer.stop()
+        self._parse_timer = self.set_timer(PARSE_DELAY_S, self._parse_now)
+
+    def _show_title(self) -> None:
+        box = self.query_one("#text-box")
+        box.border_title = f"{self.path.name}{' ●' if self.dirty else ''}"
+
+    def _parse_now(self) -> None:
+        self._parse_timer = None
+        self._generation += 1
+        self._analyse(self.text_area.text, self._generation)
+
+    @work(thread=True, exclusive=True, group="parse")
+    def _analyse(self, text: str, generation: int) -> None:
+        result = analyse(self.workspace, text, self.path)
+        self.app.call_from_thread(self._show_analysis, result, generation)
+
+    def _show_analysis(self, result: Analysis, generation: int) -> None:
+        if generation != self._generation or not self.is_mounted:
+            return  # the text changed again since; a newer parse is on its way
+        self.diagnostics = result.diagnostics
+        self._fill_diagnostics()
+        errors = {d.line - 1 for d in result.diagnostics if d.severity == "error"}
+        warnings = {d.line - 1 for d in result.diagnostics if d.severity == "warning"}
+        self.text_area.set_diagnostic_rows(errors, warnings)
+        if result.episode is not None:
+            self.episode = result.episode
+            self.backend_name = backend_for(self.workspace, result.episode)
+            self.states = result.states
+            self._fill_outline()
+        else:
+            self.query_one("#outline-box").border_subtitle = "last valid parse"
+
+    def _fill_diagnostics(self) -> None:
+        options = self.query_one("#diagnostics", OptionList)
+        options.clear_options()
+        box = self.query_one("#diagnostics-box")
+        if not self.diagnostics:
+            options.add_option(Option(Text("no problems", "dim italic"), disabled=True))
+            box.border_subtitle = ""
+            return
+        for i, diag in enumerate(self.diagnostics):
+            style = "bold red" if diag.severity == "error" else "yellow"
+            label = Text.assemble((f"{diag.line}:{diag.column} ", style), diag.message)
+            options.add_option(Option(label, id=f"diag-{i}"))
+        box.border_subtitle = f"{len(self.diagnostics)}"
+
+    def _fill_outline(self) -> None:
+        episode = self.episode
+        if episode is None:
+            return
+        options = self.query_one("#outline", OptionList)
+        keep = options.highlighted
+        options.clear_options()
+        box = self.query_one("#outline-box")
+        box.border_subtitle = f"{self.backend_name} voice"
+        chapters = {c.index: c for c in episode.chapters}
+        shown = 0
+        for line in episode.lines:
+            if line.chapter in chapters and line.chapter != shown:
+                chapter = chapters[line.chapter]
+                options.add_option(
+                    Option(Text(f"§ {chapter.title}", "bold"), id=f"chapter-{chapter.index}")
+                )
+                shown = line.chapter
+            options.add_option(Option(self._line_label(line), id=f"line-{line.index}"))
+        if keep is not None and options.option_count:
+            options.highlighted = min(keep, options.option_count - 1)
+
+    def _state(self, index: int) -> LineState:
+        if index in self._failed:
+            return LineState("error")
+        if index in self._rendering:
+            return LineState("rendering")
+        return self.states.get(index, LineState("stale"))
+
+    def _line_label(self, line: Line) -> Text:
+        state = self._state(line.index)
+        glyph, style = STATE_STYLE[state.state]
+        length = f"{state.duration_sec:5.1f}s" if state.duration_sec is not None else "     –"
+        words = line.text if len(line.text) <= 48 else line.text[:47] + "…"
+        return Text.assemble(
+            (f"{line.index + 1:>3} ", "dim"), (f"{glyph} {state.state:<9}", style),
+            (f"{length} ", "dim"), (f"{line.speaker}: ", "bold"), words,
+        )  # fmt: skip
+
+    def _refresh_outline_line(self, index: int) -> None:
+        if self.episode is None or index >= len(self.episode.lines):
+            return
+        options = self.query_one("#outline", OptionList)
+        try:
+            options.replace_option_prompt(
+                f"line-{index}", self._line_label(self.episode.lines[index])
+            )
+        except OptionDoesNotExist:  # the outline was rebuilt meanwhile
+            self._fill_outline()
+
+    @on(OptionList.OptionSelected, "#diagnostics")
+    def _jump_to_problem(self, event: OptionList.OptionSelected) -> None:
+        if event.option.id and event.option.id.startswith("diag-"):
+            diag = self.diagnostics[int(event.option.id.removeprefix("diag-"))]
+            self._move_cursor(diag.line, diag.column)
+
+    @on(OptionList.OptionSelected, "#outline")
+    def _jump_to_line(self, event: OptionList.OptionSelected) -> None:
+        option_id = event.option.id or ""
+        if self.episode is None:
+            return
+        if option_id.startswith("line-"):
+            line = self.episode.lines[int(option_id.removeprefix("line-"))]
+            self._move_cursor(line.source_line, 1)
+        elif option_id.startswith("chapter-"):
+            chapter = self.episode.chapters[int(option_id.removeprefix("chapter-")) - 1]
+            self._move_cursor(chapter.source_line, 1)
+
+    def _move_cursor(self, line: int, column: int) -> None:
+        area = self.text_area
+        row = min(max(line - 1, 0), max(area.document.line_count - 1, 0))
+        col = min(max(column - 1, 0), len(area.document.get_line(row)))
+        area.move_cursor((row, col), center=True)
+        area.focus()
+
+    def line_at_cursor(self) -> Line | None:
+        """The speaker line the cursor is on (or the nearest one above it)."""
+        if self.episode is None:
+            return None
+        row = self.text_area.cursor_location[0] + 1
+        found: Line | None = None
+        for line in self.episode.lines:
+            if line.source_line <= row:
+                found = line
+        return found or (self.episode.lines[0] if self.episode.lines else None)
+
+    # -- saving and leaving ----------------------------------------------------------
+    def action_save(self) -> None:
+        if self.save():
+            self.notify(f"saved {self.path.name}", timeout=2)
+
+    def save(self) -> bool:
+        """Write the text atomically; False (and a notification) when it cannot be written."""
+        text = self.text_area.text
+        try:
+            atomic_write_text(self.path, text)
+        except OSError as exc:
+            self.notify(f"{self.path}: cannot save ({exc})", severity="error", timeout=10)
+            return False
+        self.saved_text = text
+        self._show_title()
+        return True
+
+    def action_edit(self) -> None:
+        self.text_area.focus()
+
+    def action_back(self) -> None:
+        if self.focused is self.text_area:
+            self.query_one("#outline", OptionList).focus()  # escape leaves the text first
+            return
+        self._leave(self.app.pop_screen)
+
+    def action_quit(self) -> None:
+        self._leave(self.app.exit)
+
+    def _leave(self, then: Any) -> None:
+        if not self.dirty:
+            then()
+            return
+
+        def decided(choice: str | None) -> None:
+            if choice == "discard" or (choice == "save" and self.save()):
+                then()
+
+        self.app.push_screen(UnsavedChanges(self.path.name), decided)
+
+    # -- previews ----------------------------------------------------------------------
+    def action_preview(self, backend: str) -> None:
+        line = self.line_at_cursor()
+        if line is None:
+            self.notify("no speaker line to preview (fix the script first)", severity="warning")
+            return
+        self._preview(line, backend)
+
+    @work(thread=True, exclusive=True, group="preview")
+    def _preview(self, line: Line, backend: str) -> None:
+        try:
+            engine = make_backend(self.workspace, backend)
+            key = line_cache_key(self.workspace, engine, line)  # csm: no voice fails here
+            cache = RenderCache(self.workspace.episodes_dir / self.name_stem / "cache")
+            rendered: Rendered | None = cache.get(key)
+            if rendered is None:
+                rendered = engine.render(line, line_seed(SEED, line))
+                cache.put(key, rendered)
+                self.app.call_from_thread(self._parse_now)  # the line is cached now
+        except VoiceError as exc:
+            self._notify_threaded(str(exc), "no trained voice", "error")
+            return
+        except (PodforgeError, OSError) as exc:
+            self._notify_threaded(str(exc), "preview failed", "error")
+            return
+        try:
+            self.player.play(rendered.audio, rendered.sample_rate)
+        except PlaybackError as exc:
+            self.app.call_from_thread(self._playback_failed, str(exc))
+
+    def _notify_threaded(self, message: str, title: str, severity: SeverityLevel) -> None:
+        self.app.call_from_thread(
+            self.notify,
+            message,
+            title=title,
+            severity=severity,
+            timeout=10,
+        )
+
+    def _playback_failed(self, message: str) -> None:
+        if message not in self._playback_errors:  # say it once, then stay quiet
+            self._playback_errors.add(message)
+            self.notify(message, title="no playback", severity="warning", timeout=10)
+
+    # -- rendering -----------------------------------------------------------------------
+    def action_render(self) -> None:
+        self._start_render(play_from=None)
+
+    def action_mix(self) -> None:
+        line = self.line_at_cursor()
+        self._start_render(play_from=line.index if line is not None else 0)
+
+    def _start_render(self, play_from: int | None) -> None:
+        if self.rendering:
+            self.notify("already rendering (c cancels)", severity="warning")
+            return
+        if self.dirty and not self.save():
+            return  # render_episode reads the file: it is saved first
+        if self.episode is None or any(d.severity == "error" for d in self.diagnostics):
+            self.notify("fix the script's errors before rendering", severity="error")
+            return
+        self._cancel = threading.Event()
+        self._failed.clear()
+        self._rendering = {
+            i for i in range(len(self.episode.lines)) if self._state(i).state != "cached"
+        }
+        self._fill_outline()
+        bar = self.query_one("#render-progress", ProgressBar)
+        bar.update(total=len(self.episode.lines), progress=0)
+        bar.display = True
+        self.query_one("#render-status", Static).update(
+            f"rendering {len(self._rendering)} of {len(self.episode.lines)} lines…"
+        )
+        self._render_worker = self._run_render(self._cancel, self.backend_name, play_from)
+
+    def action_cancel_render(self) -> None:
+        if not self.rendering:
+            self.notify("nothing is rendering")
+            return
+        self._cancel.set()
+        self.query_one("#render-status", Static).update("cancelling…")
+
+    @work(thread=True, exclusive=True, group="render")
+    def _run_render(self, cancel: threading.Event, backend: str, play_from: int | None) -> None:
+        done_lines = 0
+
+        def progress(done: int, total: int, what: str) -> None:
+            nonlocal done_lines
+            done_lines = done
+            self.app.call_from_thread(self._render_progress, done, total)
+            if cancel.is_set():
+                raise _Cancelled
+
+        try:
+            result = render_episode(
+                self.workspace, self.path, backend=backend, seed=SEED, progress=progress
+            )
+        except _Cancelled:
+            self.app.call_from_thread(self._render_finished, None, "render cancelled", None)
+            return
+        except (PodforgeError, OSError, ValueError) as exc:
+            self.app.call_from_thread(self._render_finished, None, str(exc), done_lines)
+            return
+        self.app.call_from_thread(self._render_finished, result, None, None)
+        if play_from is None or cancel.is_set():
+            return
+        start = 0.0
+        manifest = read_manifest(self.workspace, self.name_stem) or {}
+        for entry in manifest.get("lines", []):
+            if isinstance(entry, dict) and entry.get("index") == play_from:
+                start = float(entry.get("start_sec", 0.0))
+        try:
+            self.player.play_file(result.exported.wav, start_sec=start)
+        except PlaybackError as exc:
+            self.app.call_from_thread(self._playback_failed, str(exc))
+        except PodforgeError as exc:
+            self._notify_threaded(str(exc), "playback failed", "error")
+
+    def _render_progress(self, done: int, total: int) -> None:
+        self.query_one("#render-progress", ProgressBar).update(total=total, progress=done)
+        self._rendering.discard(done - 1)
+        if self.states.get(done - 1, LineState("stale")).state != "cached":
+            self.states[done - 1] = LineState("cached")
+        self._refresh_outline_line(done - 1)
+
+    def _render_finished(
+        self, result: RenderResult | None, error: str | None, failed_line: int | None
+    ) -> None:
+        self._rendering.clear()
+        self.query_one("#render-progress", ProgressBar).display = False
+        status = self.query_one("#render-status", Static)
+        if result is not None:
+            self.last_result = result
+            lufs = f"{result.lufs:.1f} LUFS" if result.lufs is not None else "loudness –"
+            status.update(
+                f"rendered {len(result.rendered_lines)} line(s), "
+                f"{len(result.cached_lines)} from cache · {lufs} · "
+                f"{result.true_peak_db:.1f} dBTP · {result.duration_sec:.1f} s"
+            )
+            for warning in result.warnings:
+                if "cannot honour" in warning:
+                    self.notify(warning, severity="warning", timeout=6)
+        else:
+            status.update(error or "")
+            if failed_line is not None and error is not None:
+                self._failed[failed_line] = error
+                self.notify(error, title="render failed", severity="error", timeout=10)
+            elif error is not None:
+                self.notify(error, severity="warning", timeout=4)
+        self._parse_now()  # re-read the cache: states and durations
+
+    # -- the last mix ----------------------------------------------------------------------
+    def action_loudness(self) -> None:
+        manifest = read_manifest(self.workspace, self.name_stem)
+        if manifest is None:
+            self.notify("no mix yet: ctrl+r renders the episode", severity="warning")
+            return
+        self.app.push_screen(
+            LoudnessReport(loudness_report(self.workspace, manifest, self.episode))
+        )
