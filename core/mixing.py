@@ -24,6 +24,7 @@ and pauses are rounded to samples, so a line's start is exact.
 * :class:`TimelineChapter` starts at the start of the next line or effect; the first
   chapter always starts at 0 (so the chapters cover the whole episode); a chapter with
   nothing after it starts at the end of the speech.
+* Audio with more than two channels is taken as mono (the mean of its channels).
 * :class:`TimelineBed` ``start`` starts a music bed at the current position (the end
   of the timeline so far plus any pauses since, so a bed cued between two lines fades in
   during the gap). The bed is resampled to the mix rate, looped (with a ``fade_ms``
@@ -531,8 +532,8 @@ def _pan_gains(pan: float, channels: int) -> tuple[float, ...]:
 
 def _checked(audio: npt.NDArray[Any], what: str) -> npt.NDArray[Any]:
     a = np.asarray(audio)
-    if a.ndim not in (1, 2) or (a.ndim == 2 and a.shape[1] not in (1, 2)):
-        raise ValueError(f"{what}: audio must be (n,) or (n, 1|2), got shape {a.shape}")
+    if a.ndim not in (1, 2) or (a.ndim == 2 and a.shape[1] < 1):
+        raise ValueError(f"{what}: audio must be (n,) or (n, channels), got shape {a.shape}")
     if a.dtype.kind != "f":
         raise ValueError(f"{what}: audio must be float, got {a.dtype}")
     if not np.isfinite(a).all():
@@ -571,8 +572,8 @@ def _source(
 ) -> _Source:
     """A bed or effect as signals and channel gains (see "Stereo" in the module doc)."""
     a = _at_rate(_checked(audio, what), rate, sr, cache)
-    if a.ndim == 2 and a.shape[1] == 1:
-        a = a[:, 0]
+    if a.ndim == 2 and a.shape[1] != 2:  # one channel, or more than stereo: mono
+        a = downmix(a)
     if a.ndim == 1:
         return _Source([(a, _pan_gains(0.0, channels))])
     if channels == 1:

@@ -18,6 +18,18 @@ from core.workspace import Workspace
 
 
 @dataclass(frozen=True)
+class VoiceSummary:
+    """A trained voice in ``voices/<speaker>/`` and its newest evaluation, if any."""
+
+    step: int | None
+    run_id: str | None
+    eval_passed: bool | None  # None: never evaluated
+    wer: float | None = None
+    similarity: float | None = None
+    failed_gates: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
 class SpeakerSummary:
     name: str
     display_name: str
@@ -26,6 +38,7 @@ class SpeakerSummary:
     recordings: int
     recorded_seconds: float
     counts: StatusCounts
+    voice: VoiceSummary | None = None
 
 
 @dataclass(frozen=True)
@@ -76,6 +89,7 @@ def load_overview(ws: Workspace, catalog: Catalog) -> Overview:
                 recordings=len(mine),
                 recorded_seconds=sum(r.duration_sec for r in mine),
                 counts=catalog.counts(speaker=name),
+                voice=_voice(ws, name),
             )
         )
     audio = ws.settings.audio
@@ -89,6 +103,38 @@ def load_overview(ws: Workspace, catalog: Catalog) -> Overview:
         runs=tuple(_runs(ws, catalog)),
         episodes=tuple(_episodes(ws)),
     )
+
+
+def _voice(ws: Workspace, speaker: str) -> VoiceSummary | None:
+    """The speaker's exported voice and its newest evaluation report."""
+    import tomllib
+
+    meta_path = ws.voices_dir / speaker / "voice.toml"
+    if not meta_path.is_file():
+        return None
+    try:
+        meta = tomllib.loads(meta_path.read_text(encoding="utf-8"))
+    except (OSError, tomllib.TOMLDecodeError):
+        meta = {}
+    from core.evaluation import latest_report  # lazy: only when a voice exists
+
+    report = latest_report(ws, speaker)
+    gates = report.get("gates", {}) if report else {}
+    failed = tuple(
+        sorted(k for k, g in gates.items() if isinstance(g, dict) and not g.get("passed"))
+    )
+    return VoiceSummary(
+        step=_int_or_none(meta.get("step")),
+        run_id=meta.get("run_id"),
+        eval_passed=None if report is None else bool(report.get("passed")),
+        wer=_float_or_none(gates.get("wer", {}).get("value")) if gates else None,
+        similarity=_float_or_none(gates.get("similarity", {}).get("value")) if gates else None,
+        failed_gates=failed,
+    )
+
+
+def _float_or_none(value: Any) -> float | None:
+    return float(value) if isinstance(value, int | float) and not isinstance(value, bool) else None
 
 
 def _runs(ws: Workspace, catalog: Catalog) -> list[RunSummary]:

@@ -144,3 +144,36 @@ def test_snapshot_empty_workspace(tmp_path: Path, snap_compare) -> None:  # type
 def _no_color(monkeypatch: pytest.MonkeyPatch) -> None:
     """NO_COLOR changes snapshot colours; snapshots are recorded without it."""
     monkeypatch.delenv("NO_COLOR", raising=False)
+
+
+async def test_home_shows_each_voice_and_its_last_evaluation(workspace: Workspace) -> None:
+    import json
+
+    import tomli_w
+
+    for speaker, step in (("alice", 800), ("carol", 120)):
+        folder = workspace.voices_dir / speaker
+        folder.mkdir(parents=True)
+        (folder / "voice.toml").write_text(tomli_w.dumps({"step": step, "run_id": "r1"}))
+    (workspace.voices_dir / "alice" / "eval").mkdir()
+    old = {"passed": True, "gates": {"wer": {"value": 0.01, "threshold": 0.07, "passed": True}}}
+    new = {
+        "passed": False,
+        "gates": {
+            "wer": {"value": 0.12, "threshold": 0.07, "passed": False},
+            "cer": {"value": 0.01, "threshold": 0.03, "passed": True},
+            "similarity": {"value": 0.5, "threshold": 0.75, "passed": False},
+        },
+    }
+    (workspace.voices_dir / "alice" / "eval" / "20261120T100000Z.json").write_text(json.dumps(old))
+    (workspace.voices_dir / "alice" / "eval" / "20261121T100000Z.json").write_text(json.dumps(new))
+    app = PodforgeApp(workspace)
+    async with app.run_test(size=(150, 36)) as pilot:
+        speakers = app.screen.query_one("#speakers", DataTable)
+        for _ in range(200):
+            await pilot.pause(0.02)
+            if speakers.row_count == 2:
+                break
+        rows = {str(speakers.get_row_at(i)[0]): str(speakers.get_row_at(i)[-1]) for i in range(2)}
+        assert rows["alice"] == "step 800 · eval ✗ similarity, wer"  # the newest report
+        assert rows["carol"] == "step 120 · not evaluated"

@@ -14,7 +14,7 @@ from textual.widgets import DataTable, Footer, Header, Static
 
 from core.catalog import Catalog
 from core.errors import PodforgeError
-from core.overview import Overview, load_overview
+from core.overview import Overview, VoiceSummary, load_overview
 from core.workspace import Workspace
 from tui.format import duration, minutes
 from tui.styles import STYLES
@@ -76,7 +76,15 @@ class HomeScreen(Screen[None]):
         self.title = "podforge"
         self.sub_title = self.workspace.name
         self.query_one("#speakers", DataTable).add_columns(
-            "Speaker", "Consent", "Recs", "Recorded", "Pending", "Accepted", "Rejected", "Flagged"
+            "Speaker",
+            "Consent",
+            "Recs",
+            "Recorded",
+            "Pending",
+            "Accepted",
+            "Rejected",
+            "Flagged",
+            "Voice",
         )
         self.query_one("#recordings", DataTable).add_columns(
             "Speaker", "File", "Length", "Format", "Rate", "Ch", "Transcript", "State"
@@ -160,6 +168,7 @@ class HomeScreen(Screen[None]):
                 str(s.counts.accepted),
                 str(s.counts.rejected),
                 str(s.counts.flagged),
+                _voice_text(s.voice),
             )
             for s in ov.speakers
         ]
@@ -216,3 +225,17 @@ class HomeScreen(Screen[None]):
         empty = self.query_one(f"#{table_id}-empty", Static)
         empty.update(hint)
         empty.display = bool(hint)
+
+
+def _voice_text(voice: VoiceSummary | None) -> str:
+    """``step 800 · eval ✓ WER 3.1% sim 0.82`` / ``step 800 · eval ✗ wer, cer`` / ``–``."""
+    if voice is None:
+        return "–"
+    text = f"step {voice.step}" if voice.step is not None else "trained"
+    if voice.eval_passed is None:
+        return text + " · not evaluated"
+    if voice.eval_passed:
+        wer = f" WER {voice.wer:.1%}" if voice.wer is not None else ""
+        sim = f" sim {voice.similarity:.2f}" if voice.similarity is not None else ""
+        return f"{text} · eval ✓{wer}{sim}"
+    return f"{text} · eval ✗ {', '.join(voice.failed_gates)}"
