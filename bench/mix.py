@@ -19,6 +19,7 @@ import argparse
 import json
 import os
 import re
+import resource
 import shutil
 import subprocess
 import tempfile
@@ -178,6 +179,8 @@ def run(args: argparse.Namespace, scratch: Path) -> None:
     print(f"export WAV + MP3 + JSON (export_episode): {export_sec:.2f} s")
     print(f"total: {total_sec:.2f} s wall, {cpu_sec:.2f} s CPU (target <= 15 s on 2 cores)")
     print(f"master: {result.lufs:.2f} LUFS, true peak {result.true_peak_db:.2f} dBTP (4x)")
+    peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    print(f"peak memory (whole process so far): {peak_mb:.0f} MB")
 
     # Where the time goes, stage by stage (separate runs of each stage).
     start = time.perf_counter()

@@ -387,6 +387,7 @@ def prepare_for_training(
     # After both: get_peft_model and activation_checkpointing_enable each may install them.
     model.disable_input_require_grads()
     peft_model.train()
+    model.codec_model.eval()  # the codec is never trained and stays in eval mode
     return peft_model
 
 
@@ -760,6 +761,7 @@ def generate_codes(
                 )
     finally:
         bundle.model.train(was_training)
+        bundle.model.codec_model.eval()  # train(True) would switch the codec too
     sequences = output if isinstance(output, torch.Tensor) else output.sequences
     frames = sequences[0].to("cpu", torch.long)  # (frames, num_codebooks)
     # Generation stops at a frame whose codebooks but the last are all end-of-audio.

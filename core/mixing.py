@@ -366,7 +366,7 @@ def mix_episode(items: Sequence[TimelineItem], settings: MixSettings = _DEFAULTS
     gap = _samples(settings.gap_ms / 1000.0, sr)
     same_gap = _samples(settings.same_speaker_gap_ms / 1000.0, sr)
     pans = _pans(items, settings)
-    resampled: dict[int, FloatArray] = {}
+    resampled: _Prepared = {}
 
     placed: list[_Placed] = []
     beds: list[_Bed] = []
@@ -405,7 +405,8 @@ def mix_episode(items: Sequence[TimelineItem], settings: MixSettings = _DEFAULTS
                 start = max(last_start, end + step + pause)
             start = max(start, 0)
             if isinstance(item, TimelineLine):
-                audio = _line_audio(item, sr, resampled)
+                what = f"line {item.index} ({item.speaker})"
+                audio = _prepared(item.audio, item.sample_rate, sr, True, resampled, what)
                 source = _Source([(audio, _pan_gains(pans.get(item.speaker, 0.0), channels))])
                 placed.append(_Placed(start, source, fade, item))
             else:
@@ -541,25 +542,30 @@ def _checked(audio: npt.NDArray[Any], what: str) -> npt.NDArray[Any]:
     return a
 
 
-def _at_rate(
-    audio: npt.NDArray[Any], rate: int, sr: int, cache: dict[int, FloatArray]
+_Prepared = dict[tuple[int, int, bool], tuple[npt.NDArray[Any], FloatArray]]
+"""Audio already checked and resampled in this mix, by (id of the input, its rate, mono)."""
+
+
+def _prepared(
+    audio: npt.NDArray[Any], rate: int, sr: int, mono: bool, cache: _Prepared, what: str
 ) -> FloatArray:
-    """``audio`` as float32 at ``sr`` (resampled once per array per mix)."""
-    key = id(audio)
-    if key not in cache:
-        a = np.asarray(audio, dtype=np.float32)
-        cache[key] = resample(a, rate, sr) if rate != sr else a
-    return cache[key]
+    """``audio`` checked, as float32 at ``sr`` (mono, or 1-2 channels), once per array.
 
-
-def _line_audio(line: TimelineLine, sr: int, cache: dict[int, FloatArray]) -> FloatArray:
-    what = f"line {line.index} ({line.speaker})"
-    if line.sample_rate <= 0:
-        raise ValueError(f"{what}: sample_rate must be positive, got {line.sample_rate}")
-    audio = _checked(line.audio, what)
-    if audio.ndim == 2:
-        audio = downmix(audio)
-    return _at_rate(audio, line.sample_rate, sr, cache)
+    The cache holds the input array itself, so its id cannot be reused while it lives.
+    """
+    key = (id(audio), rate, mono)
+    hit = cache.get(key)
+    if hit is not None and hit[0] is audio:
+        return hit[1]
+    if rate <= 0:
+        raise ValueError(f"{what}: sample_rate must be positive, got {rate}")
+    a = _checked(audio, what)
+    if a.ndim == 2 and (mono or a.shape[1] != 2):  # more than stereo is taken as mono
+        a = downmix(a)
+    a = a.astype(np.float32, copy=False)
+    out = resample(a, rate, sr) if rate != sr else a
+    cache[key] = (audio, out)
+    return out
 
 
 def _source(
@@ -567,17 +573,13 @@ def _source(
     rate: int,
     sr: int,
     channels: int,
-    cache: dict[int, FloatArray],
+    cache: _Prepared,
     what: str,
 ) -> _Source:
     """A bed or effect as signals and channel gains (see "Stereo" in the module doc)."""
-    a = _at_rate(_checked(audio, what), rate, sr, cache)
-    if a.ndim == 2 and a.shape[1] != 2:  # one channel, or more than stereo: mono
-        a = downmix(a)
+    a = _prepared(audio, rate, sr, channels == 1, cache, what)
     if a.ndim == 1:
         return _Source([(a, _pan_gains(0.0, channels))])
-    if channels == 1:
-        return _Source([(downmix(a), (1.0,))])
     left = np.ascontiguousarray(a[:, 0])
     right = np.ascontiguousarray(a[:, 1])
     return _Source([(left, (_HALF_POWER, 0.0)), (right, (0.0, _HALF_POWER))])
@@ -647,7 +649,7 @@ def _add_bed(
     fade_out: int,
     speech: list[tuple[int, int]],
     settings: MixSettings,
-    cache: dict[int, FloatArray],
+    cache: _Prepared,
 ) -> None:
     sr = settings.sample_rate
     cue = bed.cue

@@ -90,6 +90,8 @@ class Training:
     bf16: bool = True
     gradient_checkpointing: bool = True
     max_clip_sec: float = 15.0
+    eval_quality_every: int = 0  # steps between WER/similarity probes; 0 = off
+    eval_texts: int = 4  # validation texts synthesised per probe
 
 
 @dataclass

@@ -507,3 +507,16 @@ def test_importing_csm_does_not_import_torch() -> None:
         [sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, check=True
     )
     assert done.stdout.strip() == "[]"
+
+
+def test_the_codec_stays_in_eval_mode_while_training_and_after_generation() -> None:
+    from core import csm
+
+    bundle = csm.load_csm("tiny")
+    model = csm.prepare_for_training(
+        bundle, csm.lora_config(4, 8, 0.1), gradient_checkpointing=False
+    )
+    assert model.training and not bundle.model.codec_model.training
+    csm.synthesize(bundle, "Hello.", 0, [], seed=1, max_seconds=0.5)
+    assert bundle.model.training and not bundle.model.codec_model.training
+    assert not any(m.training for m in bundle.model.codec_model.modules())

@@ -297,6 +297,17 @@ def test_bed_stop_cue_fades_out_and_beds_are_resampled() -> None:
     assert 0.0 < amplitude_at(out, 500.0, 3.4) < amplitude_at(out, 500.0, 2.5)
 
 
+def test_many_channels_are_taken_as_mono_and_rates_are_kept_apart() -> None:
+    six = np.stack([tone(500.0, 1.0, amplitude=0.1)] * 6, axis=1)
+    result = mix_episode([TimelineBed("start", six, SR), TimelinePause(1.0)])
+    assert result.audio.shape == (SR + FADE,)
+    assert amplitude_at(result.audio, 500.0, 0.4) > 0.01
+    # The same array at two rates is resampled for each.
+    a = tone(300.0, 1.0)
+    result = mix_episode([line(0, "HOST", a), line(1, "GUEST", a, sr=12000)])
+    assert [p.end_sec - p.start_sec for p in result.lines] == pytest.approx([1.0, 2.0])
+
+
 # --- stereo -----------------------------------------------------------------------------
 
 

@@ -149,3 +149,23 @@ def test_cuda_asked_and_absent_is_a_clear_failure(trainable: Workspace) -> None:
     assert result.returncode == 1
     status = read_status(run_dir)
     assert status.state == "failed" and "GPU" in (status.error or "")
+
+
+def test_quality_evals_log_wer_and_similarity_without_changing_training(
+    trainable: Workspace,
+) -> None:
+    plain = create_run(trainable, "alice", steps=8)
+    worker = [sys.executable, "-m", "core.training.worker", str(trainable.root)]
+    subprocess.run([*worker, str(plain)], env=_env(), check=True, timeout=300, capture_output=True)
+    trainable.settings.training = dataclasses.replace(
+        trainable.settings.training, eval_quality_every=4, eval_texts=2
+    )
+    trainable.save()
+    probed = create_run(trainable, "alice", steps=8)
+    subprocess.run([*worker, str(probed)], env=_env(), check=True, timeout=300, capture_output=True)
+    evals = [e for e in read_metrics(probed) if e["event"] == "eval"]
+    quality = {e["step"]: e for e in evals if "wer" in e}
+    assert sorted(quality) == [4, 8]
+    for e in quality.values():
+        assert e["wer"] >= 0.0 and -1.0 <= e["similarity"] <= 1.0
+    assert _losses(probed) == _losses(plain)  # the probes never touch the training RNG

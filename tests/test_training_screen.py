@@ -188,3 +188,16 @@ def test_run_view_and_curve() -> None:
                         "gpu_total_mb": 24576}) == (
         "VRAM 2.0 GB allocated, 3.0 GB reserved, peak 4.0 GB of 24.0 GB")  # fmt: skip
     assert memory_line({"rss_mb": 1024}).startswith("RSS 1.00 GB")
+
+
+async def test_quality_evals_are_plotted(workspace: Workspace) -> None:
+    run_dir = _recorded_run(workspace)
+    with (run_dir / "metrics.jsonl").open("a") as fh:
+        fh.write('ep": 41}\n')  # completes the half line (a step without loss)
+        fh.write('{"event": "eval", "step": 40, "eval_loss": 2.0, "wer": 0.4, "similarity": 0.6}\n')
+    app = TrainingApp(workspace)
+    async with app.run_test(size=SIZE) as pilot:
+        screen = await _loaded(pilot, 1)
+        await pilot.pause(0.2)
+        assert screen.query_one("#quality-plot").display
+        assert "WER 40% · sim 0.60" in str(screen.query_one("#run-stats", Static).render())

@@ -103,6 +103,7 @@ def train(
     if cuda:
         torch.cuda.reset_peak_memory_stats()
     n = len(data.train)
+    probe: list[Any] = []  # the QualityProbe, loaded at the first quality eval
     metrics = MetricsWriter(run_dir)
     update_status(run_dir, state="running", step=step, max_steps=t.max_steps)
     try:
@@ -138,10 +139,14 @@ def train(
             update_status(run_dir, state="running", step=step)
             log.info("step %d/%d loss %.4f lr %.2e %.1f s", step, t.max_steps, total,
                      scheduler.get_last_lr()[0], elapsed)  # fmt: skip
-            if step % t.eval_every == 0 or step == t.max_steps:
+            quality_due = bool(t.eval_quality_every) and (
+                step % t.eval_quality_every == 0 or step == t.max_steps
+            )
+            if step % t.eval_every == 0 or step == t.max_steps or quality_due:
                 eval_loss = evaluate(model, data, inputs_for, autocast)
-                metrics.write("eval", step=step, eval_loss=round(eval_loss, 6))
-                log.info("step %d eval loss %.4f", step, eval_loss)
+                extra = _quality(ws, config, bundle, cache, data, probe) if quality_due else {}
+                metrics.write("eval", step=step, eval_loss=round(eval_loss, 6), **extra)
+                log.info("step %d eval loss %.4f %s", step, eval_loss, extra or "")
             if step % t.save_every == 0 or step == t.max_steps:
                 _checkpoint(run_dir, model, optimizer, scheduler, step, metrics)
     finally:
@@ -150,6 +155,38 @@ def train(
 
     export_adapter(ws, run_dir)
     return "finished"
+
+
+def _quality(
+    ws: Workspace,
+    config: RunConfig,
+    bundle: Any,
+    cache: CodeCache,
+    data: SpeakerData,
+    probe: list[Any],
+) -> dict[str, float]:
+    """WER and similarity of freshly synthesised validation texts; {} if models are missing."""
+    import torch
+
+    from core.errors import PodforgeError
+    from core.training.quality import QualityProbe
+
+    t = config.training
+    threads = torch.get_num_threads()  # CTranslate2 may change the shared OpenMP pool
+    try:
+        if not probe:
+            with torch.random.fork_rng(devices=[]):  # model construction draws random inits
+                probe.append(QualityProbe(ws, config.speaker, bundle, cache))
+        if probe[0] is None:
+            return {}
+        result: dict[str, float] = probe[0].measure(data.val[: t.eval_texts], seed=t.seed)
+        return result
+    except PodforgeError as exc:  # e.g. models.asr not available: train on, say so once
+        log.warning("quality evaluation disabled: %s", exc)
+        probe[:] = [None]
+        return {}
+    finally:
+        torch.set_num_threads(threads)
 
 
 def evaluate(

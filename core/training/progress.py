@@ -23,6 +23,9 @@ class RunView:
     evals: list[dict[str, Any]] = field(default_factory=list)
     last: dict[str, Any] = field(default_factory=dict)
     checkpoints: list[str] = field(default_factory=list)
+    quality_steps: list[int] = field(default_factory=list)
+    wers: list[float] = field(default_factory=list)
+    similarities: list[float] = field(default_factory=list)
     step_times: list[tuple[int, float]] = field(default_factory=list)
 
     def add(self, events: list[dict[str, Any]]) -> None:
@@ -42,6 +45,12 @@ class RunView:
                 if isinstance(e.get("eval_loss"), int | float):
                     self.eval_steps.append(e["step"])
                     self.eval_losses.append(float(e["eval_loss"]))
+                if isinstance(e.get("wer"), int | float) and isinstance(
+                    e.get("similarity"), int | float
+                ):
+                    self.quality_steps.append(e["step"])
+                    self.wers.append(float(e["wer"]))
+                    self.similarities.append(float(e["similarity"]))
             elif kind == "checkpoint" and isinstance(e.get("path"), str):
                 self.checkpoints.append(e["path"])
 

@@ -68,6 +68,7 @@ class TrainingScreen(Screen[None]):
             with Vertical(id="run-pane"):
                 yield Static("", id="run-state")
                 yield PlotextPlot(id="loss-plot")
+                yield PlotextPlot(id="quality-plot")
                 yield Static("", id="run-stats")
                 yield Static("", id="run-log")
         yield Footer()
@@ -132,13 +133,15 @@ class TrainingScreen(Screen[None]):
         state, stats, log = (
             self.query_one(f"#{n}", Static) for n in ("run-state", "run-stats", "run-log")
         )
-        plot = self.query_one(PlotextPlot)
+        plot = self.query_one("#loss-plot", PlotextPlot)
+        quality = self.query_one("#quality-plot", PlotextPlot)
         if self.selected is None or self.selected not in self.statuses:
             state.update("")
             stats.update("")
             log.update("")
             plot.plt.clear_data()
             plot.refresh()
+            quality.display = False
             return
         status = self.statuses[self.selected]
         view = self.views.get(self.selected, RunView())
@@ -147,6 +150,7 @@ class TrainingScreen(Screen[None]):
             line.append(f"\n{status.error}", "red")
         state.update(line)
         self._plot(plot, view)
+        self._plot_quality(quality, view)
         last = view.last
         eta = view.eta_seconds(status.max_steps) if status.live else None
         parts = [
@@ -157,6 +161,8 @@ class TrainingScreen(Screen[None]):
             else "– samples/s",
             f"ETA {duration(eta)}" if eta is not None else "ETA –",
         ]
+        if view.quality_steps:
+            parts.append(f"WER {view.wers[-1]:.0%} · sim {view.similarities[-1]:.2f}")
         stats.update("   ".join(parts) + "\n" + memory_line(last))
         log.update(Text(_log_tail(self.workspace.runs_dir / self.selected / LOG_NAME), "dim"))
 
@@ -172,6 +178,23 @@ class TrainingScreen(Screen[None]):
         if view.eval_steps:
             xs, ys = curve(view.eval_steps, view.eval_losses)
             plt.plot(xs, ys, label="eval", marker="braille")
+        plot.refresh()
+
+    @staticmethod
+    def _plot_quality(plot: PlotextPlot, view: RunView) -> None:
+        """WER and speaker similarity of the quality evals (shown only when there are some)."""
+        plot.display = bool(view.quality_steps)
+        if not view.quality_steps:
+            return
+        plt = plot.plt
+        plt.clear_data()
+        plt.clear_figure()
+        plt.title("quality (eval)")
+        plt.ylim(0, 1)
+        plt.plot(
+            view.quality_steps, [min(w, 1.0) for w in view.wers], label="WER", marker="braille"
+        )
+        plt.plot(view.quality_steps, view.similarities, label="similarity", marker="braille")
         plot.refresh()
 
     # -- actions ---------------------------------------------------------------------
