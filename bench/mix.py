@@ -3,8 +3,10 @@
 About 40 distinct draft-voice lines are synthesised once (cached in --cache) and reused,
 alternating two speakers, to fill 30 minutes, with a looped, ducked music bed and a
 few pauses and chapters. Timed: the mix with its master (loudness + true-peak
-limiter, ``mix_episode``) and the export (WAV + MP3 + JSON, ``export_episode``).
-Target (DESIGN.md): <= 15 s on the 2-core machine.
+limiter, ``mix_episode``) and the export (WAV + MP3 + JSON, ``export_episode``); the
+CPU time and peak memory are printed too, then each stage on its own. Target
+(DESIGN.md): <= 15 s on the 2-core machine. Other work on the machine slows it down:
+the load average before the run is printed.
 
 Where ffmpeg is installed, ffmpeg's two-pass ``loudnorm`` (I=-19:TP=-1:LRA=11) is timed
 on the same unmastered mix, and both masters are measured independently with ffmpeg's

@@ -45,6 +45,7 @@ class HomeScreen(Screen[None]):
         super().__init__()
         self.workspace = workspace
         self._last_error: str | None = None
+        self._shown: dict[str, list[tuple[str, ...]]] = {}
 
     def compose(self) -> ComposeResult:
         audio = self.workspace.settings.audio
@@ -214,6 +215,9 @@ class HomeScreen(Screen[None]):
         self._replace_rows("episodes", rows, "No scripts or episodes yet." if not rows else "")
 
     def _replace_rows(self, table_id: str, rows: list[tuple[str, ...]], hint: str) -> None:
+        if self._shown.get(table_id) == rows:
+            return  # unchanged: no rebuild, no flicker, the cursor stays where it is
+        self._shown[table_id] = rows
         table = self.query_one(f"#{table_id}", DataTable)
         cursor = table.cursor_row
         table.clear()

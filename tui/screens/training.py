@@ -58,6 +58,7 @@ class TrainingScreen(Screen[None]):
         self.tails: dict[str, MetricsTail] = {}
         self.statuses: dict[str, Status] = {}
         self.selected: str | None = None
+        self._shown_rows: list[tuple[str, ...]] = []
 
     def compose(self) -> ComposeResult:
         yield Header()
@@ -104,14 +105,19 @@ class TrainingScreen(Screen[None]):
         self.statuses = dict(message.runs)
         table = self.query_one("#runs", DataTable)
         selected = self.selected
-        table.clear()
+        rows = []
         for run_id, status in message.runs:
             view = self.views.get(run_id, RunView())
             loss = f"{view.losses[-1]:.4f}" if view.losses else "–"
-            table.add_row(
-                run_id, status.speaker, _state_text(status),
-                f"{status.step}/{status.max_steps}", loss, key=run_id,
-            )  # fmt: skip
+            rows.append(
+                (run_id, status.speaker, status.state, f"{status.step}/{status.max_steps}", loss)
+            )
+        if rows != self._shown_rows:  # unchanged: no rebuild, no flicker
+            self._shown_rows = rows
+            table.clear()
+            for run_id, speaker, _state, step, loss in rows:
+                status = self.statuses[run_id]
+                table.add_row(run_id, speaker, _state_text(status), step, loss, key=run_id)
         self.query_one("#runs-empty", Static).update(
             "" if message.runs else "No runs yet. Press t to train a voice."
         )
