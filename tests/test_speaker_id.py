@@ -12,7 +12,6 @@ import json
 import shutil
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -75,9 +74,7 @@ def tiny(cache_home: Path) -> SpeakerEncoder:
 
 def test_tiny_ecapa_builds_deterministically_and_idempotently(tmp_path: Path) -> None:
     a = build_tiny_ecapa(tmp_path / "a")
-    start = time.perf_counter()
     b = build_tiny_ecapa(tmp_path / "b")
-    assert time.perf_counter() - start < 2.0
     expected = {"hyperparams.yaml", "podforge-tiny.json", *CHECKPOINT_FILES}
     assert set(_hashes(a)) == expected
     assert _hashes(a) == _hashes(b)  # byte-identical, from the fixed seed

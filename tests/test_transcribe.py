@@ -6,7 +6,6 @@ import hashlib
 import json
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -82,16 +81,13 @@ def file_hashes(folder: Path) -> dict[str, str]:
 
 
 def test_tiny_whisper_builds_deterministically(tmp_path: Path) -> None:
-    started = time.perf_counter()
     first = build_tiny_whisper(tmp_path / "a")
-    elapsed = time.perf_counter() - started
     second = build_tiny_whisper(tmp_path / "b")
 
     assert first == tmp_path / "a"
     assert set(file_hashes(first)) == {*MODEL_FILES, STAMP_FILE}
     assert file_hashes(first) == file_hashes(second)
     assert sum(p.stat().st_size for p in first.iterdir()) < 4_000_000
-    assert elapsed < 10.0  # about 0.4 s; the bound only catches a pathological build
 
     # Idempotent: a complete build is reused, not rewritten.
     mtimes = {p.name: p.stat().st_mtime_ns for p in first.iterdir()}
@@ -199,13 +195,10 @@ def test_transcribe_jfk(tiny_asr: AsrModel) -> None:
 
 def test_transcribe_generated_clip(tiny_asr: AsrModel) -> None:
     clip = generated_clip(10.0)
-    started = time.perf_counter()
     transcript = tiny_asr.transcribe(clip)
-    elapsed = time.perf_counter() - started
     check_transcript(transcript, 10.0)
     assert transcript.words
     assert transcript.text
-    assert elapsed < 5.0  # about 0.2 s: decoding is bounded
     plain = tiny_asr.transcribe(clip, word_timestamps=False)
     assert plain.words == ()
     assert plain.text == transcript.text

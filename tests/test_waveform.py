@@ -2,15 +2,11 @@
 
 from __future__ import annotations
 
-import statistics
-import time
-
 import numpy as np
 import numpy.typing as npt
 import pytest
 from rich.style import Style
 from textual.app import App, ComposeResult
-from textual.geometry import Region
 from textual.pilot import Pilot
 
 from core.waveform import Peaks, column_of, compute_peaks
@@ -300,26 +296,6 @@ async def test_widget_without_audio_says_so() -> None:
 
 def _line(wave: Waveform, y: int) -> str:
     return "".join(seg.text for seg in wave.render_line(y))
-
-
-async def test_render_after_a_position_change_is_cheap() -> None:
-    """All lines of a 100x6 waveform, through Textual's styles cache, after each move."""
-    app = WaveformApp()
-    async with app.run_test(size=(102, 8)) as pilot:
-        wave = app.query_one(Waveform)
-        await pilot.pause()
-        assert tuple(wave.size) == (100, 6)
-        full = Region(0, 0, *wave.outer_size)
-        wave.render_lines(full)  # build the caches once
-        timings = []
-        for step in range(60):
-            wave.position_sec = step * 0.05  # 1.5 columns a step: most steps move it
-            start = time.perf_counter()
-            wave.render_lines(full)
-            timings.append(time.perf_counter() - start)
-        median = statistics.median(timings)
-        print(f"\nwaveform 100x6 render after a position change: median {median * 1e3:.3f} ms")
-        assert median < 0.005
 
 
 # ------------------------------------------------------------------ snapshot
