@@ -30,7 +30,7 @@ def atomic_path(target: Path | str, suffix: str | None = None) -> Iterator[Path]
     )
     os.close(fd)
     tmp = Path(tmp_name)
-    os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600; the result should be like open()'s
+    os.chmod(tmp, 0o666 & ~current_umask())  # mkstemp makes 0600; be like open()
     try:
         yield tmp
         _fsync_file(tmp)
@@ -66,7 +66,8 @@ def atomic_write_text(target: Path | str, text: str) -> None:
         fh.write(text)
 
 
-def _umask() -> int:
+def current_umask() -> int:
+    """The process umask (``os.umask`` can only be read by setting it)."""
     mask = os.umask(0)
     os.umask(mask)
     return mask

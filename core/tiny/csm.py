@@ -38,15 +38,11 @@ once torch and transformers are imported.
 
 from __future__ import annotations
 
-import contextlib
 import json
-import os
-import shutil
-import tempfile
 from pathlib import Path
 from typing import Any
 
-from core.errors import ModelError
+from core.tiny.build import cache_folder, publish_build
 
 TINY_CSM_VERSION = 1
 """Bumped whenever the files built here change, so that caches of older builds are ignored."""
@@ -178,38 +174,7 @@ def build_tiny_csm(folder: Path) -> Path:
     wins. A ``folder`` holding anything else is refused with :class:`ModelError`, never
     deleted.
     """
-    folder = Path(folder)
-    if _is_complete(folder):
-        return folder
-    if folder.exists() and not _is_replaceable(folder):
-        raise ModelError(
-            f"{folder}: exists and is not a tiny CSM build; "
-            "remove it or choose another folder for the tiny model"
-        )
-    folder.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{folder.name}-", dir=folder.parent))
-    try:
-        tmp.chmod(0o777 & ~_umask())  # mkdtemp makes it 0700; a model folder is not secret
-        _write_model(tmp)
-        if _is_complete(folder):  # another process finished first: keep its build
-            return folder
-        if folder.exists():
-            # An older version's or a half-copied build of ours: move it aside, then drop it.
-            aside = Path(tempfile.mkdtemp(prefix=f".{folder.name}-old-", dir=folder.parent))
-            with contextlib.suppress(FileNotFoundError):
-                folder.rename(aside / folder.name)
-            shutil.rmtree(aside, ignore_errors=True)
-        try:
-            tmp.rename(folder)
-        except OSError:
-            if not _is_complete(folder):  # another process won the race with a good build
-                raise
-    except OSError as exc:
-        raise ModelError(f"{folder}: cannot write the tiny CSM model: {exc}") from exc
-    finally:
-        if tmp.exists():
-            shutil.rmtree(tmp, ignore_errors=True)
-    return folder
+    return publish_build(Path(folder), _write_model, _is_complete, _is_replaceable, "tiny CSM")
 
 
 def tiny_csm_path() -> Path:
@@ -218,8 +183,7 @@ def tiny_csm_path() -> Path:
     It is ``$XDG_CACHE_HOME/podforge/tiny-csm-v<N>`` (``~/.cache`` when the variable is
     unset); the version in the name keeps builds of different podforge versions apart.
     """
-    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
-    target = Path(base).expanduser() / "podforge" / f"tiny-csm-v{TINY_CSM_VERSION}"
+    target = cache_folder(f"tiny-csm-v{TINY_CSM_VERSION}")
     return build_tiny_csm(target)
 
 
@@ -366,12 +330,6 @@ def _write_json(path: Path, value: object) -> None:
 
 def _stamp() -> dict[str, object]:
     return {"model": "tiny-csm", "version": TINY_CSM_VERSION, "seed": TINY_CSM_SEED}
-
-
-def _umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
 
 
 def _is_complete(folder: Path) -> bool:

@@ -176,7 +176,7 @@ def tiny_ecapa_path() -> Path:
         shutil.rmtree(aside, ignore_errors=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}-", dir=target.parent))
     try:
-        tmp.chmod(0o777 & ~_umask())  # mkdtemp makes it 0700; a model folder is not secret
+        tmp.chmod(0o777 & ~current_umask())  # mkdtemp makes it 0700; a model folder is not secret
         build_tiny_ecapa(tmp)
         try:
             tmp.rename(target)
@@ -193,12 +193,6 @@ def podforge_cache_dir() -> Path:
     """``$XDG_CACHE_HOME/podforge``, or ``~/.cache/podforge`` when the variable is unset."""
     base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
     return Path(base).expanduser() / "podforge"
-
-
-def _umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
 
 
 def _stamp() -> dict[str, object]:

@@ -36,10 +36,7 @@ import importlib.machinery
 import itertools
 import json
 import math
-import os
-import shutil
 import sys
-import tempfile
 import threading
 from collections import Counter
 from collections.abc import Iterator, Sequence
@@ -50,7 +47,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from core.errors import ModelError
+from core.tiny.build import cache_folder, publish_build
 
 TINY_WHISPER_VERSION = 1
 """Bumped whenever the files built here change, so that caches of older builds are ignored."""
@@ -119,37 +116,7 @@ def build_tiny_whisper(folder: Path) -> Path:
     wins. A ``folder`` holding anything else is refused with :class:`ModelError`, never
     deleted.
     """
-    folder = Path(folder)
-    if _is_complete(folder):
-        return folder
-    if folder.exists() and not _is_replaceable(folder):
-        raise ModelError(
-            f"{folder}: exists and is not a tiny Whisper build; "
-            "remove it or choose another folder for the tiny model"
-        )
-    folder.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{folder.name}-", dir=folder.parent))
-    try:
-        _write_model(tmp)
-        if _is_complete(folder):  # another process finished first: keep its build
-            return folder
-        if folder.exists():
-            # An older version's or a half-copied build of ours: move it aside, then drop it.
-            aside = Path(tempfile.mkdtemp(prefix=f".{folder.name}-old-", dir=folder.parent))
-            with contextlib.suppress(FileNotFoundError):
-                folder.rename(aside / folder.name)
-            shutil.rmtree(aside, ignore_errors=True)
-        try:
-            tmp.rename(folder)
-        except OSError:
-            if not _is_complete(folder):  # another process won the race with a good build
-                raise
-    except OSError as exc:
-        raise ModelError(f"{folder}: cannot write the tiny Whisper model: {exc}") from exc
-    finally:
-        if tmp.exists():
-            shutil.rmtree(tmp, ignore_errors=True)
-    return folder
+    return publish_build(Path(folder), _write_model, _is_complete, _is_replaceable, "tiny Whisper")
 
 
 def tiny_whisper_path() -> Path:
@@ -158,8 +125,7 @@ def tiny_whisper_path() -> Path:
     It is ``$XDG_CACHE_HOME/podforge/tiny-whisper-v<N>`` (``~/.cache`` when the variable is
     unset); the version in the name keeps builds of different podforge versions apart.
     """
-    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
-    target = Path(base).expanduser() / "podforge" / f"tiny-whisper-v{TINY_WHISPER_VERSION}"
+    target = cache_folder(f"tiny-whisper-v{TINY_WHISPER_VERSION}")
     return build_tiny_whisper(target)
 
 
