@@ -24,6 +24,8 @@ import shutil
 import tempfile
 from pathlib import Path
 
+from core.atomic import current_umask
+
 TINY_ECAPA_VERSION = 1
 """Bumped whenever the files built here change, so that caches of older builds are ignored."""
 
