@@ -5,7 +5,10 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from pathlib import Path
 
+import numpy as np
 import pytest
+import soundfile as sf
+import tomli_w
 
 from core.settings import new_consent
 from core.workspace import Workspace
@@ -41,3 +44,44 @@ def demo_workspace(tmp_path_factory: pytest.TempPathFactory) -> Workspace:
     return build_demo(
         tmp_path_factory.mktemp("demo") / "demo", seed=7, seconds_per_recording=DEMO_TEST_SECONDS
     )
+
+
+@pytest.fixture
+def demo_copy(demo_workspace: Workspace, tmp_path: Path) -> Workspace:
+    """A private copy of the shared (already ingested) demo that a test may change."""
+    import shutil
+
+    shutil.copytree(demo_workspace.root, tmp_path / "demo")
+    return Workspace.open(tmp_path / "demo")
+
+
+def make_tiny_voice(ws: Workspace, speaker: str, seed: int) -> None:
+    """A speaker voice made the way training exports one, with random (not zero) LoRA weights."""
+    import torch
+
+    from core import csm
+
+    bundle = csm.load_csm("tiny")
+    torch.manual_seed(seed)
+    model = csm.prepare_for_training(
+        bundle, csm.lora_config(4, 8, 0.0), gradient_checkpointing=False
+    )
+    with torch.no_grad():
+        for name, param in model.named_parameters():
+            if "lora_B" in name:
+                param.normal_(0.0, 0.05)
+    folder = ws.voices_dir / speaker
+    model.save_pretrained(str(folder / "adapter"))
+    (folder / "anchors").mkdir(parents=True)
+    rng = np.random.default_rng(seed)
+    sf.write(
+        folder / "anchors" / "anchor-1.wav",
+        (rng.standard_normal(24000 * 2) * 0.05).astype(np.float32),
+        24000,
+    )
+    meta = {
+        "speaker": speaker,
+        "base_model": "tiny",
+        "anchors": [{"file": "anchors/anchor-1.wav", "text": "Hello there."}],
+    }
+    (folder / "voice.toml").write_text(tomli_w.dumps(meta))

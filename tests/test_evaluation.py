@@ -7,10 +7,7 @@ import json
 import shutil
 from pathlib import Path
 
-import numpy as np
 import pytest
-import soundfile as sf
-import tomli_w
 from click.testing import CliRunner
 
 from core.catalog import Catalog
@@ -28,6 +25,7 @@ from core.evaluation import (
 from core.ingest import accept_passing
 from core.settings import parse_settings, settings_to_toml
 from core.workspace import Workspace
+from tests.conftest import make_tiny_voice
 from tui.cli import main
 
 # ----------------------------------------------------------------------------- metrics
@@ -96,38 +94,6 @@ def test_eval_settings_are_read_checked_and_written_as_eval() -> None:
 # ----------------------------------------------------------------------------- end to end
 
 
-def _tiny_voice(ws: Workspace, speaker: str, seed: int) -> None:
-    """A voice made the way training exports one (as in test_render), random LoRA weights."""
-    import torch
-
-    from core import csm
-
-    bundle = csm.load_csm("tiny")
-    torch.manual_seed(seed)
-    model = csm.prepare_for_training(
-        bundle, csm.lora_config(4, 8, 0.0), gradient_checkpointing=False
-    )
-    with torch.no_grad():
-        for name, param in model.named_parameters():
-            if "lora_B" in name:
-                param.normal_(0.0, 0.05)
-    folder = ws.voices_dir / speaker
-    model.save_pretrained(str(folder / "adapter"))
-    (folder / "anchors").mkdir(parents=True)
-    rng = np.random.default_rng(seed)
-    sf.write(
-        folder / "anchors" / "anchor-1.wav",
-        (rng.standard_normal(24000 * 2) * 0.05).astype(np.float32),
-        24000,
-    )
-    meta = {
-        "speaker": speaker,
-        "base_model": "tiny",
-        "anchors": [{"file": "anchors/anchor-1.wav", "text": "Hello there."}],
-    }
-    (folder / "voice.toml").write_text(tomli_w.dumps(meta))
-
-
 def _three_recordings(ws: Workspace, speaker: str) -> None:
     """Copy one of the speaker's accepted segments under each of two more recordings, so that
     the split is by recording and test and val are not empty (the test demo has one short
@@ -165,7 +131,7 @@ def evaluable(
     ws.save()
     assert accept_passing(ws) > 0
     _three_recordings(ws, "alice")
-    _tiny_voice(ws, "alice", seed=1)
+    make_tiny_voice(ws, "alice", seed=1)
     return ws
 
 

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import signal
 import sqlite3
 import subprocess
@@ -27,13 +26,6 @@ from core.voices.draft import DraftVoice, synthesize
 from core.workspace import Workspace
 
 ROOT = Path(__file__).resolve().parents[1]
-
-
-@pytest.fixture
-def demo_copy(demo_workspace: Workspace, tmp_path: Path) -> Workspace:
-    """A private copy of the shared (already ingested) demo that a test may change."""
-    shutil.copytree(demo_workspace.root, tmp_path / "demo")
-    return Workspace.open(tmp_path / "demo")
 
 
 def _truth(ws: Workspace) -> dict[str, dict]:  # type: ignore[type-arg]

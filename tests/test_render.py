@@ -12,20 +12,14 @@ import numpy as np
 import pyloudnorm
 import pytest
 import soundfile as sf
-import tomli_w
 from scipy.signal import resample_poly
 
 from core.errors import VoiceError
 from core.synthesis.render import render_episode
 from core.workspace import Workspace
+from tests.conftest import make_tiny_voice
 
 ROOT = Path(__file__).resolve().parents[1]
-
-
-@pytest.fixture
-def demo_copy(demo_workspace: Workspace, tmp_path: Path) -> Workspace:
-    shutil.copytree(demo_workspace.root, tmp_path / "demo")
-    return Workspace.open(tmp_path / "demo")
 
 
 def _measure(path: Path) -> tuple[float, float]:
@@ -79,44 +73,12 @@ def test_same_inputs_give_byte_identical_outputs(demo_copy: Workspace) -> None:
     assert second.wav.read_bytes() == wav and second.manifest.read_bytes() == manifest
 
 
-def _tiny_voice(ws: Workspace, speaker: str, seed: int) -> None:
-    """A speaker voice made the way training exports one, with random (not zero) LoRA weights."""
-    import torch
-
-    from core import csm
-
-    bundle = csm.load_csm("tiny")
-    torch.manual_seed(seed)
-    model = csm.prepare_for_training(
-        bundle, csm.lora_config(4, 8, 0.0), gradient_checkpointing=False
-    )
-    with torch.no_grad():
-        for name, param in model.named_parameters():
-            if "lora_B" in name:
-                param.normal_(0.0, 0.05)
-    folder = ws.voices_dir / speaker
-    model.save_pretrained(str(folder / "adapter"))
-    (folder / "anchors").mkdir(parents=True)
-    rng = np.random.default_rng(seed)
-    sf.write(
-        folder / "anchors" / "anchor-1.wav",
-        (rng.standard_normal(24000 * 2) * 0.05).astype(np.float32),
-        24000,
-    )
-    meta = {
-        "speaker": speaker,
-        "base_model": "tiny",
-        "anchors": [{"file": "anchors/anchor-1.wav", "text": "Hello there."}],
-    }
-    (folder / "voice.toml").write_text(tomli_w.dumps(meta))
-
-
 def test_csm_backend_with_two_tiny_adapters_renders_a_two_speaker_script(
     demo_copy: Workspace, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
-    _tiny_voice(demo_copy, "alice", seed=1)
-    _tiny_voice(demo_copy, "bob", seed=2)
+    make_tiny_voice(demo_copy, "alice", seed=1)
+    make_tiny_voice(demo_copy, "bob", seed=2)
     script = demo_copy.scripts_dir / "duet.md"
     script.write_text(
         '+++\ntitle = "Duet"\n[speakers]\nA = "alice"\nB = "bob"\n+++\n\n# One\n'

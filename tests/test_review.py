@@ -9,7 +9,6 @@ import os
 import pty
 import re
 import select
-import shutil
 import signal
 import sqlite3
 import struct
@@ -36,12 +35,6 @@ from tui.widgets.waveform import Waveform
 ROOT = Path(__file__).resolve().parents[1]
 SIZE = (130, 34)
 NO_DEVICE = "podforge-test-no-such-device"
-
-
-@pytest.fixture
-def demo_copy(demo_workspace: Workspace, tmp_path: Path) -> Workspace:
-    shutil.copytree(demo_workspace.root, tmp_path / "demo")
-    return Workspace.open(tmp_path / "demo")
 
 
 @pytest.fixture(autouse=True)

@@ -4,9 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
-import shutil
 from collections.abc import Callable
-from pathlib import Path
 
 import pytest
 from textual.pilot import Pilot
@@ -26,12 +24,6 @@ from tui.widgets.script_text import ScriptTextArea
 
 SIZE = (130, 34)
 NO_DEVICE = "podforge-test-no-such-device"
-
-
-@pytest.fixture
-def demo_copy(demo_workspace: Workspace, tmp_path: Path) -> Workspace:
-    shutil.copytree(demo_workspace.root, tmp_path / "demo")
-    return Workspace.open(tmp_path / "demo")
 
 
 @pytest.fixture(autouse=True)
