@@ -66,6 +66,21 @@ def atomic_write_text(target: Path | str, text: str) -> None:
         fh.write(text)
 
 
+def swap_in_folder(staging: Path, target: Path) -> None:
+    """Replace folder ``target`` by ``staging`` with two renames (same file system); the old
+    folder is removed last, so a reader sees the old or the new folder, never a mix."""
+    import shutil
+
+    old = target.with_name(f".{target.name}.old")
+    if old.exists():
+        shutil.rmtree(old)
+    if target.exists():
+        target.rename(old)
+    staging.rename(target)
+    if old.exists():
+        shutil.rmtree(old)
+
+
 def current_umask() -> int:
     """The process umask (``os.umask`` can only be read by setting it)."""
     mask = os.umask(0)

@@ -34,6 +34,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
+from core.atomic import swap_in_folder
 from core.catalog import Catalog
 from core.errors import ExportError
 from core.records import Recording, Segment
@@ -172,7 +173,7 @@ def export(
         staging = Path(tmp) / "export"
         staging.mkdir()
         _WRITERS[fmt](ws, staging, usable, recordings, splits, result)
-        _swap_in(staging, result.folder)
+        swap_in_folder(staging, result.folder)
     return result
 
 
@@ -247,15 +248,3 @@ def _place(source: Path, target: Path) -> None:
         os.link(source, target)
     except OSError:
         shutil.copyfile(source, target)
-
-
-def _swap_in(staging: Path, target: Path) -> None:
-    """Replace ``target`` by ``staging`` with two renames; the old export is removed last."""
-    old = target.with_name(f".{target.name}.old")
-    if old.exists():
-        shutil.rmtree(old)
-    if target.exists():
-        target.rename(old)
-    staging.rename(target)
-    if old.exists():
-        shutil.rmtree(old)

@@ -17,6 +17,7 @@ from typing import Any
 
 import tomli_w
 
+from core.atomic import swap_in_folder
 from core.catalog import Catalog
 from core.errors import TrainingError
 from core.training.protocol import read_metrics
@@ -57,14 +58,7 @@ def export_adapter(ws: Workspace, run_dir: Path, checkpoint: Path | None = None)
             "anchors": anchor_rows,
         }
         (staging / "voice.toml").write_text(tomli_w.dumps(voice), encoding="utf-8")
-        old = target.with_name(f".{config.speaker}.old")
-        if old.exists():
-            shutil.rmtree(old)
-        if target.exists():
-            target.rename(old)
-        staging.rename(target)
-        if old.exists():
-            shutil.rmtree(old)
+        swap_in_folder(staging, target)
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
         raise
