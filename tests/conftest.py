@@ -85,3 +85,17 @@ def make_tiny_voice(ws: Workspace, speaker: str, seed: int) -> None:
         "anchors": [{"file": "anchors/anchor-1.wav", "text": "Hello there."}],
     }
     (folder / "voice.toml").write_text(tomli_w.dumps(meta))
+
+
+async def tables_settled(pilot: object) -> None:
+    """Wait until every DataTable has applied its rows' widths (it does so on its next render,
+    which can lag behind the rows under load; a snapshot taken earlier differs)."""
+    from textual.widgets import DataTable
+
+    for _ in range(300):
+        await pilot.pause(0.02)  # type: ignore[attr-defined]
+        tables = pilot.app.screen.query(DataTable)  # type: ignore[attr-defined]
+        if not any(t._require_update_dimensions for t in tables):
+            await pilot.pause()  # type: ignore[attr-defined]
+            return
+    raise AssertionError("a DataTable never applied its dimensions")

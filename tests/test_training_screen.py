@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import os
 import signal
 import subprocess
@@ -18,6 +17,7 @@ from core.training.progress import RunView, curve, memory_line
 from core.training.protocol import read_status, write_status
 from core.training.runs import create_run
 from core.workspace import Workspace
+from tests.conftest import tables_settled
 from tui.app import PodforgeApp
 from tui.screens.training import TrainingScreen
 
@@ -170,7 +170,7 @@ def test_snapshot_training_dashboard(workspace: Workspace, snap_compare) -> None
 
     async def settle(pilot: Pilot[None]) -> None:
         await _loaded(pilot, 1)
-        await asyncio.sleep(0.1)
+        await tables_settled(pilot)
 
     assert snap_compare(TrainingApp(workspace), terminal_size=SIZE, run_before=settle)
 
