@@ -2,7 +2,7 @@
 
 Prints the ingest time, the time of `sox in.wav -r 24000 -c 1 -b 16 out.wav` on the same
 file (the floor: decode + downmix + resample + write), the real-time factor and the ratio.
-Targets (DESIGN.md): >= 120x real time, <= 3x the sox time, on the 2-core machine.
+Targets (docs/PERFORMANCE.md): >= 120x real time, <= 3x the sox time, on the 2-core machine.
 
     uv run python bench/ingest.py [--minutes 60] [--keep DIR]
 """
@@ -73,7 +73,7 @@ def main() -> None:
     if ws_dir.exists():
         shutil.rmtree(ws_dir)
     ws = Workspace.create(ws_dir)
-    ws.add_speaker("bench", new_consent("bench"))
+    ws.add_speaker("bench", new_consent("bench", "benchmark speaker"))
     start = time.perf_counter()
     summary = ingest(ws, [source], "bench", IngestOptions(transcribe=False, speaker_filter=False))
     ingest_sec = time.perf_counter() - start

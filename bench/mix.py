@@ -2,11 +2,14 @@
 
 About 40 distinct draft-voice lines are synthesised once (cached in --cache) and reused,
 alternating two speakers, to fill 30 minutes, with a looped, ducked music bed and a
-few pauses and chapters. Timed: the mix with its master (loudness + true-peak
+few pauses and chapters. Timed: the in-memory mix with its master (loudness + true-peak
 limiter, ``mix_episode``) and the export (WAV + MP3 + JSON, ``export_episode``); the
-CPU time and peak memory are printed too, then each stage on its own. Target
-(DESIGN.md): <= 15 s on the 2-core machine. Other work on the machine slows it down:
-the load average before the run is printed.
+CPU time and peak memory are printed too. Then the same episode through the streamed
+path a render takes (``render_episode_files``: the lines as ``AudioFile`` references to
+the cached files, windowed mix through a disk intermediate, windowed limiter, streamed
+WAV + MP3), and the ratio of the two; then each in-memory stage on its own. Target:
+<= 15 s on the 2-core machine. Other work on the machine slows it down: the load average
+before the run is printed. (The streamed path's peak memory: ``bench/render_memory.py``.)
 
 Where ffmpeg is installed, ffmpeg's two-pass ``loudnorm`` (I=-19:TP=-1:LRA=11) is timed
 on the same unmastered mix, and both masters are measured independently with ffmpeg's
@@ -36,6 +39,7 @@ from core.demo import music_bed
 from core.demo_corpus import SENTENCES
 from core.loudness import condition
 from core.mixing import (
+    AudioFile,
     MixSettings,
     TimelineBed,
     TimelineChapter,
@@ -45,6 +49,7 @@ from core.mixing import (
     encode_mp3,
     export_episode,
     mix_episode,
+    render_episode_files,
 )
 from core.voices.draft import DraftVoice, synthesize
 
@@ -68,7 +73,17 @@ def cached_lines(cache: Path) -> dict[str, list[np.ndarray]]:
     return out
 
 
-def timeline(lines: dict[str, list[np.ndarray]], minutes: float) -> list[TimelineItem]:
+def line_files(cache: Path) -> dict[str, list[AudioFile]]:
+    """The same lines as :func:`cached_lines`, left on disk (what a render's cache gives)."""
+    return {
+        speaker: [AudioFile.probe(cache / f"{speaker}-{k:02d}.wav") for k in range(LINES // 2)]
+        for speaker in VOICES
+    }
+
+
+def timeline(
+    lines: dict[str, list[np.ndarray]] | dict[str, list[AudioFile]], minutes: float
+) -> list[TimelineItem]:
     rng = np.random.default_rng(5)
     bed = music_bed(SR, 16.0, np.random.default_rng(1))
     items: list[TimelineItem] = [
@@ -88,7 +103,7 @@ def timeline(lines: dict[str, list[np.ndarray]], minutes: float) -> list[Timelin
         items.append(
             TimelineLine(index, speaker, f"line {index}", audio, SR, seed=index, backend="draft")
         )
-        total += audio.size / SR + 0.25
+        total += (audio.frames if isinstance(audio, AudioFile) else audio.size) / SR + 0.25
         index += 1
     return items
 
@@ -183,6 +198,23 @@ def run(args: argparse.Namespace, scratch: Path) -> None:
     print(f"master: {result.lufs:.2f} LUFS, true peak {result.true_peak_db:.2f} dBTP (4x)")
     peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     print(f"peak memory (whole process so far): {peak_mb:.0f} MB")
+
+    # The streamed path of a render: the same timeline with the lines left on disk.
+    streamed_items = timeline(line_files(cache), args.minutes)
+    render_episode_files(streamed_items[:12], settings, scratch / "warm2", "warm", title="warm",
+                         tmp_dir=scratch / ".tmp")  # fmt: skip
+    cpu0, wall0 = time.process_time(), time.perf_counter()
+    _, streamed = render_episode_files(
+        streamed_items, settings, scratch / "streamed", "episode", title="Bench episode",
+        tmp_dir=scratch / ".tmp",
+    )  # fmt: skip
+    streamed_sec = time.perf_counter() - wall0
+    streamed_cpu = time.process_time() - cpu0
+    print(f"streamed mix + master + WAV + MP3 + JSON (render_episode_files): {streamed_sec:.2f} s "
+          f"wall, {streamed_cpu:.2f} s CPU; {fmt(streamed.lufs)} LUFS, true peak "
+          f"{streamed.true_peak_db:.2f} dBTP")  # fmt: skip
+    print(f"  streamed / in-memory: {streamed_sec / total_sec:.2f}x wall, "
+          f"{streamed_cpu / cpu_sec:.2f}x CPU")  # fmt: skip
 
     # Where the time goes, stage by stage (separate runs of each stage).
     start = time.perf_counter()

@@ -33,7 +33,10 @@ Decoding reads what is there and succeeds:
   estimate);
 * a packet that FFmpeg cannot decode is skipped, with a warning.
 
-A file that yields no samples at all raises :class:`AudioError`.
+A file that yields no samples at all raises :class:`AudioError`. Since ``probe`` cannot
+tell a truncated FLAC/MP3 from a whole one, :mod:`core.ingest` counts the frames it decodes,
+stores that length and marks a recording that decodes to clearly less than its header says
+as truncated.
 """
 
 from __future__ import annotations

@@ -11,15 +11,20 @@ Each public write method is one transaction: it is durable when it returns.
 from __future__ import annotations
 
 import contextlib
+import logging
+import os
 import sqlite3
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from core.errors import CatalogError, SchemaTooNewError
+from core import backup as _backup
+from core.errors import CatalogBusyError, CatalogError, SchemaTooNewError
 from core.records import QC, Recording, ReviewAction, Run, Segment, SegmentStatus, SegmentUpdate
+
+log = logging.getLogger(__name__)
 
 BUSY_TIMEOUT_S = 15.0
 """How long a writer waits for another process's write lock before giving up."""
@@ -105,6 +110,19 @@ _MIGRATIONS: tuple[str, ...] = (
         value TEXT NOT NULL
     );
     """,
+    # 2: an edit's history row keeps the text source it replaced, so undo restores it
+    # (NULL in rows written before: undo infers it, see Catalog._previous_text_source).
+    """
+    ALTER TABLE review_history ADD COLUMN old_text_source TEXT;
+    """,
+    # 3: how a recording's segments were grouped when their splits were first assigned
+    # ('recording': all in one split; 'block': by ~60 s blocks), so that segments accepted
+    # later join their group's stored split (core.dataset.ensure_splits). NULL: not yet
+    # assigned, or assigned before this column existed (then inferred from the splits).
+    """
+    ALTER TABLE recordings ADD COLUMN split_unit TEXT
+        CHECK (split_unit IS NULL OR split_unit IN ('recording', 'block'));
+    """,
 )
 
 SCHEMA_VERSION = len(_MIGRATIONS)
@@ -156,15 +174,37 @@ class StatusCounts:
 class Catalog:
     """A connection to a workspace's ``catalog.sqlite``. Use one per thread."""
 
+    _grouping: bool = False  # inside transaction(): write methods join its transaction
+
+    backup_every: int = _backup.EVERY_DECISIONS
+    """Take a backup after this many decisions or edits through this connection (0: never)."""
+
     def __init__(self, conn: sqlite3.Connection, path: Path) -> None:
         self._conn = conn
         self.path = path
+        self.keep_backups = False  # Catalog.open turns them on
+        self._since_backup = 0
 
     # -- opening ---------------------------------------------------------------
     @classmethod
-    def open(cls, path: Path | str, *, busy_timeout: float = BUSY_TIMEOUT_S) -> Catalog:
-        """Open (creating and migrating as needed) the catalog at ``path``."""
+    def open(
+        cls,
+        path: Path | str,
+        *,
+        busy_timeout: float = BUSY_TIMEOUT_S,
+        backups: bool = True,
+        force_create: bool = False,
+    ) -> Catalog:
+        """Open (creating and migrating as needed) the catalog at ``path``.
+
+        A missing catalog is created only where nothing shows it existed: beside a ``raw/``
+        or ``segments/`` holding files, or backups, it is a :class:`CatalogError` naming
+        ``podforge repair`` (``force_create`` skips that check: repair builds one this way).
+        ``backups``: keep rotating backups in ``.backups/`` beside it (:mod:`core.backup`).
+        """
         path = Path(path)
+        if not force_create and not path.exists():
+            _refuse_to_recreate(path)
         try:
             conn = sqlite3.connect(
                 path, timeout=busy_timeout, isolation_level=None, check_same_thread=False
@@ -187,10 +227,51 @@ class Catalog:
         except BaseException:
             conn.close()
             raise
+        catalog.keep_backups = backups
+        if backups:
+            catalog._backup_on_open()
         return catalog
 
     def close(self) -> None:
         self._conn.close()
+
+    # -- backups ---------------------------------------------------------------
+    def backup(self) -> Path:
+        """Take a backup now (into ``.backups/`` beside the catalog); returns its path."""
+        try:
+            made = _backup.take_backup(self._conn, _backup.backups_dir(self.path))
+        except (OSError, sqlite3.Error) as exc:
+            raise CatalogError(
+                f"{_backup.backups_dir(self.path)}: cannot write a catalog backup ({exc}); "
+                "free some disk space or fix the folder's permissions"
+            ) from None
+        self._since_backup = 0
+        return made
+
+    def _backup_on_open(self) -> None:
+        """A backup when the catalog holds review history and the newest is old enough."""
+        try:
+            if not _backup.is_due(_backup.backups_dir(self.path)):
+                return
+            has_history = self._conn.execute("SELECT EXISTS (SELECT 1 FROM review_history)")
+            if not has_history.fetchone()[0]:
+                return  # nothing a person did yet: a re-ingest rebuilds all of it
+        except sqlite3.Error:
+            return
+        self._backup_quietly()
+
+    def _decided(self, count: int) -> None:
+        """Count decisions/edits committed through this connection; back up every so many."""
+        self._since_backup += count
+        if self.keep_backups and self.backup_every > 0 and self._since_backup >= self.backup_every:
+            self._backup_quietly()
+
+    def _backup_quietly(self) -> None:
+        """A backup that failed must not fail the decision that triggered it: logged."""
+        try:
+            self.backup()
+        except CatalogError as exc:
+            log.warning("catalog backup failed: %s", exc)
 
     def __enter__(self) -> Catalog:
         return self
@@ -220,12 +301,42 @@ class Catalog:
                 conn.execute(f"PRAGMA user_version = {number}")
 
     @contextlib.contextmanager
-    def _write(self) -> Iterator[sqlite3.Connection]:
-        """One write transaction, taking the write lock up front (waits ``busy_timeout``)."""
+    def transaction(self, *, busy_timeout: float | None = None) -> Iterator[None]:
+        """Run several write methods as one transaction (all or none of them is committed).
+
+        ``busy_timeout``: wait at most this long for the write lock (default: the one given
+        to :meth:`open`); a lock held longer is a :class:`CatalogBusyError`. The review
+        journal (:mod:`core.journal`) writes each decision with its replay mark this way.
+        """
         conn = self._conn
+        previous = int(conn.execute("PRAGMA busy_timeout").fetchone()[0])
+        if busy_timeout is not None:
+            conn.execute(f"PRAGMA busy_timeout = {max(0, int(busy_timeout * 1000))}")
+        backups, self.keep_backups = self.keep_backups, False  # none inside the transaction
+        try:
+            with self._write():
+                self._grouping = True
+                try:
+                    yield
+                finally:
+                    self._grouping = False
+        finally:
+            self.keep_backups = backups
+            conn.execute(f"PRAGMA busy_timeout = {previous}")
+        self._decided(0)  # the backup the decisions inside made due, now they are committed
+
+    @contextlib.contextmanager
+    def _write(self) -> Iterator[sqlite3.Connection]:
+        """One write transaction, taking the write lock up front (waits ``busy_timeout``).
+
+        Inside :meth:`transaction` it joins the open transaction instead."""
+        conn = self._conn
+        if self._grouping:
+            yield conn
+            return
         try:
             conn.execute("BEGIN IMMEDIATE")
-        except sqlite3.OperationalError as exc:
+        except sqlite3.DatabaseError as exc:
             raise _catalog_error(self.path, exc) from None
         try:
             yield conn
@@ -241,7 +352,7 @@ class Catalog:
     def _read(self, sql: str, params: Sequence[Any] = ()) -> list[sqlite3.Row]:
         try:
             return self._conn.execute(sql, params).fetchall()
-        except sqlite3.OperationalError as exc:
+        except sqlite3.DatabaseError as exc:
             raise _catalog_error(self.path, exc) from None
 
     # -- recordings ------------------------------------------------------------
@@ -315,11 +426,21 @@ class Catalog:
         )  # fmt: skip
         return int(cur.lastrowid or 0)
 
-    def replace_segments(self, recording_id: int, segments: Sequence[Segment]) -> list[int]:
+    def replace_segments(
+        self,
+        recording_id: int,
+        segments: Sequence[Segment],
+        *,
+        duration_sec: float | None = None,
+        note: str | None = None,
+    ) -> list[int]:
         """Set a recording's segments and mark it ``segmented``, all in one transaction.
 
         Segments already reviewed keep their decision when a segment with the same
         ``audio`` path comes back (re-running an ingest never loses a decision).
+        ``duration_sec`` (the decoded length) replaces the stored one when given; ``note``
+        goes into the recording's ``error`` (e.g. that the file is truncated), else it is
+        cleared.
         """
         stamp = now_iso()
         ids: list[int] = []
@@ -350,8 +471,9 @@ class Catalog:
                     continue
                 ids.append(self._insert_segment(conn, s, stamp))
             conn.execute(
-                "UPDATE recordings SET state = 'segmented', error = NULL WHERE id = ?",
-                (recording_id,),
+                "UPDATE recordings SET state = 'segmented', error = ?, "
+                "duration_sec = COALESCE(?, duration_sec) WHERE id = ?",
+                (note, duration_sec, recording_id),
             )
         return ids
 
@@ -467,10 +589,13 @@ class Catalog:
         """Record a review decision (committed when this returns) and its history entry."""
         action = {"accepted": "accept", "rejected": "reject", "pending": "reset"}[status]
         with self._write() as conn:
-            old_status, old_text = self._current(conn, segment_id)
-            return self._apply(
-                conn, segment_id, action, old_status, status, old_text, old_text, source
-            )
+            old_status, old_text, old_source = self._current(conn, segment_id)
+            done = self._apply(
+                conn, segment_id, action, old_status, status, old_text, old_text, source,
+                old_source,
+            )  # fmt: skip
+        self._decided(1)
+        return done
 
     def set_status_many(
         self, segment_ids: Sequence[int], status: SegmentStatus, *, source: str = "cli"
@@ -479,46 +604,103 @@ class Catalog:
         action = {"accepted": "accept", "rejected": "reject", "pending": "reset"}[status]
         with self._write() as conn:
             for segment_id in segment_ids:
-                old_status, old_text = self._current(conn, segment_id)
+                old_status, old_text, old_source = self._current(conn, segment_id)
                 self._apply(
-                    conn, segment_id, action, old_status, status, old_text, old_text, source
-                )
+                    conn, segment_id, action, old_status, status, old_text, old_text, source,
+                    old_source,
+                )  # fmt: skip
+        self._decided(len(segment_ids))
         return len(segment_ids)
 
-    def set_splits(self, splits: Sequence[tuple[int, str | None]]) -> None:
-        """Store each segment's train/val/test split (``None`` clears it)."""
+    def set_splits(
+        self,
+        splits: Sequence[tuple[int, str | None]],
+        *,
+        units: Mapping[int, str | None] | None = None,
+    ) -> None:
+        """Store each segment's train/val/test split (``None`` clears it) and, in the same
+        transaction, recordings' ``split_unit`` (``units``: recording id -> unit or ``None``).
+
+        Splits are assigned by :func:`core.dataset.ensure_splits`; call it, not this."""
         with self._write() as conn:
             conn.executemany(
                 "UPDATE segments SET split = ? WHERE id = ?", [(sp, i) for i, sp in splits]
             )
+            if units:
+                conn.executemany(
+                    "UPDATE recordings SET split_unit = ? WHERE id = ?",
+                    [(unit, rec_id) for rec_id, unit in units.items()],
+                )
+
+    def split_units(self, speaker: str | None = None) -> dict[int, str | None]:
+        """Recording id -> how its segments were grouped for splits (``'recording'``,
+        ``'block'``, or ``None`` when not recorded)."""
+        where, params = _where(speaker=speaker)
+        rows = self._read(f"SELECT id, split_unit FROM recordings{where}", params)
+        return {int(r[0]): (str(r[1]) if r[1] is not None else None) for r in rows}
 
     def set_text(self, segment_id: int, text: str, *, source: str = "key") -> ReviewAction:
         """Replace a segment's transcript (text_source becomes ``manual``), with history."""
         with self._write() as conn:
-            old_status, old_text = self._current(conn, segment_id)
-            return self._apply(
-                conn, segment_id, "edit", old_status, old_status, old_text, text, source
-            )
+            old_status, old_text, old_source = self._current(conn, segment_id)
+            done = self._apply(
+                conn, segment_id, "edit", old_status, old_status, old_text, text, source,
+                old_source,
+            )  # fmt: skip
+        self._decided(1)
+        return done
 
     def undo(self) -> ReviewAction | None:
-        """Revert the newest decision or edit not yet undone; ``None`` when there is none."""
+        """Revert the newest decision or edit not yet undone; ``None`` when there is none.
+
+        Undoing an edit restores the text and the ``text_source`` it replaced.
+        """
         with self._write() as conn:
             row = conn.execute(
                 "SELECT id, segment_id, action, old_status, new_status, old_text, new_text, "
-                "source, at FROM review_history WHERE undone = 0 ORDER BY id DESC LIMIT 1"
+                "source, at, old_text_source FROM review_history WHERE undone = 0 "
+                "ORDER BY id DESC LIMIT 1"
             ).fetchone()
             if row is None:
                 return None
             conn.execute("UPDATE review_history SET undone = 1 WHERE id = ?", (row["id"],))
-            text_clause = ", text = ?, text_source = 'manual'" if row["action"] == "edit" else ""
+            text_clause = ", text = ?, text_source = ?" if row["action"] == "edit" else ""
             params: list[Any] = [row["old_status"], now_iso()]
             if text_clause:
-                params.append(row["old_text"])
+                old_source = row["old_text_source"]
+                if old_source is None:  # written before schema 2 kept it
+                    old_source = self._previous_text_source(conn, row)
+                params += [row["old_text"], old_source]
             conn.execute(
                 f"UPDATE segments SET status = ?, updated_at = ?{text_clause} WHERE id = ?",
                 [*params, row["segment_id"]],
             )
-            return _action(row)
+            done = _action(row)
+        self._decided(1)
+        return done
+
+    @staticmethod
+    def _previous_text_source(conn: sqlite3.Connection, row: sqlite3.Row) -> str:
+        """The text source an edit replaced, for history rows that did not store it:
+        ``manual`` after an earlier (live) edit of the same segment; else what ingest would
+        have written: ``''`` for no text, ``subtitle`` (an .srt/.vtt sidecar), ``txt`` (a .txt
+        sidecar), ``asr`` (none)."""
+        earlier = conn.execute(
+            "SELECT 1 FROM review_history WHERE segment_id = ? AND action = 'edit' "
+            "AND undone = 0 AND id < ? LIMIT 1",
+            (row["segment_id"], row["id"]),
+        ).fetchone()
+        if earlier is not None:
+            return "manual"
+        if not row["old_text"]:
+            return ""
+        sidecar = conn.execute(
+            "SELECT r.transcript FROM segments s JOIN recordings r ON r.id = s.recording_id "
+            "WHERE s.id = ?",
+            (row["segment_id"],),
+        ).fetchone()
+        suffix = Path(str(sidecar[0])).suffix.lower() if sidecar and sidecar[0] else ""
+        return {".srt": "subtitle", ".vtt": "subtitle", ".txt": "txt"}.get(suffix, "asr")
 
     def history(self, segment_id: int | None = None) -> list[ReviewAction]:
         """The review history, oldest first (undone entries included, marked)."""
@@ -533,13 +715,13 @@ class Catalog:
         return [_action(r) for r in rows]
 
     @staticmethod
-    def _current(conn: sqlite3.Connection, segment_id: int) -> tuple[str, str]:
+    def _current(conn: sqlite3.Connection, segment_id: int) -> tuple[str, str, str]:
         row = conn.execute(
-            "SELECT status, text FROM segments WHERE id = ?", (segment_id,)
+            "SELECT status, text, text_source FROM segments WHERE id = ?", (segment_id,)
         ).fetchone()
         if row is None:
             raise CatalogError(f"no segment with id {segment_id}")
-        return str(row[0]), str(row[1])
+        return str(row[0]), str(row[1]), str(row[2])
 
     @staticmethod
     def _apply(
@@ -551,6 +733,7 @@ class Catalog:
         old_text: str,
         new_text: str,
         source: str,
+        old_text_source: str,
     ) -> ReviewAction:
         stamp = now_iso()
         if action == "edit":
@@ -565,9 +748,10 @@ class Catalog:
             )
         cur = conn.execute(
             "INSERT INTO review_history (segment_id, action, old_status, new_status, old_text, "
-            "new_text, source, at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-            (segment_id, action, old_status, new_status, old_text, new_text, source, stamp),
-        )
+            "new_text, source, at, old_text_source) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            (segment_id, action, old_status, new_status, old_text, new_text, source, stamp,
+             old_text_source),
+        )  # fmt: skip
         return ReviewAction(
             id=int(cur.lastrowid or 0),
             segment_id=segment_id,
@@ -623,15 +807,44 @@ def _only_comments(sql: str) -> bool:
     return all(not line.strip() or line.strip().startswith("--") for line in sql.splitlines())
 
 
+def _refuse_to_recreate(path: Path) -> None:
+    """Raise when ``path`` is missing but its folder shows a catalog existed there: files in
+    ``raw/`` or ``segments/``, backups, or SQLite's ``-wal`` left behind."""
+    root = path.parent
+    evidence = [f"{name}/" for name in ("raw", "segments") if _holds_files(root / name)]
+    if _backup.list_backups(_backup.backups_dir(path)):
+        evidence.append(f"{_backup.BACKUPS_DIR}/")
+    if Path(f"{path}-wal").exists():
+        evidence.append(f"{path.name}-wal")
+    if evidence:
+        raise CatalogError(
+            f"{path}: the catalog is missing but {_and(evidence)} "
+            f"{'holds' if len(evidence) == 1 else 'hold'} files; rebuild it with "
+            f"`podforge repair {root}` (it changes none of your files)"
+        )
+
+
+def _and(items: list[str]) -> str:
+    return items[0] if len(items) == 1 else f"{', '.join(items[:-1])} and {items[-1]}"
+
+
+def _holds_files(folder: Path) -> bool:
+    """Whether ``folder`` has a file anywhere below it (stops at the first)."""
+    return any(filenames for _dirpath, _dirnames, filenames in os.walk(folder))
+
+
 def _catalog_error(path: Path, exc: sqlite3.Error) -> CatalogError:
     text = str(exc)
     if "locked" in text or "busy" in text:
-        return CatalogError(
+        return CatalogBusyError(
             f"{path}: the catalog is locked by another process for longer than "
             f"{BUSY_TIMEOUT_S:.0f} s; wait for it to finish (or stop it) and try again"
         )
     if "not a database" in text or "malformed" in text:
-        return CatalogError(f"{path}: not a valid catalog ({text}); restore it from a backup")
+        return CatalogError(
+            f"{path}: not a valid catalog ({text}); rebuild it with "
+            f"`podforge repair {path.parent}` (the damaged file is kept)"
+        )
     return CatalogError(f"{path}: {text}")
 
 
@@ -648,5 +861,6 @@ def _segment(row: sqlite3.Row) -> Segment:
 
 def _action(row: sqlite3.Row) -> ReviewAction:
     d = dict(row)
+    d.pop("old_text_source", None)
     d["undone"] = bool(d.get("undone", 0))
     return ReviewAction(**d)

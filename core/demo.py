@@ -21,7 +21,8 @@ without subtitles are flagged ``no_text``), and the workspace's models are set t
 from __future__ import annotations
 
 import json
-import tempfile
+import os
+import shutil
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
@@ -35,10 +36,13 @@ from core.atomic import atomic_path, atomic_write_text
 from core.audio import write_wav
 from core.catalog import Catalog
 from core.demo_corpus import SENTENCES
+from core.errors import WorkspaceError
 from core.importer import import_recording
 from core.ingest import IngestOptions
 from core.ingest import ingest as run_ingest
 from core.settings import Consent, Models
+from core.tempfiles import workspace_tempdir
+from core.training.protocol import pid_alive
 from core.voices.draft import DraftVoice, synthesize
 from core.workspace import Workspace
 
@@ -125,7 +129,89 @@ def build_demo(
     progress: Progress | None = None,
     ingest: bool = True,
 ) -> Workspace:
-    """Create the demo workspace in ``root`` (which must not hold a workspace yet)."""
+    """Create the demo workspace in ``root``, a new or empty folder.
+
+    A folder holding anything else is refused before anything is written (the demo would
+    write over assets and scripts). While building, ``root`` holds ``BUILDING_MARKER``
+    (with the builder's pid): a build that fails removes what it made, and a build that
+    was killed is recognised by the marker and started over by the next call.
+    """
+    root = Path(root).expanduser().resolve()
+    existed = root.exists()
+    _claim_for_demo(root)
+    try:
+        ws = _build(root, seed, seconds_per_recording, progress, ingest)
+    except BaseException:
+        _clear(root)
+        (root / BUILDING_MARKER).unlink(missing_ok=True)
+        if not existed:
+            root.rmdir()
+        raise
+    (root / BUILDING_MARKER).unlink()
+    return ws
+
+
+BUILDING_MARKER = ".podforge-demo-building"
+"""Present in a demo folder while it is being built; its text is the builder's pid."""
+
+
+def unfinished_demo(root: Path | str) -> bool:
+    """Whether ``root`` holds a demo build that never finished (its builder is gone)."""
+    marker = Path(root) / BUILDING_MARKER
+    return marker.is_file() and not _alive(_pid_in(marker))
+
+
+def _claim_for_demo(root: Path) -> None:
+    if root.exists() and not root.is_dir():
+        raise WorkspaceError(f"{root}: exists and is not a folder; name a new folder for the demo")
+    marker = root / BUILDING_MARKER
+    if marker.is_file():
+        pid = _pid_in(marker)
+        if _alive(pid):
+            raise WorkspaceError(
+                f"{root}: the demo is being built by process {pid}; wait for it to finish"
+            )
+        _clear(root)  # a killed build of ours: everything in it is podforge's
+    elif root.exists() and any(root.iterdir()):
+        raise WorkspaceError(
+            f"{root}: not empty; the demo is built only in a new or empty folder "
+            "(name another one, e.g. `podforge demo ~/podforge-demo`)"
+        )
+    root.mkdir(parents=True, exist_ok=True)
+    atomic_write_text(marker, f"{os.getpid()}\n")
+
+
+def _pid_in(marker: Path) -> int:
+    try:
+        return int(marker.read_text(encoding="utf-8").strip() or 0)
+    except (OSError, ValueError):
+        return 0
+
+
+def _alive(pid: int) -> bool:
+    return pid != os.getpid() and pid_alive(pid)
+
+
+def _clear(root: Path) -> None:
+    """Remove what a demo build made in ``root`` (only called while our marker is there)."""
+    if not (root / BUILDING_MARKER).is_file():
+        return
+    for child in root.iterdir():
+        if child.name == BUILDING_MARKER:
+            continue
+        if child.is_dir() and not child.is_symlink():
+            shutil.rmtree(child)
+        else:
+            child.unlink()
+
+
+def _build(
+    root: Path,
+    seed: int,
+    seconds_per_recording: float,
+    progress: Progress | None,
+    ingest: bool,
+) -> Workspace:
     report = progress or (lambda done, total, what: None)
     total = (
         sum(len(s.recordings) for s in DEMO_SPEAKERS) + 2 + (len(DEMO_SPEAKERS) if ingest else 0)
@@ -147,7 +233,7 @@ def build_demo(
         )
     truth: dict[str, object] = {"seed": seed, "recordings": {}}
     with (
-        tempfile.TemporaryDirectory(prefix="podforge-demo-") as tmp,
+        workspace_tempdir(ws.root, "demo") as tmp,
         Catalog.open(ws.catalog_path) as catalog,
     ):
         for s_index, sp in enumerate(DEMO_SPEAKERS):
@@ -155,7 +241,7 @@ def build_demo(
                 report(done, total, f"reading {spec.stem}")
                 rng = np.random.default_rng([seed, s_index, r_index])
                 rec = generate_recording(sp.voice, spec, rng, seconds_per_recording)
-                source = _write_source(Path(tmp), spec, rec)
+                source = _write_source(tmp, spec, rec)
                 result = import_recording(ws, catalog, source, sp.name)
                 truth["recordings"][spec.stem] = {  # type: ignore[index]
                     "speaker": sp.name,

@@ -34,6 +34,10 @@ class CatalogError(PodforgeError):
     """The SQLite catalog cannot be opened or used."""
 
 
+class CatalogBusyError(CatalogError):
+    """Another process held the catalog's write lock for longer than the wait allowed."""
+
+
 class AudioError(PodforgeError):
     """An audio file cannot be read, decoded or written."""
 
@@ -44,6 +48,10 @@ class TranscriptError(PodforgeError):
 
 class ExportError(PodforgeError):
     """Nothing to export, or an export cannot be written."""
+
+
+class FolderSafetyError(PodforgeError):
+    """A folder podforge would replace is not one it made, or lies outside where it belongs."""
 
 
 class TrainingError(PodforgeError):

@@ -57,9 +57,8 @@ __all__ = [
     "wer",
 ]
 
-REPORT_SCHEMA = 1
-SPLIT_SEED = 42
-"""The seed of the train/val/test split that training uses (``podforge export`` default)."""
+REPORT_SCHEMA = 2
+"""2: ``segment_ids``, ``split_seed`` and each item's ``segment_id`` added."""
 MIN_HELD_OUT = 3
 """With fewer test items than this, the val split is added (and the report says so)."""
 ASR_RATE = 16000
@@ -266,6 +265,8 @@ class EvalItem:
     """Length of the rendered audio."""
     render_seconds: float
     """Wall time the render took."""
+    segment_id: int | None = None
+    """The held-out segment whose transcript this is; ``None`` for ``--texts``."""
 
 
 @dataclass
@@ -296,6 +297,11 @@ class EvalReport:
     models: dict[str, str] = field(default_factory=dict)
     anchors: list[str] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
+    segment_ids: list[int] = field(default_factory=list)
+    """The held-out segments used (their texts rendered unless ``--texts``; their audio as
+    the reference similarity): none of them is in a ``split.json`` ``train`` list of the
+    voice's runs, since both come from the splits stored in the catalog."""
+    split_seed: int | None = None
     path: Path | None = None
     """Where the report was saved."""
 
@@ -314,6 +320,8 @@ class EvalReport:
             "models": dict(self.models),
             "anchors": list(self.anchors),
             "notes": list(self.notes),
+            "split_seed": self.split_seed,
+            "segment_ids": list(self.segment_ids),
             "aggregates": {
                 "wer": self.wer,
                 "cer": self.cer,
@@ -340,25 +348,19 @@ class EvalReport:
 # ----------------------------------------------------------------------------- evaluation
 
 
-def held_out_segments(
-    ws: Workspace, speaker: str, seed: int = SPLIT_SEED
-) -> tuple[list[Segment], str, list[str]]:
-    """The speaker's accepted, transcribed segments in the test split (of
-    :func:`core.dataset.assign_splits` with ``seed``), with the val split added when the test
-    split has fewer than :data:`MIN_HELD_OUT`: ``(segments, source, notes)``."""
-    from core.dataset import assign_splits
+def held_out_segments(ws: Workspace, speaker: str) -> tuple[list[Segment], str, list[str]]:
+    """The speaker's accepted, transcribed segments in the test split stored in the catalog
+    (the one training leaves out; :func:`core.dataset.ensure_splits` assigns the segments
+    that have none first), with the val split added when the test split has fewer than
+    :data:`MIN_HELD_OUT`: ``(segments, source, notes)``."""
+    from core.dataset import ensure_splits
 
     with Catalog.open(ws.catalog_path) as catalog:
+        ensure_splits(catalog, speaker=speaker)
         accepted = catalog.segments(speaker=speaker, status="accepted")
-        recordings = {r.id: r for r in catalog.recordings(speaker) if r.id is not None}
-    splits, _ = assign_splits(accepted, recordings, seed)
 
     def in_split(name: str) -> list[Segment]:
-        return [
-            s
-            for s in accepted
-            if s.id is not None and splits.get(s.id) == name and normalise(s.text)
-        ]
+        return [s for s in accepted if s.id is not None and s.split == name and normalise(s.text)]
 
     chosen = in_split("test")
     source, notes = "test", []
@@ -402,6 +404,7 @@ def evaluate_voice(
     :class:`~core.errors.PodforgeError` when the voice, its model or held-out text is missing.
     """
     from core.audio import read, resample
+    from core.dataset import split_seed
     from core.ingest import anchor_paths
     from core.speaker_id import MIN_SAMPLES, load_speaker_encoder, similarity_to_anchors
     from core.transcribe import load_asr
@@ -418,12 +421,16 @@ def evaluate_voice(
         if not held_out:
             raise EvaluationError(
                 f"speaker {voice!r} has no accepted, transcribed segment in the test or val "
-                f"split (seed {SPLIT_SEED}): accept more recordings, or pass --texts FILE"
+                f"split (see `podforge splits {ws.root}`): accept more recordings, or pass "
+                "--texts FILE"
             )
         texts = [s.text for s in held_out]
+        text_ids: list[int | None] = [s.id for s in held_out]
     else:
         source, notes = "texts", []  # the held-out segments serve only as the reference
-    kept = [" ".join(t.split()) for t in texts if normalise(t)]
+        text_ids = [None] * len(texts)
+    pairs = [(" ".join(t.split()), i) for t, i in zip(texts, text_ids, strict=True) if normalise(t)]
+    kept = [t for t, _ in pairs]
     if len(kept) < len(texts):
         notes.append(f"{len(texts) - len(kept)} text(s) without words after normalisation skipped")
     if not kept:
@@ -431,6 +438,7 @@ def evaluate_voice(
 
     with Catalog.open(ws.catalog_path) as catalog:
         accepted = catalog.segments(speaker=voice, status="accepted")
+        seed_of_split = split_seed(catalog)
     anchors = anchor_paths(ws, voice, accepted)
     if not anchors:
         raise EvaluationError(
@@ -499,9 +507,10 @@ def evaluate_voice(
             rtf=(spent / secs) if secs > 0 else None,
             seconds=secs,
             render_seconds=spent,
+            segment_id=segment_id,
         )
-        for text, hyp, sim, spent, secs in zip(
-            kept, hypotheses, similarities, timings, audio_seconds, strict=True
+        for (text, segment_id), hyp, sim, spent, secs in zip(
+            pairs, hypotheses, similarities, timings, audio_seconds, strict=True
         )
     ]
     total_audio, total_render = sum(audio_seconds), sum(timings)
@@ -519,6 +528,8 @@ def evaluate_voice(
         load_seconds=load_seconds,
         anchors=[_relative(ws, p) for p in anchors],
         notes=notes,
+        segment_ids=[s.id for s in held_out if s.id is not None],
+        split_seed=seed_of_split,
     )
     report_progress(steps, steps, "done")
     return report
@@ -539,6 +550,8 @@ def _assemble(
     load_seconds: float,
     anchors: list[str],
     notes: list[str],
+    segment_ids: list[int] | None = None,
+    split_seed: int | None = None,
 ) -> EvalReport:
     """Aggregate, gate and save."""
     refs = [item.text for item in items]
@@ -578,6 +591,8 @@ def _assemble(
         },
         anchors=anchors,
         notes=notes,
+        segment_ids=list(segment_ids or []),
+        split_seed=split_seed,
     )
     folder = ws.voices_dir / voice / "eval"
     path = folder / f"{now.strftime('%Y%m%dT%H%M%S.%fZ')}.json"

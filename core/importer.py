@@ -1,7 +1,10 @@
 """Import long recordings into a workspace: copy the original into ``raw/``, register it.
 
 Originals are copied byte for byte (atomically) and never changed afterwards; a file
-whose content is already in the catalog is not imported twice (content hash).
+whose content is already in the catalog is not imported twice (content hash): the existing
+recording is returned, whichever speaker it belongs to (the caller compares
+``recording.speaker``; :mod:`core.ingest` reports whose it is). ``duration_sec`` is the
+header's length here; the ingest replaces it by the decoded length.
 Sidecar transcripts (``.srt``, ``.vtt``, ``.txt`` with the same stem) travel with it.
 """
 

@@ -15,13 +15,20 @@ Idempotent and resumable: a recording already segmented is skipped; a kill mid-r
 leaves no rows for it (its segment files are rewritten identically on the next run); the
 analysis passes pick up what is missing, and their results do not depend on where a run
 was interrupted (the speaker reference is computed from a deterministic choice of anchors).
+Temporary files live in ``<workspace>/.tmp/`` (:mod:`core.tempfiles`); the folders a killed
+run left there are removed when the next run starts.
+
+Honest reporting: the stored length of a recording is its decoded length, and a file that
+decodes to less than its header announces is marked truncated (:data:`TRUNCATED_NOTE`
+in ``Recording.error``, the state stays ``segmented``); the flagged counts are those after
+the analysis passes; every analysis stage that was skipped is a :class:`SkippedStage` naming
+the setting that makes it run.
 """
 
 from __future__ import annotations
 
 import logging
 import os
-import tempfile
 import time
 from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -33,15 +40,16 @@ import numpy as np
 import numpy.typing as npt
 
 from core.align import align_to_reference
-from core.audio import SUPPORTED_EXTENSIONS, downmix, iter_blocks, read, write_wav
+from core.audio import SUPPORTED_EXTENSIONS, downmix, iter_blocks, probe, read, write_wav
 from core.catalog import Catalog
-from core.errors import PodforgeError
+from core.errors import ModelError, PodforgeError
 from core.importer import import_recording
 from core.loudness import condition, hum_notch
-from core.qc import ClipCounter, flags_for, measure
+from core.qc import ClipCounter, bandwidth_hz, flags_for, measure
 from core.records import Recording, Segment, SegmentUpdate
-from core.segment import Span, VadStream, plan_from_cues, plan_from_vad
+from core.segment import PlanReport, Span, VadStream, plan_adaptive, plan_from_cues
 from core.subtitles import read_subtitles, read_text
+from core.tempfiles import clean_stale, workspace_tempdir
 from core.workspace import Workspace
 
 log = logging.getLogger(__name__)
@@ -51,6 +59,11 @@ ANALYSIS_BATCH = 16
 MAX_ANCHORS = 8
 NO_TEXT_FLAG = "no_text"
 OTHER_SPEAKER_FLAG = "other_speaker"
+TRUNCATED_NOTE = "truncated"
+"""How ``Recording.error`` starts for a recording that decoded to less than its header said."""
+TRUNCATED_MIN_SEC = 0.5
+TRUNCATED_MIN_SHARE = 0.02
+"""A file is truncated when it decodes to less than its header's length by more than both."""
 
 
 @dataclass(frozen=True)
@@ -85,6 +98,24 @@ class FileResult:
     flagged: int = 0
     skipped: bool = False  # already ingested
     error: str | None = None
+    truncated: bool = False  # decoded to less than its header announced
+    note: str | None = None  # one line: truncation, or whose recording it already is
+    segmentation: str | None = None  # what adaptive segmentation did to too-long regions
+
+
+@dataclass(frozen=True)
+class SkippedStage:
+    """An analysis stage that did not run for some segments, why, and what makes it run."""
+
+    stage: str  # transcription | speaker filter
+    segments: int  # how many segments are left without its results
+    reason: str  # one line
+    fix: str  # the setting (or option) that makes it run
+
+    def line(self) -> str:
+        return (
+            f"{self.stage} skipped for {self.segments} segment(s): {self.reason}; fix: {self.fix}"
+        )
 
 
 @dataclass
@@ -97,6 +128,7 @@ class IngestSummary:
     speaker_checked: int = 0
     seconds: float = 0.0
     warnings: list[str] = field(default_factory=list)
+    skipped_stages: list[SkippedStage] = field(default_factory=list)
 
     @property
     def failed(self) -> list[FileResult]:
@@ -136,15 +168,15 @@ def ingest(
     summary = IngestSummary(speaker=speaker)
     files, problems = discover(paths)
     summary.files += [FileResult(source=p.split(":")[0], error=p) for p in problems]
+    for stale in clean_stale(ws.root):
+        log.info("removed %s, left by a podforge process that was killed", stale)
     with Catalog.open(ws.catalog_path) as catalog:
         emit(Progress("files", "", 0, len(files)))
         for number, path in enumerate(files, 1):
             summary.files.append(_ingest_file(ws, catalog, path, speaker, emit))
             emit(Progress("files", path.name, number, len(files)))
-        try:
-            analyse(ws, catalog, speaker, options, emit, summary)
-        except PodforgeError as exc:
-            summary.warnings.append(str(exc))
+        analyse(ws, catalog, speaker, options, emit, summary)
+        _count_flags(catalog, speaker, summary.files)
         summary.seconds = time.perf_counter() - started
         catalog.set_meta(f"last_ingest:{speaker}", _summary_json(summary))
     emit(Progress("done", "", 1, 1))
@@ -163,39 +195,92 @@ def _ingest_file(
         log.warning("ingest: %s", result.error)
         return result
     result.recording_id, result.duration_sec = rec.id, rec.duration_sec
+    if rec.speaker != speaker:
+        # The same content is in the catalog already, as someone else's recording.
+        result.skipped = True
+        result.note = (
+            f"already ingested for speaker '{rec.speaker}' (as {rec.original_name}); "
+            f"not added to '{speaker}'"
+        )
+        return result
     try:
         if rec.state == "segmented":
             result.skipped = True
+            if rec.original_name != path.name:
+                result.note = f"already ingested (as {rec.original_name})"
         else:
-            segment_recording(ws, catalog, rec, emit)
+            plan = segment_recording(ws, catalog, rec, emit)
+            if plan is not None and plan.long_regions:
+                result.segmentation = plan.summary()
     except PodforgeError as exc:
         # Name the file the user gave, not its copy in raw/.
         result.error = str(exc).replace(str(ws.root / rec.path), str(path))
         log.warning("ingest: %s", result.error)
         catalog.set_recording_state(rec.id or 0, "failed", result.error)
         return result
+    rec = catalog.recording(rec.id or 0)
+    result.duration_sec = rec.duration_sec
+    if is_truncated(rec):
+        result.truncated = True
+        result.note = rec.error
     segments = catalog.segments(recording_id=rec.id)
     result.segments = len(segments)
     result.flagged = sum(1 for s in segments if s.flags)
     return result
 
 
-def segment_recording(ws: Workspace, catalog: Catalog, rec: Recording, emit: Reporter) -> int:
-    """Cut one imported recording into conditioned, QC'd segments; returns how many."""
+def is_truncated(rec: Recording) -> bool:
+    """True when ``rec`` decoded to less than its header announced (see :data:`TRUNCATED_NOTE`)."""
+    return rec.state == "segmented" and (rec.error or "").startswith(TRUNCATED_NOTE)
+
+
+def _count_flags(catalog: Catalog, speaker: str, files: Sequence[FileResult]) -> None:
+    """Each file's flagged count as the flags stand now (after the analysis passes)."""
+    flagged: dict[int, int] = {}
+    for s in catalog.segments(speaker=speaker):
+        if s.flags:
+            flagged[s.recording_id] = flagged.get(s.recording_id, 0) + 1
+    for f in files:
+        if f.recording_id is not None and not f.error and f.segments:
+            f.flagged = flagged.get(f.recording_id, 0)
+
+
+def truncation_note(decoded_sec: float, header_sec: float) -> str | None:
+    """The note for a file that decoded to ``decoded_sec`` while its header said ``header_sec``
+    (``None`` when the difference is within a codec's padding and the headers' rounding)."""
+    missing = header_sec - decoded_sec
+    if missing <= max(TRUNCATED_MIN_SEC, TRUNCATED_MIN_SHARE * header_sec):
+        return None
+    return (
+        f"{TRUNCATED_NOTE}: only {decoded_sec:.1f} s decoded of the {header_sec:.1f} s its header "
+        "announces (the file is cut short or damaged); export the original again to keep the rest"
+    )
+
+
+def segment_recording(
+    ws: Workspace, catalog: Catalog, rec: Recording, emit: Reporter
+) -> PlanReport | None:
+    """Cut one imported recording into conditioned, QC'd segments.
+
+    Returns what adaptive segmentation did (``None`` for a recording planned from its
+    subtitle cues)."""
     assert rec.id is not None
     targets = ws.settings.audio
     sr = targets.sample_rate
     raw_path = ws.root / rec.path
     sidecar = ws.root / rec.transcript if rec.transcript else None
     cues = read_subtitles(sidecar) if sidecar and sidecar.suffix in (".srt", ".vtt") else None
+    plan: PlanReport | None = None
     vad = (
         None
         if cues
         else VadStream(ws.settings.segmentation.vad_mode, ws.settings.segmentation.frame_ms)
     )
-    with tempfile.TemporaryDirectory(prefix="podforge-ingest-") as tmp:
-        pcm_path = Path(tmp) / "audio.f32"
-        total, clips = _decode_to_disk(raw_path, pcm_path, sr, vad, rec, emit)
+    header_sec = probe(raw_path).duration_sec
+    with workspace_tempdir(ws.root, "ingest") as tmp:
+        pcm_path = tmp / "audio.f32"
+        total, native, clips = _decode_to_disk(raw_path, pcm_path, sr, vad, rec, emit)
+        decoded_sec = native / rec.sample_rate
         audio = (
             np.memmap(pcm_path, dtype=np.float32, mode="r") if total else np.zeros(0, np.float32)
         )
@@ -208,13 +293,19 @@ def segment_recording(ws: Workspace, catalog: Catalog, rec: Recording, emit: Rep
             )  # fmt: skip
         else:
             assert vad is not None
-            spans = plan_from_vad(
-                vad.finish(), total_sec, min_sec=targets.min_segment_sec,
+            spans, plan = plan_adaptive(
+                vad.finish(), audio, sr, vad_mode=ws.settings.segmentation.vad_mode,
+                frame_ms=ws.settings.segmentation.frame_ms, min_sec=targets.min_segment_sec,
                 max_sec=targets.max_segment_sec, margin_sec=margin,
             )  # fmt: skip
+            log.info("ingest: %s: %s", rec.original_name, plan.summary())
         segments = _cut_segments(ws, rec, spans, audio, clips, emit)
-    catalog.replace_segments(rec.id, segments)
-    return len(segments)
+        del audio  # the memory map, before its file is removed
+    note = truncation_note(decoded_sec, header_sec)
+    if note:
+        log.info("ingest: %s: %s", rec.original_name, note)
+    catalog.replace_segments(rec.id, segments, duration_sec=round(decoded_sec, 3), note=note)
+    return plan
 
 
 def _cut_segments(
@@ -250,11 +341,12 @@ def _cut_segments(
 
 def _decode_to_disk(
     raw_path: Path, pcm_path: Path, sr: int, vad: VadStream | None, rec: Recording, emit: Reporter
-) -> tuple[int, ClipCounter]:
+) -> tuple[int, int, ClipCounter]:
     """Stream the recording to ``pcm_path`` (mono float32 at ``sr``).
 
     Decodes at the native rate and channel count so that clipping is counted before the
-    downmix and resampling blur it; the VAD gets a 16 kHz copy.
+    downmix and resampling blur it; the VAD gets a 16 kHz copy. Returns the frames written
+    (at ``sr``), the frames decoded (at the file's rate) and the clip counts.
     """
     import soxr
 
@@ -266,6 +358,7 @@ def _decode_to_disk(
     )
     to_vad = soxr.ResampleStream(sr, VAD_RATE, 1, dtype="float32", quality="HQ") if vad else None
     frames = 0
+    native_frames = 0
 
     def push(out: npt.NDArray[np.float32], fh: BinaryIO) -> None:
         nonlocal frames
@@ -277,6 +370,7 @@ def _decode_to_disk(
     with pcm_path.open("wb") as fh:
         for block in iter_blocks(raw_path, mono=False, block_sec=30.0):
             native = block.reshape(len(block), -1)
+            native_frames += len(native)
             clips.feed(native)
             mono = downmix(native)
             push(to_sr.resample_chunk(mono) if to_sr is not None else mono, fh)
@@ -286,7 +380,7 @@ def _decode_to_disk(
         if vad is not None and to_vad is not None:
             vad.feed(to_vad.resample_chunk(np.zeros(0, np.float32), last=True))
     clips.finish()
-    return frames, clips
+    return frames, native_frames, clips
 
 
 def _condition_and_measure(
@@ -309,7 +403,7 @@ def _condition_and_measure(
     )
     qc = replace(measure(conditioned, sr, raw=cut), clipped=round(clipped, 6))
     duration = len(cut) / sr
-    flags = flags_for(qc, ws.settings.qc, duration, targets)
+    flags = flags_for(qc, ws.settings.qc, duration, targets, bandwidth=bandwidth_hz(cut, sr))
     if not span.text:
         flags = (*flags, NO_TEXT_FLAG)
     write_wav(ws.root / rel, conditioned.audio, sr, subtype=targets.subtype)
@@ -341,21 +435,62 @@ def analyse(
     emit: Reporter,
     summary: IngestSummary | None = None,
 ) -> None:
-    """Transcribe and speaker-check the segments of ``speaker`` that still lack results."""
-    segments = catalog.segments(speaker=speaker)
-    if options.transcribe:
-        todo = [s for s in segments if not s.text_source]
-        if todo:
-            done = transcribe_segments(ws, catalog, todo, emit)
-            if summary is not None:
-                summary.transcribed = done
-    if options.speaker_filter:
+    """Transcribe and speaker-check the segments of ``speaker`` that still lack results.
+
+    Each stage runs on its own: a model that cannot be loaded skips that stage only. A
+    stage that leaves segments without its results, because it is turned off, its model
+    is missing or there is nothing to compare with, is recorded in
+    ``summary.skipped_stages`` with the setting that makes it run.
+    """
+    report = summary if summary is not None else IngestSummary(speaker=speaker)
+
+    def untranscribed() -> list[Segment]:
+        return [s for s in catalog.segments(speaker=speaker) if not s.text_source]
+
+    def unchecked() -> list[Segment]:
+        return [s for s in catalog.segments(speaker=speaker) if s.qc.similarity is None]
+
+    def skip(stage: str, left: int, exc: PodforgeError, key: str, value: str) -> None:
+        fix = (
+            f'set [models] {key} in workspace.toml (now "{value}") to a model that loads here: '
+            'a downloaded one, a local folder or "tiny"'
+            if isinstance(exc, ModelError)
+            else "correct what the message names, then run the ingest again"
+        )
+        report.skipped_stages.append(SkippedStage(stage, left, str(exc).rstrip("."), fix))
+        log.info("ingest: %s", report.skipped_stages[-1].line())
+
+    todo = untranscribed()
+    if todo and not options.transcribe:
+        off, fix = "turned off for this run (--no-asr)", "run the ingest again without --no-asr"
+        report.skipped_stages.append(SkippedStage("transcription", len(todo), off, fix))
+    elif todo:
+        try:
+            report.transcribed = transcribe_segments(ws, catalog, todo, emit)
+        except PodforgeError as exc:
+            skip("transcription", len(untranscribed()), exc, "asr", ws.settings.models.asr)
+    todo = unchecked()
+    if todo and not options.speaker_filter:
+        off = "turned off for this run (--no-speaker-filter)"
+        fix = "run the ingest again without --no-speaker-filter"
+        report.skipped_stages.append(SkippedStage("speaker filter", len(todo), off, fix))
+    elif todo:
         segments = catalog.segments(speaker=speaker)
-        todo = [s for s in segments if s.qc.similarity is None]
-        if todo:
+        try:
             done = check_speaker(ws, catalog, speaker, segments, todo, emit)
-            if summary is not None:
-                summary.speaker_checked = done
+        except PodforgeError as exc:
+            skip("speaker filter", len(unchecked()), exc, "speaker", ws.settings.models.speaker)
+        else:
+            report.speaker_checked = done
+            if not done:
+                report.skipped_stages.append(
+                    SkippedStage(
+                        "speaker filter",
+                        len(todo),
+                        f"no anchor clips for '{speaker}' (no clean 3-15 s segment yet)",
+                        f"put reference clips in voices/{speaker}/anchors/*.wav",
+                    )
+                )
 
 
 def transcribe_segments(

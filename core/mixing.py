@@ -96,6 +96,8 @@ master ~4.6 s, WAV + MP3 + JSON ~9.2 s, ~13.8 s in all on 2 cores (bench/mix.py)
 
 from __future__ import annotations
 
+import bisect
+import contextlib
 import functools
 import io
 import json
@@ -103,7 +105,9 @@ import logging
 import math
 import os
 import re
-from collections.abc import Mapping, Sequence
+import shutil
+import tempfile
+from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -112,13 +116,14 @@ from typing import Any, Final, Literal
 import numpy as np
 import numpy.typing as npt
 
-from core.atomic import atomic_write_bytes, atomic_write_text
+from core.atomic import atomic_path, atomic_write_bytes, atomic_write_text
 from core.audio import downmix, resample, write_wav
 from core.errors import AudioError
 from core.loudness import condition, integrated_lufs, true_peak_db
 
 __all__ = [
     "CHAPTERS_VERSION",
+    "AudioFile",
     "ExportedEpisode",
     "MixResult",
     "MixSettings",
@@ -152,14 +157,57 @@ _ROOM_TONE_SEED: Final = 0x5EED
 # ------------------------------------------------------------------------- timeline
 
 
+@dataclass(frozen=True)
+class AudioFile:
+    """Audio left on disk (a render-cache file): read only while its span is mixed.
+
+    ``frames`` and ``sample_rate`` are the file's own (:meth:`probe` reads them from its
+    header); the audio is taken as mono.
+    """
+
+    path: Path
+    frames: int
+    sample_rate: int
+
+    @classmethod
+    def probe(cls, path: Path) -> AudioFile:
+        import soundfile as sf
+
+        info = sf.info(str(path))
+        return cls(Path(path), int(info.frames), int(info.samplerate))
+
+    def length_at(self, sr: int) -> int:
+        """The number of samples at ``sr`` (what soxr's one-piece resampling returns)."""
+        if sr == self.sample_rate:
+            return self.frames
+        return (2 * self.frames * sr + self.sample_rate) // (2 * self.sample_rate)
+
+    def load_at(self, sr: int, what: str) -> FloatArray:
+        """The audio as mono float32 at ``sr``; :class:`AudioError` if it cannot be read."""
+        import soundfile as sf
+
+        try:
+            audio, rate = sf.read(str(self.path), dtype="float32", always_2d=False)
+        except (sf.SoundFileError, RuntimeError) as exc:
+            raise AudioError(f"{self.path}: cannot read {what} ({exc}); render it again") from exc
+        a = _checked(audio, what)
+        if a.ndim == 2:
+            a = downmix(a)
+        a = a.astype(np.float32, copy=False)
+        return resample(a, int(rate), sr) if int(rate) != sr else a
+
+
 @dataclass(frozen=True, eq=False)
 class TimelineLine:
-    """One rendered line: mono float audio at ``sample_rate`` and what it says."""
+    """One rendered line: mono float audio at ``sample_rate`` and what it says.
+
+    ``audio`` may be an :class:`AudioFile`: the line stays on disk until it is mixed.
+    """
 
     index: int
     speaker: str
     text: str
-    audio: npt.NDArray[Any]
+    audio: npt.NDArray[Any] | AudioFile
     sample_rate: int
     seed: int | None = None
     backend: str = ""
@@ -309,6 +357,10 @@ class MixResult:
     chapters: tuple[tuple[str, float], ...]
     lufs: float | None
     true_peak_db: float
+    target_lufs: float | None = None
+    """The loudness the master aimed at (``None``: not mastered)."""
+    ceiling_dbtp: float | None = None
+    """The true-peak ceiling the master held (``None``: not mastered)."""
 
     @property
     def duration_sec(self) -> float:
@@ -349,9 +401,11 @@ class _Source:
 @dataclass
 class _Placed:
     start: int
-    source: _Source
+    source: _Source | None  # None: a line left on disk (``line.audio``), read when mixed
     fade: int
     line: TimelineLine | None
+    length: int = 0
+    gains: tuple[float, ...] = ()
 
 
 @dataclass
@@ -360,14 +414,52 @@ class _Bed:
     cue: TimelineBed
     stop: int = 0
     fade_out: float = 0.0
+    fade_out_samples: int = 0
+    cycles: list[tuple[FloatArray, FloatArray, tuple[float, ...]]] = field(default_factory=list)
+    """Per source signal: the signal, one loop cycle (see :func:`_looped`) and its gains."""
+
+
+@dataclass
+class _Plan:
+    """Where everything goes: the timeline laid out, before any audio is mixed."""
+
+    settings: MixSettings
+    channels: int
+    length: int
+    placed: list[_Placed]
+    beds: list[_Bed]
+    speech: list[tuple[int, int]]
+    lines: tuple[PlacedLine, ...]
+    chapters: tuple[tuple[str, float], ...]
+    resampled: _Prepared
+
+    @property
+    def has_music_or_effects(self) -> bool:
+        return bool(self.beds) or any(p.line is None for p in self.placed)
 
 
 def mix_episode(items: Sequence[TimelineItem], settings: MixSettings = _DEFAULTS) -> MixResult:
     """Place ``items`` on a timeline, mix them and master the result.
 
     See the module docstring for the rules. Raises :class:`ValueError` for audio that is
-    not finite or has the wrong shape, naming the line.
+    not finite or has the wrong shape, naming the line. The whole episode is held in
+    memory (previews, tests); :func:`render_episode_files` streams long episodes.
     """
+    plan = _plan(items, settings)
+    sr = settings.sample_rate
+    buffers = _mix_window(plan, 0, plan.length, {})
+    audio = buffers[0] if plan.channels == 1 else np.column_stack(buffers)
+    del buffers
+    if plan.length == 0:
+        return MixResult(audio, sr, plan.lines, plan.chapters, None, -math.inf)
+    if not settings.master:
+        lufs = integrated_lufs(audio, sr)
+        return MixResult(audio, sr, plan.lines, plan.chapters, lufs, true_peak_db(audio, sr))
+    return _master(audio, sr, settings, plan.lines, plan.chapters)
+
+
+def _plan(items: Sequence[TimelineItem], settings: MixSettings) -> _Plan:
+    """Lay ``items`` out on the timeline (see the module docstring); no audio is mixed."""
     sr = settings.sample_rate
     channels = 2 if settings.stereo else 1
     fade = _samples(settings.fade_ms / 1000.0, sr)
@@ -413,20 +505,24 @@ def mix_episode(items: Sequence[TimelineItem], settings: MixSettings = _DEFAULTS
                 start = max(last_start, end + step + pause)
             start = max(start, 0)
             if isinstance(item, TimelineLine):
-                what = f"line {item.index} ({item.speaker})"
-                audio = _prepared(item.audio, item.sample_rate, sr, True, resampled, what)
-                source = _Source([(audio, _pan_gains(pans.get(item.speaker, 0.0), channels))])
-                placed.append(_Placed(start, source, fade, item))
+                gains = _pan_gains(pans.get(item.speaker, 0.0), channels)
+                if isinstance(item.audio, AudioFile):
+                    p = _Placed(start, None, fade, item, item.audio.length_at(sr), gains)
+                else:
+                    what = f"line {item.index} ({item.speaker})"
+                    audio = _prepared(item.audio, item.sample_rate, sr, True, resampled, what)
+                    p = _Placed(start, _Source([(audio, gains)]), fade, item, audio.size, gains)
             else:
                 source = _source(item.audio, item.sample_rate, sr, channels, resampled, "effect")
                 _scale(source, _gain(item.volume_db))
-                placed.append(_Placed(start, source, fade, None))
+                p = _Placed(start, source, fade, None, source.length)
+            placed.append(p)
             for title in pending_chapters:
                 chapters.append((title, 0 if not chapters else start))
             pending_chapters.clear()
             previous = kind
             last_start = start
-            end = max(end, start + source.length)
+            end = max(end, start + p.length)
             pause = 0
         else:
             raise TypeError(f"not a timeline item: {type(item).__name__}")
@@ -439,31 +535,24 @@ def mix_episode(items: Sequence[TimelineItem], settings: MixSettings = _DEFAULTS
         playing.fade_out = playing.cue.fade_out
         beds.append(playing)
 
-    bed_fades = [max(_samples(bed.fade_out, sr), fade) for bed in beds]
-    length = max([speech_end] + [bed.stop + f for bed, f in zip(beds, bed_fades, strict=True)])
-    buffers = [np.zeros(length, dtype=np.float32) for _ in range(channels)]
-
-    for p in placed:
-        for signal, gains in p.source.parts:
-            for buffer, channel_gain in zip(buffers, gains, strict=True):
-                _add_faded(buffer, p.start, signal, channel_gain, p.fade)
-
+    for bed in beds:
+        bed.fade_out_samples = max(_samples(bed.fade_out, sr), fade)
+        cue = bed.cue
+        assert cue.audio is not None  # checked when the cue was made
+        source = _source(cue.audio, cue.sample_rate, sr, channels, resampled, "music bed")
+        bed.cycles = [(s, _cycle(s, fade), gains) for s, gains in source.parts]
+    length = max([speech_end] + [bed.stop + bed.fade_out_samples for bed in beds])
     speech = _merged(
-        [(p.start, p.start + p.source.length) for p in placed if p.line is not None],
+        [(p.start, p.start + p.length) for p in placed if p.line is not None],
         _samples((settings.duck_attack_ms + settings.duck_release_ms) / 1000.0, sr),
     )
-    for bed, fade_out in zip(beds, bed_fades, strict=True):
-        _add_bed(buffers, bed, fade_out, speech, settings, resampled)
-
-    audio = buffers[0] if channels == 1 else np.column_stack(buffers)
-    del buffers
     lines = tuple(
         PlacedLine(
             index=p.line.index,
             speaker=p.line.speaker,
             text=p.line.text,
             start_sec=p.start / sr,
-            end_sec=(p.start + p.source.length) / sr,
+            end_sec=(p.start + p.length) / sr,
             seed=p.line.seed,
             backend=p.line.backend,
         )
@@ -471,12 +560,40 @@ def mix_episode(items: Sequence[TimelineItem], settings: MixSettings = _DEFAULTS
         if p.line is not None
     )
     chapter_marks = tuple((title, start / sr) for title, start in chapters)
-    if length == 0:
-        return MixResult(audio, sr, lines, chapter_marks, None, -math.inf)
-    if not settings.master:
-        lufs = integrated_lufs(audio, sr)
-        return MixResult(audio, sr, lines, chapter_marks, lufs, true_peak_db(audio, sr))
-    return _master(audio, sr, settings, lines, chapter_marks)
+    return _Plan(settings, channels, length, placed, beds, speech, lines, chapter_marks, resampled)
+
+
+def _mix_window(plan: _Plan, a: int, b: int, loaded: dict[int, FloatArray]) -> list[FloatArray]:
+    """Samples ``a .. b - 1`` of the mix, one float32 array per channel.
+
+    Lines left on disk are read (and resampled) when a window first reaches them and
+    kept in ``loaded`` (by position in the plan) until a window starts after their end.
+    Every sample gets the same operations in the same order whatever the windows, so a
+    mix made in windows equals the mix made in one piece.
+    """
+    sr = plan.settings.sample_rate
+    buffers = [np.zeros(b - a, dtype=np.float32) for _ in range(plan.channels)]
+    for k in [k for k in loaded if plan.placed[k].start + plan.placed[k].length <= a]:
+        del loaded[k]
+    for k, p in enumerate(plan.placed):
+        if p.start >= b or p.start + p.length <= a:
+            continue
+        source = p.source
+        if source is None:
+            signal = loaded.get(k)
+            if signal is None:
+                assert p.line is not None and isinstance(p.line.audio, AudioFile)
+                signal = p.line.audio.load_at(sr, f"line {p.line.index} ({p.line.speaker})")
+                if signal.size != p.length:  # a file changed under us: keep the layout
+                    signal = np.resize(signal, p.length).astype(np.float32, copy=False)
+                loaded[k] = signal
+            source = _Source([(signal, p.gains)])
+        for signal, gains in source.parts:
+            for buffer, channel_gain in zip(buffers, gains, strict=True):
+                _add_faded(buffer, a, p.start, signal, channel_gain, p.fade)
+    for bed in plan.beds:
+        _add_bed(buffers, a, bed, plan.speech, plan.settings)
+    return buffers
 
 
 def _master(
@@ -507,6 +624,8 @@ def _master(
         chapters=chapters,
         lufs=result.lufs,
         true_peak_db=result.true_peak_db,
+        target_lufs=target,
+        ceiling_dbtp=settings.ceiling_dbtp,
     )
 
 
@@ -607,20 +726,34 @@ def _ramp(n: int) -> FloatArray:
     return out
 
 
-def _add_faded(buffer: FloatArray, start: int, signal: FloatArray, gain: float, fade: int) -> None:
-    """``buffer[start:] += signal * gain`` with a ``fade``-sample ramp at both ends."""
+def _add_faded(
+    buffer: FloatArray, a: int, start: int, signal: FloatArray, gain: float, fade: int
+) -> None:
+    """Add ``signal * gain``, placed at ``start``, to ``buffer`` (which holds samples from
+    ``a``), with a ``fade``-sample ramp at both ends; only the part inside the buffer."""
     if gain == 0.0 or signal.size == 0:
         return
     n = signal.size
     f = min(fade, n // 2)
-    target = buffer[start : start + n]
+    lo, hi = max(0, a - start), min(n, a + buffer.size - start)
+    if hi <= lo:
+        return
     g = np.float32(gain)
-    middle = signal[f : n - f]
-    target[f : n - f] += middle if gain == 1.0 else middle * g
+    m0, m1 = max(lo, f), min(hi, n - f)
+    if m1 > m0:
+        middle = signal[m0:m1]
+        buffer[start + m0 - a : start + m1 - a] += middle if gain == 1.0 else middle * g
     if f:
         ramp = _ramp(f) * g
-        target[:f] += signal[:f] * ramp
-        target[n - f :] += signal[n - f :] * ramp[::-1]
+        h0, h1 = lo, min(hi, f)
+        if h1 > h0:
+            buffer[start + h0 - a : start + h1 - a] += signal[h0:h1] * ramp[h0:h1]
+        t0, t1 = max(lo, n - f), hi
+        if t1 > t0:
+            down = ramp[::-1]
+            buffer[start + t0 - a : start + t1 - a] += (
+                signal[t0:t1] * down[t0 - (n - f) : t1 - (n - f)]
+            )
 
 
 def _merged(intervals: list[tuple[int, int]], bridge: int) -> list[tuple[int, int]]:
@@ -634,11 +767,9 @@ def _merged(intervals: list[tuple[int, int]], bridge: int) -> list[tuple[int, in
     return merged
 
 
-def _looped(signal: FloatArray, length: int, crossfade: int) -> FloatArray:
-    """``signal`` repeated to ``length`` samples, each seam crossfaded over ``crossfade``."""
+def _cycle(signal: FloatArray, crossfade: int) -> FloatArray:
+    """One period of ``signal`` looped with a ``crossfade`` at each seam (see :func:`_looped`)."""
     n = signal.size
-    if length <= n:
-        return signal[:length].copy()
     xf = min(crossfade, n // 2)
     period = n - xf
     cycle = signal[:period].copy()
@@ -646,40 +777,70 @@ def _looped(signal: FloatArray, length: int, crossfade: int) -> FloatArray:
         ramp = _ramp(xf)
         # The tail of one repetition fades out while the head of the next fades in.
         cycle[:xf] = signal[:xf] * ramp + signal[period:] * ramp[::-1]
-    out = np.resize(cycle, length)
-    out[:xf] = signal[:xf]  # the first repetition has nothing before it
+    return cycle
+
+
+def _looped_part(
+    signal: FloatArray, cycle: FloatArray, length: int, k0: int, k1: int
+) -> FloatArray:
+    """Samples ``k0 .. k1 - 1`` of :func:`_looped` (``signal`` to ``length``), a new array."""
+    n = signal.size
+    if length <= n:
+        return signal[k0:k1].copy()
+    xf = n - cycle.size
+    out = np.empty(k1 - k0, dtype=np.float32)
+    period = cycle.size
+    k = k0
+    while k < k1:
+        phase = k % period
+        take = min(period - phase, k1 - k)
+        out[k - k0 : k - k0 + take] = cycle[phase : phase + take]
+        k += take
+    if k0 < xf:  # the first repetition has nothing before it
+        out[: min(xf, k1) - k0] = signal[k0 : min(xf, k1)]
     return out
+
+
+def _looped(signal: FloatArray, length: int, crossfade: int) -> FloatArray:
+    """``signal`` repeated to ``length`` samples, each seam crossfaded over ``crossfade``."""
+    return _looped_part(signal, _cycle(signal, crossfade), length, 0, length)
 
 
 def _add_bed(
     buffers: list[FloatArray],
+    a: int,
     bed: _Bed,
-    fade_out: int,
     speech: list[tuple[int, int]],
     settings: MixSettings,
-    cache: _Prepared,
 ) -> None:
+    """Add the part of ``bed`` that falls in ``buffers`` (samples from ``a``)."""
     sr = settings.sample_rate
     cue = bed.cue
-    assert cue.audio is not None  # checked when the cue was made
+    fade_out = bed.fade_out_samples
     length = bed.stop - bed.start + fade_out
     if length <= 0:
         return
+    k0 = max(0, a - bed.start)
+    k1 = min(length, a + buffers[0].size - bed.start)
+    if k1 <= k0:
+        return
     fade = _samples(settings.fade_ms / 1000.0, sr)
-    envelope = np.full(length, _gain(cue.volume_db), dtype=np.float32)
+    envelope = np.full(k1 - k0, _gain(cue.volume_db), dtype=np.float32)
     fade_in = min(max(_samples(cue.fade_in, sr), fade), length)
-    envelope[:fade_in] *= _ramp(fade_in)
+    if k0 < fade_in:
+        envelope[: min(fade_in, k1) - k0] *= _ramp(fade_in)[k0 : min(fade_in, k1)]
     hold = bed.stop - bed.start
-    envelope[hold:] *= _ramp(fade_out)[::-1][: length - hold]
+    if k1 > hold:
+        h = max(k0, hold)
+        envelope[h - k0 :] *= _ramp(fade_out)[::-1][h - hold : k1 - hold]
     if cue.duck_db:
-        _duck(envelope, bed.start, speech, -abs(cue.duck_db), settings)
-    source = _source(cue.audio, cue.sample_rate, sr, len(buffers), cache, "music bed")
-    for signal, gains in source.parts:
-        shaped = _looped(signal, length, fade)
+        _duck(envelope, bed.start + k0, speech, -abs(cue.duck_db), settings)
+    for signal, cycle, gains in bed.cycles:
+        shaped = _looped_part(signal, cycle, length, k0, k1)
         shaped *= envelope
         for buffer, gain in zip(buffers, gains, strict=True):
             if gain:
-                target = buffer[bed.start : bed.start + length]
+                target = buffer[bed.start + k0 - a : bed.start + k1 - a]
                 target += shaped if gain == 1.0 else shaped * np.float32(gain)
 
 
@@ -699,7 +860,11 @@ def _duck(
     attack_gain = (down ** _ramp(attack).astype(np.float64)).astype(np.float32)
     release_gain = (down ** (1.0 - _ramp(release).astype(np.float64))).astype(np.float32)
     n = envelope.size
-    for start, end in speech:
+    # ``speech`` is sorted and disjoint (its ends are sorted too): visit the reachable ones.
+    first = bisect.bisect_right([e for _, e in speech], offset - release) if len(speech) > 64 else 0
+    for start, end in speech[first:]:
+        if start - attack >= offset + n:
+            break
         lo, hi = start - offset, end - offset
         if hi + release <= 0 or lo - attack >= n:
             continue
@@ -776,7 +941,7 @@ def export_episode(
     return paths
 
 
-def chapters_json(result: MixResult) -> dict[str, Any]:
+def chapters_json(result: MixResult | MasteredEpisode) -> dict[str, Any]:
     """Podcasting 2.0 JSON chapters for ``result``."""
     return {
         "version": CHAPTERS_VERSION,
@@ -787,7 +952,11 @@ def chapters_json(result: MixResult) -> dict[str, Any]:
 
 
 def _manifest(
-    result: MixResult, name: str, title: str, bitrate: int, extra: Mapping[str, Any]
+    result: MixResult | MasteredEpisode,
+    name: str,
+    title: str,
+    bitrate: int,
+    extra: Mapping[str, Any],
 ) -> dict[str, Any]:
     manifest: dict[str, Any] = {
         "schema": MANIFEST_SCHEMA,
@@ -797,6 +966,8 @@ def _manifest(
         "channels": result.channels,
         "lufs": _finite(result.lufs, 2),
         "true_peak_dbtp": _finite(result.true_peak_db, 2),
+        "target_lufs": result.target_lufs,
+        "ceiling_dbtp": result.ceiling_dbtp,
         "files": {
             "wav": f"{name}.wav",
             "mp3": f"{name}.mp3",
@@ -1150,37 +1321,59 @@ def _retag(
 
     ``positions`` are where the stream's audio frames start.
     """
-    tag_at = stream.find(b"Info", 0, info_size)
+    music = _crc16(bytes(stream[info_size:]))
+    info = _retagged_info(
+        stream[:info_size], len(positions), len(stream), positions, samples, frame, music
+    )
+    if info is None:
+        return None
+    stream[:info_size] = info
+    return bytes(stream)
+
+
+def _retagged_info(
+    info: bytearray,
+    count: int,
+    size: int,
+    positions: Sequence[int],
+    samples: int,
+    frame: int,
+    music_crc: int,
+) -> bytearray | None:
+    """The Info frame ``info`` rewritten for a stream of ``count`` frames and ``size`` bytes.
+
+    ``positions`` are where the frames start (only the seek table's 99 are read);
+    ``music_crc`` is the CRC-16 of everything after the Info frame.
+    """
+    info_size = len(info)
+    tag_at = info.find(b"Info")
     if tag_at < 0:
-        tag_at = stream.find(b"Xing", 0, info_size)
+        tag_at = info.find(b"Xing")
     if tag_at < 0:
         return None
-    flags = int.from_bytes(stream[tag_at + 4 : tag_at + 8], "big")
+    flags = int.from_bytes(info[tag_at + 4 : tag_at + 8], "big")
     if flags & 7 != 7:
         return None
-    count = len(positions)
-    size = len(stream)
     fields = tag_at + 8
-    stream[fields : fields + 4] = count.to_bytes(4, "big")
-    stream[fields + 4 : fields + 8] = size.to_bytes(4, "big")
+    info[fields : fields + 4] = count.to_bytes(4, "big")
+    info[fields + 4 : fields + 8] = size.to_bytes(4, "big")
     toc = fields + 8
-    stream[toc] = 0
+    info[toc] = 0
     for i in range(1, 100):  # where i percent of the frames lie, in 1/256ths of the bytes
-        stream[toc + i] = min(255, 256 * positions[(i * count) // 100] // size)
+        info[toc + i] = min(255, 256 * positions[(i * count) // 100] // size)
     lame = toc + 100 + (4 if flags & 8 else 0)
-    if stream[lame : lame + 4] != b"LAME" or lame + _LAME_TAG_SIZE > info_size:
+    if info[lame : lame + 4] != b"LAME" or lame + _LAME_TAG_SIZE > info_size:
         return None
-    delay = int.from_bytes(stream[lame + 21 : lame + 24], "big") >> 12
+    delay = int.from_bytes(info[lame + 21 : lame + 24], "big") >> 12
     padding = count * frame - delay - samples
     if not 0 <= padding < 4096:
         return None
-    stream[lame + 21 : lame + 24] = ((delay << 12) | padding).to_bytes(3, "big")
-    stream[lame + 28 : lame + 32] = size.to_bytes(4, "big")
-    music = _crc16(bytes(stream[info_size:]))
-    stream[lame + 32 : lame + 34] = music.to_bytes(2, "big")
-    tag_crc = _crc16(bytes(stream[: lame + 34]))
-    stream[lame + 34 : lame + 36] = tag_crc.to_bytes(2, "big")
-    return bytes(stream)
+    info[lame + 21 : lame + 24] = ((delay << 12) | padding).to_bytes(3, "big")
+    info[lame + 28 : lame + 32] = size.to_bytes(4, "big")
+    info[lame + 32 : lame + 34] = music_crc.to_bytes(2, "big")
+    tag_crc = _crc16(bytes(info[: lame + 34]))
+    info[lame + 34 : lame + 36] = tag_crc.to_bytes(2, "big")
+    return info
 
 
 @functools.lru_cache(maxsize=1)
@@ -1239,3 +1432,449 @@ def _id3(title: str) -> bytes:
 
 def _synchsafe(value: int) -> bytes:
     return bytes(((value >> shift) & 0x7F) for shift in (21, 14, 7, 0))
+
+
+class _Crc16Stream:
+    """:func:`_crc16` of bytes fed a piece at a time (the same value for the same bytes)."""
+
+    def __init__(self, block: int = 2048) -> None:
+        self.block = block
+        self.value = 0
+        self.pending = b""
+
+    def feed(self, data: bytes) -> None:
+        data = self.pending + data
+        whole = len(data) - len(data) % self.block
+        self.pending = data[whole:]
+        if not whole:
+            return
+        table = _crc_table()
+        rows = np.frombuffer(data[:whole], dtype=np.uint8).reshape(-1, self.block)
+        crc = np.zeros(rows.shape[0], dtype=np.uint16)
+        for j in range(self.block):
+            crc = (crc >> 8) ^ table[(crc ^ rows[:, j]) & 0xFF]
+        low, high = _crc_shift(self.block)
+        value = self.value
+        for part in crc.tolist():
+            value = low[value & 0xFF] ^ high[value >> 8] ^ part
+        self.value = value
+
+    def finish(self) -> int:
+        table = _crc_table().tolist()
+        value = self.value
+        for byte in self.pending:
+            value = (value >> 8) ^ table[(value ^ byte) & 0xFF]
+        return value
+
+
+class _Mp3Unjoinable(Exception):
+    """No clean join between two chunks: the stream must be encoded in one piece."""
+
+
+_MP3_STREAM_BATCH: Final = 4
+"""Chunks a streamed MP3 encodes at once (memory: 4 x 3 minutes of audio, held twice)."""
+_MP3_KEEP_FRAMES: Final = 32
+"""Frames kept in memory at the end of a streamed MP3: a join may write reservoir bytes
+(at most 511) into the main data of the frames before it."""
+
+
+class Mp3Writer:
+    """Writes an MP3 of ``samples`` samples fed in order, a block at a time, to ``path``.
+
+    The stream is the one :func:`encode_mp3` makes of the same audio (the same 3-minute
+    chunks, encoded on threads a batch at a time, joined the same way; byte-identical),
+    written as it goes: memory holds one batch of chunks, not the episode. ``one_piece``
+    encodes in one LAME stream instead (the fallback when chunks cannot be joined;
+    :meth:`feed` raises :class:`_Mp3Unjoinable` then, and the caller starts again).
+    """
+
+    def __init__(
+        self,
+        path: Path,
+        samples: int,
+        sample_rate: int,
+        channels: int,
+        *,
+        bitrate_kbps: int = 128,
+        title: str | None = None,
+        one_piece: bool = False,
+    ) -> None:
+        import soundfile as sf
+
+        if sample_rate not in _MP3_RATES:
+            raise ValueError(f"MP3 cannot hold {sample_rate} Hz; use one of {list(_MP3_RATES)}")
+        self.path = path
+        self.n = samples
+        self.sr = sample_rate
+        self.channels = channels
+        self.level = _compression_level(sample_rate, bitrate_kbps)
+        self.frame = 1152 if sample_rate >= 32000 else 576
+        self.tag = _id3(title) if title else b""
+        self.fed = 0
+        chunks = max(1, math.ceil(samples / (_MP3_CHUNK_SEC * sample_rate)))
+        self.one_piece = one_piece or chunks == 1
+        self.file = open(path, "wb")  # noqa: SIM115 (closed by close())
+        self.file.write(self.tag)
+        self.lame: Any = None
+        self.lame_path = path.with_name(path.name + ".lame")
+        if self.one_piece:
+            # LAME rewrites its Info frame at the start of its file: a file of its own.
+            self.lame = sf.SoundFile(
+                str(self.lame_path), "w", samplerate=sample_rate, channels=channels,
+                format="MP3", subtype="MPEG_LAYER_III", compression_level=self.level,
+                bitrate_mode="CONSTANT",
+            )  # fmt: skip
+            return
+        total_frames = math.ceil(samples / self.frame)
+        self.bounds = [round(k * total_frames / chunks) for k in range(chunks + 1)]
+        self.spans: list[tuple[int, int]] = []
+        for k in range(chunks):
+            first = 0 if k == 0 else (self.bounds[k] - _MP3_PREROLL) * self.frame
+            last = (
+                samples
+                if k == chunks - 1
+                else (self.bounds[k + 1] + _MP3_WINDOW + _MP3_TAIL) * self.frame
+            )
+            self.spans.append((max(0, first), min(samples, last)))
+        self.buffer: list[FloatArray] = []
+        self.buffer_start = 0  # the sample buffer[0] starts at
+        self.next_chunk = 0  # the next chunk to encode
+        self.held: tuple[int, bytes, list[_Frame], int] | None = None  # encoded, not emitted
+        self.edge = 0  # the stream frame the next emitted chunk starts after
+        self.info: bytearray | None = None
+        self.out = bytearray()  # frames not yet written (the last few)
+        self.out_at = 0  # the stream offset of out[0]
+        self.length = 0  # stream bytes so far (Info frame included)
+        self.positions: list[int] = []
+        self.areas: list[tuple[int, int]] = []  # main data of the last frames (stream offsets)
+        self.crc = _Crc16Stream()
+
+    def feed(self, block: npt.NDArray[Any]) -> None:
+        a = np.asarray(block, dtype=np.float32)
+        if self.fed + a.shape[0] > self.n:
+            raise ValueError(f"fed {self.fed + a.shape[0]} samples to an MP3 of {self.n}")
+        self.fed += a.shape[0]
+        if self.one_piece:
+            self.lame.write(a)
+            return
+        self.buffer.append(a)
+        batch = min(_threads(), _MP3_STREAM_BATCH)
+        while self.next_chunk < len(self.spans):
+            last = min(self.next_chunk + batch, len(self.spans)) - 1
+            if self.fed < self.spans[last][1]:
+                break
+            self._encode(range(self.next_chunk, last + 1))
+
+    def close(self) -> None:
+        """Finish the stream (every sample must have been fed)."""
+        try:
+            if self.fed != self.n:
+                raise ValueError(f"an MP3 of {self.n} samples was fed {self.fed}")
+            if self.one_piece:
+                self.lame.close()
+                with open(self.lame_path, "rb") as lame:
+                    shutil.copyfileobj(lame, self.file, 1 << 20)
+                return
+            assert self.held is not None and self.info is not None
+            k, data, frames, offset = self.held
+            self._emit(k, data, frames, offset, offset + len(frames) - 1)
+            self._flush(len(self.out))
+            count = len(self.positions)
+            info = _retagged_info(
+                self.info, count, self.length, self.positions, self.n, self.frame,
+                self.crc.finish(),
+            )  # fmt: skip
+            if info is None:
+                raise _Mp3Unjoinable
+            self.file.seek(len(self.tag))
+            self.file.write(info)
+        finally:
+            self.file.close()
+            self.lame_path.unlink(missing_ok=True)
+
+    def abort(self) -> None:
+        with contextlib.suppress(Exception):
+            if self.lame is not None:
+                self.lame.close()
+        self.file.close()
+        self.lame_path.unlink(missing_ok=True)
+
+    def _audio(self, start: int, end: int) -> FloatArray:
+        if len(self.buffer) > 1:
+            whole = np.concatenate(self.buffer)
+            self.buffer = [whole]
+        return self.buffer[0][start - self.buffer_start : end - self.buffer_start]
+
+    def _encode(self, chunks: range) -> None:
+        parts = [self._audio(*self.spans[k]) for k in chunks]
+        with ThreadPoolExecutor(max_workers=max(1, len(parts))) as pool:
+            encoded = list(pool.map(lambda p: _lame(p, self.sr, self.level), parts))
+        del parts
+        for k, data in zip(chunks, encoded, strict=True):
+            frames = _frames(data)
+            offset = self.spans[k][0] // self.frame
+            if self.held is None:
+                info = frames[0]
+                self.info = bytearray(data[info.pos : info.pos + info.size])
+                self.length = self.out_at = info.size
+                self.file.write(self.info)  # rewritten by close()
+            else:
+                pk, pdata, pframes, poffset = self.held
+                join = _find_join(pdata, pframes, poffset, data, frames, offset,
+                                  self.bounds[k])  # fmt: skip
+                if join is None:
+                    raise _Mp3Unjoinable
+                self._emit(pk, pdata, pframes, poffset, join)
+            self.held = (k, data, frames, offset)
+        self.next_chunk = chunks[-1] + 1
+        if self.next_chunk < len(self.spans):  # drop audio no later chunk reads
+            keep = self.spans[self.next_chunk][0]
+            whole = self._audio(self.buffer_start, self.fed)
+            self.buffer = [whole[keep - self.buffer_start :].copy()]
+            self.buffer_start = keep
+
+    def _emit(self, k: int, data: bytes, frames: list[_Frame], offset: int, edge: int) -> None:
+        """Append chunk ``k``'s frames up to stream frame ``edge`` (after the last edge)."""
+        first, last = self.edge + 1 - offset, edge + 1 - offset
+        if first < 1 or last > len(frames):
+            raise _Mp3Unjoinable
+        if k > 0:
+            need = _side(data, frames[first]).reservoir
+            if need:
+                local = [(s - self.out_at, e - self.out_at) for s, e in self.areas]
+                local = [(s, e) for s, e in local if s >= 0]
+                if not _carry_reservoir(self.out, local, data, frames, first):
+                    raise _Mp3Unjoinable
+        base = self.length - frames[first].pos
+        for f in frames[first:last]:
+            self.positions.append(base + f.pos)
+            self.areas.append((base + f.pos + f.head, base + f.pos + f.size))
+        piece = data[frames[first].pos : frames[last - 1].pos + frames[last - 1].size]
+        self.out += piece
+        self.length += len(piece)
+        self.edge = edge
+        del self.areas[:-_MP3_KEEP_FRAMES]
+        self._flush(self.areas[0][0] - self.out_at if self.areas else len(self.out))
+
+    def _flush(self, upto: int) -> None:
+        """Write ``out[:upto]`` (bytes no join will change any more)."""
+        upto = max(0, min(upto, len(self.out)))
+        if upto:
+            head = bytes(self.out[:upto])
+            self.file.write(head)
+            self.crc.feed(head)
+            del self.out[:upto]
+            self.out_at += upto
+
+
+# ------------------------------------------------------------------ streamed render
+
+
+StageProgress = Callable[[str, int, int], None]
+"""``progress(stage, done, total)``: ``done`` of ``total`` seconds of audio through ``stage``."""
+
+STAGE_MIX: Final = "mixing + loudness"
+STAGE_MASTER: Final = "limiter + WAV + MP3"
+
+_WINDOW_SEC: Final = 60.0
+_MAKEUP_TOLERANCE_LU: Final = 0.1
+_MAKEUP_ROUNDS: Final = 3
+
+
+@dataclass(frozen=True)
+class MasteredEpisode:
+    """What :func:`render_episode_files` made (the audio itself is in the files)."""
+
+    sample_rate: int
+    channels: int
+    samples: int
+    lines: tuple[PlacedLine, ...]
+    chapters: tuple[tuple[str, float], ...]
+    lufs: float | None
+    true_peak_db: float
+    target_lufs: float | None = None
+    ceiling_dbtp: float | None = None
+
+    @property
+    def duration_sec(self) -> float:
+        return self.samples / self.sample_rate
+
+
+def plan_has_music_or_effects(items: Sequence[TimelineItem]) -> bool:
+    """Whether ``items`` hold a music bed or a sound effect (the master's rate follows)."""
+    return any(
+        isinstance(i, TimelineSfx) or (isinstance(i, TimelineBed) and i.action == "start")
+        for i in items
+    )
+
+
+def render_episode_files(
+    items: Sequence[TimelineItem],
+    settings: MixSettings,
+    folder: Path,
+    name: str,
+    *,
+    title: str,
+    tmp_dir: Path,
+    mp3_bitrate_kbps: int = 128,
+    extra_manifest: Mapping[str, Any] | None = None,
+    progress: StageProgress | None = None,
+    window_sec: float = _WINDOW_SEC,
+) -> tuple[ExportedEpisode, MasteredEpisode]:
+    """Mix, master and export an episode of any length in bounded memory.
+
+    The same timeline, mix and master as :func:`mix_episode` + :func:`export_episode`,
+    streamed (see "Long episodes" in the module docstring): the mix is made in
+    ``window_sec`` windows into a float32 file in ``tmp_dir`` while its loudness is
+    measured (:class:`core.loudness.LoudnessMeter`); then each window is read back with
+    :data:`core.loudness.LIMIT_CONTEXT` samples of context, gained and limited
+    (:func:`core.loudness.limit_window`), measured again and fed to the WAV writer and
+    the MP3 encoder (:class:`Mp3Writer`). If limiting took the loudness more than 0.1 LU
+    off the target, the second pass is made again with the gain corrected (at most 3
+    rounds). Lines given as :class:`AudioFile` are read only while their span is mixed.
+    ``progress(stage, done_sec, total_sec)`` follows each window. The intermediate file
+    is removed at the end, also on errors. Room tone is not offered here.
+    """
+    if settings.room_tone_db is not None:
+        raise ValueError("room tone is not offered by the streamed render; use mix_episode")
+    if not _NAME.match(name) or name in (".", ".."):
+        raise ValueError(f"not a usable file name: {name!r}")
+    import soundfile as sf
+
+    from core.loudness import LIMIT_CONTEXT, LoudnessMeter, limit_window
+
+    report: StageProgress = progress or (lambda stage, done, total: None)
+    plan = _plan(items, settings)
+    sr, channels, n = settings.sample_rate, plan.channels, plan.length
+    window = max(1, round(window_sec * sr))
+    total_sec = math.ceil(n / sr)
+    folder = Path(folder)
+    paths = ExportedEpisode(
+        wav=folder / f"{name}.wav",
+        mp3=folder / f"{name}.mp3",
+        manifest=folder / "manifest.json",
+        chapters=folder / "chapters.json",
+    )
+    tmp_dir.mkdir(parents=True, exist_ok=True)
+    fd, mix_name = tempfile.mkstemp(prefix=f"{name}.", suffix=".mix.f32", dir=tmp_dir)
+    os.close(fd)
+    mix_path = Path(mix_name)
+    try:
+        meter = LoudnessMeter(sr, n, channels) if n else None
+        loaded: dict[int, FloatArray] = {}
+        report(STAGE_MIX, 0, total_sec)
+        with open(mix_path, "wb") as f:
+            for a in range(0, n, window):
+                b = min(n, a + window)
+                buffers = _mix_window(plan, a, b, loaded)
+                block = buffers[0] if channels == 1 else np.column_stack(buffers)
+                del buffers
+                assert meter is not None
+                meter.add(block)
+                f.write(block.tobytes())
+                report(STAGE_MIX, math.ceil(b / sr), total_sec)
+        loaded.clear()
+        measured = None if meter is None else meter.lufs()
+        target: float | None = None
+        gain = 1.0
+        if settings.master and measured is not None:
+            target = min(settings.target, measured + settings.max_gain_db)
+            gain = _gain(target - measured)
+
+        first_gain = gain
+
+        def master_pass(gain: float, one_piece: bool, label: str) -> tuple[float | None, float]:
+            out_meter = LoudnessMeter(sr, n, channels) if n else None
+            peak = 0.0
+            mp3 = Mp3Writer(mp3_tmp, n, sr, channels, bitrate_kbps=mp3_bitrate_kbps,
+                            title=title, one_piece=one_piece)  # fmt: skip
+            try:
+                with (
+                    sf.SoundFile(
+                        str(wav_tmp),
+                        "w",
+                        samplerate=sr,
+                        channels=channels,
+                        format="WAV",
+                        subtype="PCM_16",
+                    ) as wav,  # fmt: skip
+                    open(mix_path, "rb") as f,
+                ):
+                    report(label, 0, total_sec)
+                    for a in range(0, n, window):
+                        b = min(n, a + window)
+                        lo, hi = max(0, a - LIMIT_CONTEXT), min(n, b + LIMIT_CONTEXT)
+                        f.seek(lo * channels * 4)
+                        context = np.fromfile(f, dtype=np.float32, count=(hi - lo) * channels)
+                        if channels > 1:
+                            context = context.reshape(hi - lo, channels)
+                        limited = limit_window(
+                            context, sr, gain=gain,
+                            ceiling_dbtp=settings.ceiling_dbtp if settings.master else 1000.0,
+                            keep=(a - lo, b - lo),
+                        )  # fmt: skip
+                        del context
+                        block = limited.audio
+                        assert out_meter is not None
+                        out_meter.add(block)
+                        peak = max(peak, limited.peak)
+                        wav.write(np.clip(block, -1.0, 1.0))
+                        mp3.feed(block)
+                        report(label, math.ceil(b / sr), total_sec)
+                mp3.close()
+            except BaseException:
+                mp3.abort()
+                raise
+            return (None if out_meter is None else out_meter.lufs()), peak
+
+        with atomic_path(paths.wav) as wav_tmp, atomic_path(paths.mp3) as mp3_tmp:
+            one_piece = False
+            rounds = 0
+            label = STAGE_MASTER
+            while True:
+                try:
+                    lufs, peak = master_pass(gain, one_piece, label)
+                except _Mp3Unjoinable:
+                    if one_piece:
+                        raise
+                    log.warning("MP3: no clean join between chunks; encoding in one piece")
+                    one_piece = True
+                    continue
+                rounds += 1
+                if (
+                    target is None
+                    or lufs is None
+                    or rounds >= _MAKEUP_ROUNDS
+                    or abs(lufs - target) <= _MAKEUP_TOLERANCE_LU
+                ):
+                    break
+                # Limiting took loudness away: raise the gain (at most +12 dB of make-up).
+                wanted = min(gain * _gain(target - lufs), first_gain * _gain(_MAKEUP_MAX_DB))
+                if abs(wanted / gain - 1.0) < 1e-4:
+                    break
+                gain = wanted
+                label = f"{STAGE_MASTER} (loudness round {rounds + 1})"
+        mastered = MasteredEpisode(
+            sample_rate=sr,
+            channels=channels,
+            samples=n,
+            lines=plan.lines,
+            chapters=plan.chapters,
+            lufs=lufs,
+            true_peak_db=_db(peak),
+            target_lufs=settings.target if settings.master else None,
+            ceiling_dbtp=settings.ceiling_dbtp if settings.master else None,
+        )
+        manifest = _manifest(mastered, name, title, mp3_bitrate_kbps, extra_manifest or {})
+        atomic_write_text(paths.chapters, _json(chapters_json(mastered)))
+        atomic_write_text(paths.manifest, _json(manifest))
+        return paths, mastered
+    finally:
+        mix_path.unlink(missing_ok=True)
+
+
+_MAKEUP_MAX_DB: Final = 12.0
+
+
+def _db(amplitude: float) -> float:
+    return 20.0 * math.log10(amplitude) if amplitude > 0.0 else -math.inf

@@ -1,7 +1,7 @@
 """Quality measurements of one speech segment, and the QC flags they raise.
 
 Pure numpy/scipy functions on mono audio at any sample rate; no I/O. A 10 s segment
-at 24 kHz is measured in about 3 ms on one core when its loudness and true peak come
+at 24 kHz was measured in about 3 ms on one core when its loudness and true peak come
 from :func:`core.loudness.condition`, about 8 ms when they are measured here too (one
 pass per metric, no per-sample Python loops).
 
@@ -15,6 +15,39 @@ rate and as ``(n,)`` or ``(n, channels)``, ideally as read from the recording (b
 downmix and resampling, which hide flat tops). ``rms_db`` and ``clipped`` describe
 the recording as captured and are measured on ``raw`` (on ``audio`` when no ``raw``
 is given); every other metric is measured on ``audio`` (``snr_db``, ``hum_score``
+and ``plosive_ratio`` are ratios and do not depend on the gain).
+
+Metrics
+-------
+Typical values below are for draft-voice speech at -20 dBFS RMS over a -60 dBFS
+noise floor, cut with 150 ms margins (7 voices x 4 texts).
+
+``rms_db``
+    RMS level of the whole segment in dBFS: ``10 log10(mean(x**2))`` (over all
+    channels of ``raw``), floored at -120 dBFS: digital silence reads -120, not -inf.
+``snr_db``
+    WADA-SNR (Kim & Stern 2008): the speech amplitudes are taken as gamma-distributed
+    (shape 0.4), the noise as Gaussian, and ``G = log(mean|x|) - mean(log|x|)`` is
+    looked up in the table of its expected value against the SNR, which
+    :func:`_wada_table` computes once per process (-20..100 dB). It needs no pauses:
+    speech with its pauses cut out reads 15-22 dB instead of the ~5 dB a percentile
+    estimate gives. ``None`` (unknown, no flag) for what is neither speech nor noise: a
+    steady tone, DC, digital silence. Clean speech reads 22-37 dB (draft voices with
+    pauses), 33 dB (a real 1961 recording); continuous clean speech 13-22 dB; white
+    noise at -35 dBFS under speech at -20 dBFS RMS 12-15 dB, at -30 dBFS 8-10 dB, at
+    -25 dBFS 4-5 dB; noise alone -20 dB.
+``clipped``
+    Fraction of the samples of ``raw`` in flat runs at the signal's own extremes, in
+    the worst channel: a run of 3 or more consecutive samples within 0.005 % of the
+    channel's maximum (or of its minimum), whatever that level is (extremes under
+    -40 dBFS are never clipping). Hard clipping makes flat tops at the level where it
+    happened, also when the recording was turned down afterwards or clipped by a
+    plug-in at -6 dBFS; an unclipped waveform passes its peak in one or two samples.
+    Clean speech reads 0; speech overdriven by 3 dB 0.0011, by 6 dB 0.0064, by 12 dB
+    0.03 (also after scaling by 0.9 or 0.25, or when clipped at +-0.5). Also available
+    as :func:`clipping_ratio`; :class:`ClipCounter` counts the same while a recording
+    streams at its native rate, at the recording's extremes.
+``hum_score``
 and ``plosive_ratio`` are ratios and do not depend on the gain).
 
 Metrics
@@ -60,9 +93,19 @@ noise floor, cut with 150 ms margins (7 voices x 4 texts).
     frames within +-150 ms, (2) no more than 20 dB below the segment's speech level
     (95th percentile of the full-band frame energies) and (3) at least half the
     frame's full-band energy. Voiced onsets are steps, not spikes, and fail (1); a low
-    voice's fundamental shares its frames with higher harmonics and fails (3). Clean
-    speech reads 0; three 30 ms pops in 7 s 0.018; a 20-40 ms thump every 0.5 s
-    0.02-0.06 (the ratio can never exceed the share of time the bursts take).
+    voice's fundamental shares its frames with higher harmonics and fails (3). Every
+    burst counts at least 4 frames (40 ms), so a 20 ms pop weighs as much as a 40 ms
+    one. Clean speech reads 0; a 20 ms pop every 2-3 s 0.014-0.020 (0.007-0.009
+    before bursts had a minimum weight); three 30 ms pops in 7 s 0.018; a 20-40 ms
+    thump every 0.5 s 0.02-0.08.
+``bandwidth`` (:func:`bandwidth_hz`, not a field of :class:`~core.records.QC`)
+    The top of the highest 250 Hz band whose mean power lies within 80 dB of the
+    loudest band's, from the averaged spectrum of ~40 ms Hann frames: measured on the
+    spectrum, not taken from the sample rate. Speech at 24 kHz reads 11.5-12 kHz (its
+    noise floor or the resampler's passband edge; a real recording whose speech ends
+    near 5 kHz still has tape hiss up there, ~60 dB down), a 16 kHz source 8 kHz; the
+    same speech through 8 kHz and back up to 24 kHz reads 4.05 kHz (the empty band is
+    100 dB or more below the speech).
 ``lufs``, ``true_peak_db``
     From :mod:`core.loudness`: BS.1770 integrated loudness (``None`` when the segment
     is shorter than 0.4 s or silent) and the 4x oversampled true peak in dBTP
@@ -73,15 +116,19 @@ Flags
 :func:`flags_for` names each failed check, in this order: ``too_quiet``
 (``rms_db < min_rms_db``), ``noisy`` (``snr_db < min_snr_db``), ``clipped``
 (``clipped > max_clipped_ratio``), ``hum`` (``hum_score > max_hum_score``),
-``plosives`` (``plosive_ratio > max_plosive_ratio``), ``too_short`` / ``too_long``
+``plosives`` (``plosive_ratio > max_plosive_ratio``), ``narrowband`` (the ``bandwidth``
+given to it below ``min_bandwidth_hz``), ``too_short`` / ``too_long``
 (duration outside ``min_segment_sec .. max_segment_sec``), ``loudness_unmeasured``
 (``lufs`` is ``None``) and ``true_peak`` (``true_peak_db > true_peak_dbtp + 0.1``).
 A metric that was not measured (``None``) raises no flag, except the loudness.
 
 With the numbers above, ``max_hum_score = 0.1`` (hum within ~16 dB of the speech
-level) and ``max_plosive_ratio = 0.01`` (about one pop every 3 s) separate the clean
-and the defective cases with a wide margin; the other defaults (-40 dBFS, 20 dB,
-0.001) fit as they are.
+level), ``max_plosive_ratio = 0.01`` (one pop every 4 s), ``min_snr_db = 10``
+(continuous clean speech >= 12.7, white noise 10 dB under the speech <= 9.9) and
+``min_bandwidth_hz = 7000`` (clean >= 8 kHz, telephone band ~4 kHz) separate the clean
+and the defective cases; the other defaults (-40 dBFS, 0.001) fit as they are. None of
+these four flags is raised on the draft voices, on a real recording at its native
+44.1 kHz and at 24 kHz, nor on the demo's sentences away from its planted defects.
 """
 
 from __future__ import annotations
@@ -101,6 +148,9 @@ from core.settings import AudioTargets, QCThresholds
 __all__ = [
     "DB_FLOOR",
     "FLAG_NAMES",
+    "ClipCounter",
+    "bandwidth_hz",
+    "clipped_mask",
     "clipping_ratio",
     "flags_for",
     "hum_score",
@@ -123,6 +173,7 @@ FLAG_NAMES: Final[tuple[str, ...]] = (
     "clipped",
     "hum",
     "plosives",
+    "narrowband",
     "too_short",
     "too_long",
     "loudness_unmeasured",
@@ -133,14 +184,26 @@ FLAG_NAMES: Final[tuple[str, ...]] = (
 _TRUE_PEAK_TOLERANCE_DB: Final = 0.1
 _ENERGY_FLOOR: Final = 1e-12  # -120 dB
 
-# snr_db
+# frame energies (plosives)
 _FRAMES_PER_SEC: Final = 100  # 10 ms frames
 _SPEECH_PERCENTILE: Final = 95.0
-_NOISE_PERCENTILE: Final = 5.0
 
 # clipping
-_CLIP_TOLERANCE: Final = 1e-3
+_CLIP_TOLERANCE: Final = 5e-5  # relative to the clip level (0.0004 dB)
 _CLIP_MIN_RUN: Final = 3
+_CLIP_MIN_LEVEL: Final = 0.01  # -40 dBFS: quieter extremes are never called clipping
+
+# snr_db (WADA-SNR)
+_WADA_SHAPE: Final = 0.4  # gamma shape of clean speech amplitudes (Kim & Stern 2008)
+_WADA_SNRS: Final = (-20.0, 100.0)
+_WADA_EPS: Final = 1e-10
+_WADA_NOT_SPEECH: Final = 0.05  # G this far below pure noise's: not speech + noise
+
+# bandwidth
+_BANDWIDTH_RANGE_DB: Final = 80.0
+_BANDWIDTH_BAND_HZ: Final = 250.0
+_BANDWIDTH_MIN_HZ: Final = 50.0
+_BANDWIDTH_FRAMES: Final = 64
 
 # the low band shared by hum and plosives
 _LOW_RATE: Final = 1000
@@ -158,6 +221,7 @@ _PLOSIVE_JUMP_DB: Final = 10.0
 _PLOSIVE_LEVEL_DB: Final = -20.0
 _PLOSIVE_SHARE: Final = 0.5
 _PLOSIVE_HALF_WINDOW: Final = 15  # frames either side: +-150 ms
+_PLOSIVE_MIN_FRAMES: Final = 4  # every burst counts at least 40 ms
 
 
 def measure(
@@ -186,7 +250,7 @@ def measure(
     low = _low_band(x, sr)
     return QC(
         rms_db=rms_db(before),
-        snr_db=_snr_from_frames(frames),
+        snr_db=snr_db(x, sr),
         clipped=clipping_ratio(before),
         hum_score=_hum_from_low(low),
         plosive_ratio=_plosives(frames, low),
@@ -196,15 +260,25 @@ def measure(
 
 
 def flags_for(
-    qc: QC, t: QCThresholds, duration_sec: float, targets: AudioTargets
+    qc: QC,
+    t: QCThresholds,
+    duration_sec: float,
+    targets: AudioTargets,
+    *,
+    bandwidth: float | None = None,
 ) -> tuple[str, ...]:
-    """The names (see :data:`FLAG_NAMES`) of the checks ``qc`` fails, in a stable order."""
+    """The names (see :data:`FLAG_NAMES`) of the checks ``qc`` fails, in a stable order.
+
+    ``bandwidth`` is :func:`bandwidth_hz` of the segment (it has no field in
+    :class:`~core.records.QC`); ``None`` raises no ``narrowband`` flag.
+    """
     failed = {
         "too_quiet": qc.rms_db is not None and qc.rms_db < t.min_rms_db,
         "noisy": qc.snr_db is not None and qc.snr_db < t.min_snr_db,
         "clipped": qc.clipped is not None and qc.clipped > t.max_clipped_ratio,
         "hum": qc.hum_score is not None and qc.hum_score > t.max_hum_score,
         "plosives": qc.plosive_ratio is not None and qc.plosive_ratio > t.max_plosive_ratio,
+        "narrowband": bandwidth is not None and bandwidth < t.min_bandwidth_hz,
         "too_short": duration_sec < targets.min_segment_sec,
         "too_long": duration_sec > targets.max_segment_sec,
         "loudness_unmeasured": qc.lufs is None,
@@ -227,55 +301,173 @@ def rms_db(audio: npt.ArrayLike) -> float:
     return _energy_db(float(np.einsum("i,i->", flat, flat, dtype=np.float64)) / flat.size)
 
 
-def snr_db(audio: npt.ArrayLike, sr: int) -> float:
-    """Speech level (95th percentile) over noise level (5th) of 10 ms frame energies, dB."""
-    return _snr_from_frames(_frame_energies(_mono32(audio), sr))
+def snr_db(audio: npt.ArrayLike, sr: int) -> float | None:
+    """WADA-SNR (Kim & Stern 2008) of mono ``audio`` in dB, in -20..100, or ``None``.
+
+    Speech amplitudes are modelled as gamma-distributed (shape 0.4) and the noise as
+    Gaussian; the statistic ``G = log(mean|x|) - mean(log|x|)`` of the segment is looked
+    up in the table of its expected value against the SNR (:func:`_wada_table`). Needs
+    no pauses: continuous speech reads as clean. ``None`` (not measured) when ``G`` lies
+    well below that of Gaussian noise alone, so the segment is neither speech nor noise
+    (a steady tone, a square wave, DC, digital silence). ``sr`` is unused (the estimate
+    does not depend on the rate) and kept for symmetry with the other metrics.
+    """
+    del sr
+    x = _mono32(audio)
+    if x.size == 0:
+        return None
+    # One float32 temporary, worked on in place; sums in float64.
+    magnitude = np.abs(x - np.float32(np.mean(x, dtype=np.float64)))
+    peak = float(magnitude.max())
+    if not peak > 0.0:
+        return None
+    np.divide(magnitude, np.float32(peak), out=magnitude)
+    np.maximum(magnitude, np.float32(_WADA_EPS), out=magnitude)
+    mean_magnitude = float(np.mean(magnitude, dtype=np.float64))
+    np.log(magnitude, out=magnitude)
+    g = math.log(mean_magnitude) - float(np.mean(magnitude, dtype=np.float64))
+    snrs, table = _wada_table()
+    if g < float(table[0]) - _WADA_NOT_SPEECH:
+        return None
+    return float(np.interp(g, table, snrs))
+
+
+@functools.lru_cache(maxsize=1)
+def _wada_table() -> tuple[Float64Array, Float64Array]:
+    """SNRs (dB, 1 dB apart) and the expected ``G`` of gamma speech plus Gaussian noise.
+
+    Computed once per process, deterministically, by Monte Carlo with common random
+    numbers (the same draws at every SNR, so the curve is smooth): 2**17 speech samples
+    of gamma-distributed magnitude (shape :data:`_WADA_SHAPE`) with a random sign and
+    2**17 Gaussian noise samples, both scaled to unit power; at each SNR the speech is
+    scaled and added to the noise. ``G`` rises from ~0.41 (noise alone, ``log(sqrt(2/pi))
+    + (euler_gamma + log 2)/2``) towards ``log(0.4) - digamma(0.4) = 1.65`` (clean speech).
+    """
+    rng = np.random.default_rng(2008)
+    n = 1 << 17
+    speech = rng.gamma(_WADA_SHAPE, 1.0, n) * rng.choice((-1.0, 1.0), n)
+    speech /= math.sqrt(float(np.mean(speech**2)))
+    noise = rng.standard_normal(n)
+    noise /= math.sqrt(float(np.mean(noise**2)))
+    snrs = np.arange(_WADA_SNRS[0], _WADA_SNRS[1] + 0.5, 1.0)
+    g = np.empty(snrs.size)
+    for k, snr in enumerate(snrs):
+        z = np.abs(speech * 10.0 ** (snr / 20.0) + noise)
+        z = np.maximum(z / z.max(), _WADA_EPS)
+        g[k] = math.log(float(np.mean(z))) - float(np.mean(np.log(z)))
+    # Keep it strictly increasing where sampling noise would flatten it (near -20 dB).
+    g = np.maximum.accumulate(g) + np.arange(snrs.size) * 1e-9
+    snrs.setflags(write=False)
+    g.setflags(write=False)
+    return snrs, g
+
+
+def bandwidth_hz(audio: npt.ArrayLike, sr: int) -> float | None:
+    """Effective bandwidth in Hz: the top of the highest 250 Hz band whose mean power
+    lies within 80 dB of the loudest band's (bands above 50 Hz; the averaged spectrum of
+    non-overlapping Hann-windowed frames of about 40 ms).
+
+    Measured on the spectrum, not taken from the sample rate: a recording made at
+    8 kHz (telephone band) and resampled to 24 kHz has nothing above 4 kHz but the
+    resampler's stop band, 100 dB or more below its speech, and reads ~3.75 kHz; a
+    wideband recording's top bands hold at least its noise floor (room, tape, a
+    microphone's hiss), at most ~65 dB below the speech. ``audio`` is ``(n,)`` or
+    ``(n, channels)`` (channels are averaged). ``None`` for silence or under 50 ms.
+    """
+    x = _channels32(audio)
+    mono = x[:, 0] if x.shape[1] == 1 else x.mean(axis=1, dtype=np.float32)
+    nperseg = 1 << max(6, round(math.log2(sr / 25.0)))
+    if mono.size < max(nperseg, sr // 20):
+        return None
+    # Averaged periodograms of non-overlapping Hann-windowed frames, 64 frames at a time
+    # (a few hundred kB, whatever the length).
+    count = mono.size // nperseg
+    window = np.hanning(nperseg).astype(np.float32)
+    dc = np.float32(np.mean(mono, dtype=np.float64))
+    power = np.zeros(nperseg // 2 + 1)
+    for first in range(0, count, _BANDWIDTH_FRAMES):
+        frames = mono[first * nperseg : min(count, first + _BANDWIDTH_FRAMES) * nperseg]
+        spectrum = np.fft.rfft((frames.reshape(-1, nperseg) - dc) * window, axis=1)
+        power += np.einsum("ij,ij->j", spectrum.real, spectrum.real, dtype=np.float64)
+        power += np.einsum("ij,ij->j", spectrum.imag, spectrum.imag, dtype=np.float64)
+    freqs = np.fft.rfftfreq(nperseg, 1.0 / sr)
+    width = max(_BANDWIDTH_BAND_HZ, 2.0 * float(freqs[1]))
+    bands = np.arange(_BANDWIDTH_MIN_HZ, sr / 2.0, width)
+    index = np.searchsorted(bands, freqs, side="right") - 1
+    inside = (freqs >= _BANDWIDTH_MIN_HZ) & (index >= 0)
+    sums = np.bincount(index[inside], weights=power[inside], minlength=bands.size)
+    counts = np.bincount(index[inside], minlength=bands.size)
+    level = np.where(counts > 0, sums / np.maximum(counts, 1), 0.0)
+    loudest = float(level.max()) if level.size else 0.0
+    if not loudest > 0.0:
+        return None
+    within = np.flatnonzero(level >= loudest * 10.0 ** (-_BANDWIDTH_RANGE_DB / 10.0))
+    return float(min(sr / 2.0, bands[within[-1]] + width))
 
 
 def clipping_ratio(
     raw: npt.ArrayLike,
     *,
-    full_scale: float = 1.0,
+    level: float | None = None,
     tolerance: float = _CLIP_TOLERANCE,
     min_run: int = _CLIP_MIN_RUN,
 ) -> float:
-    """Fraction of samples within ``tolerance`` of full scale in runs of ``min_run`` or more.
+    """Fraction of samples in flat runs of ``min_run`` or more at the signal's extremes.
 
-    ``raw`` is mono ``(n,)`` or ``(n, channels)`` (the worst channel counts). Measure
-    the cut before any gain, downmix or resampling: resampling a clipped recording
-    from 44.1 kHz to 24 kHz turns its flat tops into ripples (a 3 dB overdrive then
-    reads 0.0002 instead of 0.0012) and averaging a clipped channel with a clean one
-    hides them altogether.
+    A sample counts when it lies within ``tolerance`` (relative) of its channel's
+    maximum, or of its minimum, in a run of at least ``min_run`` consecutive such
+    samples: hard clipping makes flat tops at whatever level it happened (a converter's
+    full scale, a plug-in's ceiling at -6 dBFS, or full scale scaled down afterwards),
+    while an unclipped waveform passes its peak in one or two samples. ``level`` fixes
+    the clip level instead (both polarities). Extremes under -40 dBFS are never called
+    clipping. ``raw`` is mono ``(n,)`` or ``(n, channels)`` (the worst channel counts).
+    Measure the cut before any gain, downmix or resampling: resampling turns flat tops
+    into ripples and averaging a clipped channel with a clean one hides them.
     """
     x = _channels32(raw)
     n = int(x.shape[0])
     if n == 0:
         return 0.0
-    mask = clipped_mask(x, full_scale=full_scale, tolerance=tolerance, min_run=min_run)
+    mask = clipped_mask(x, level=level, tolerance=tolerance, min_run=min_run)
     return float(mask.sum(axis=0).max()) / float(n)
 
 
 def clipped_mask(
     raw: npt.ArrayLike,
     *,
-    full_scale: float = 1.0,
+    level: float | None = None,
     tolerance: float = _CLIP_TOLERANCE,
     min_run: int = _CLIP_MIN_RUN,
 ) -> npt.NDArray[np.bool_]:
     """``(n, channels)``: True where a sample is part of a clipped run (see ``clipping_ratio``)."""
     x = _channels32(raw)
-    top = full_scale * (1.0 - tolerance)
-    at_top = (x >= top) | (x <= -top)
     mask = np.zeros(x.shape, dtype=bool)
-    for c in np.flatnonzero(at_top.any(axis=0)):
-        edges = np.diff(np.concatenate(([0], at_top[:, c].view(np.int8), [0])))
-        starts, ends = np.flatnonzero(edges == 1), np.flatnonzero(edges == -1)
-        keep = (ends - starts) >= min_run
-        marks = np.zeros(len(x) + 1, dtype=np.int32)
-        np.add.at(marks, starts[keep], 1)
-        np.add.at(marks, ends[keep], -1)
-        mask[:, c] = np.cumsum(marks[:-1]) > 0
+    if x.shape[0] == 0:
+        return mask
+    for c in range(x.shape[1]):
+        for sign in (1.0, -1.0):
+            y = x[:, c] if sign > 0 else -x[:, c]
+            top = float(y.max()) if level is None else float(level)
+            if top < _CLIP_MIN_LEVEL:
+                continue
+            starts, ends = _runs(y >= top * (1.0 - tolerance))
+            keep = (ends - starts) >= min_run
+            mask[:, c] |= _fill(len(y), starts[keep], ends[keep])
     return mask
+
+
+def _runs(flags: npt.NDArray[np.bool_]) -> tuple[IntArray, IntArray]:
+    """Starts and ends (exclusive) of the runs of True in ``flags``."""
+    edges = np.diff(np.concatenate(([0], flags.view(np.int8), [0])))
+    return np.flatnonzero(edges == 1), np.flatnonzero(edges == -1)
+
+
+def _fill(n: int, starts: IntArray, ends: IntArray) -> npt.NDArray[np.bool_]:
+    marks = np.zeros(n + 1, dtype=np.int32)
+    np.add.at(marks, starts, 1)
+    np.add.at(marks, ends, -1)
+    filled: npt.NDArray[np.bool_] = np.cumsum(marks[:-1]) > 0
+    return filled
 
 
 def hum_score(audio: npt.ArrayLike, sr: int) -> float:
@@ -336,11 +528,6 @@ def _frame_energies(x: FloatArray, sr: int) -> Float64Array:
     # mean((x - dc)**2) over a frame, from its mean square and its mean.
     energies: Float64Array = squares - 2.0 * dc * sums + dc * dc
     return np.maximum(energies, _ENERGY_FLOOR)
-
-
-def _snr_from_frames(energies: Float64Array) -> float:
-    speech, noise = np.percentile(energies, [_SPEECH_PERCENTILE, _NOISE_PERCENTILE])
-    return max(0.0, 10.0 * math.log10(float(speech) / float(noise)))
 
 
 def _low_band(x: FloatArray, sr: int) -> tuple[Float64Array, int]:
@@ -427,49 +614,153 @@ def _plosives(full_energy: Float64Array, low: tuple[Float64Array, int]) -> float
         & (lf_energy >= _PLOSIVE_SHARE * full_energy)
         & (lf_energy > _ENERGY_FLOOR)
     )
-    return float(burst.mean())
+    # A burst counts at least _PLOSIVE_MIN_FRAMES frames, so that a 20 ms pop (two
+    # frames) weighs as much as the 40 ms one it sounds like.
+    starts, ends = _runs(burst)
+    counted = int(np.maximum(ends - starts, _PLOSIVE_MIN_FRAMES).sum())
+    return min(1.0, counted / int(burst.size))
 
 
 class ClipCounter:
     """Counts clipped samples of a long recording streamed block by block, per channel,
     at its native rate (before downmix and resampling blur the flat tops), so that the
-    clipped ratio of any time span can be read afterwards. Counts are kept per ``hop``
-    (10 ms) and so use a few MB for hours of audio. A clipped run split across two blocks
-    is judged by each part's length (30 s blocks make that negligible).
+    clipped share of any time span can be read afterwards.
+
+    Clipped means what :func:`clipping_ratio` means, at the extremes of the whole
+    recording: a run of ``min_run`` or more samples within ``tolerance`` of the
+    recording's maximum (or minimum), per channel. While streaming, the extremes so
+    far are known; a sample below them can never be at the final extreme, so only the
+    runs at the running extreme are kept (start, length and lowest value; a few for a
+    clean recording, one per flat top for a clipped one), and :meth:`finish` keeps
+    those at the final extreme. Runs continue across block boundaries.
     """
 
-    def __init__(self, sample_rate: int, channels: int, hop_sec: float = 0.01) -> None:
+    def __init__(
+        self,
+        sample_rate: int,
+        channels: int,
+        *,
+        tolerance: float = _CLIP_TOLERANCE,
+        min_run: int = _CLIP_MIN_RUN,
+    ) -> None:
         self.sample_rate = sample_rate
         self.channels = channels
-        self.hop = max(1, round(sample_rate * hop_sec))
-        self._rest = np.zeros((0, channels), dtype=bool)
-        self._chunks: list[npt.NDArray[np.int32]] = []
-        self._cumulative: npt.NDArray[np.int64] | None = None
+        self.tolerance = tolerance
+        self.min_run = min_run
+        self._tracks = [_RunTrack() for _ in range(2 * channels)]  # (+, -) per channel
+        self._samples = 0
+        self._starts: list[IntArray] | None = None
+        self._cumulative: list[IntArray] = []
 
     def feed(self, block: npt.ArrayLike) -> None:
+        if self._starts is not None:
+            raise RuntimeError("ClipCounter.feed() after finish()")
         x = _channels32(block)
-        top = 1.0 - _CLIP_TOLERANCE
-        if len(x) and x.max() < top and x.min() > -top:  # the usual case: nothing near full scale
-            mask = np.concatenate([self._rest, np.zeros(x.shape, dtype=bool)])
-        else:
-            mask = np.concatenate([self._rest, clipped_mask(x)])
-        whole = len(mask) // self.hop * self.hop
-        counts = mask[:whole].reshape(-1, self.hop, self.channels).sum(axis=1, dtype=np.int32)
-        self._chunks.append(counts)
-        self._rest = mask[whole:]
+        if x.shape[1] != self.channels:
+            raise ValueError(f"expected {self.channels} channels, got {x.shape[1]}")
+        if x.shape[0] == 0:
+            return
+        for c in range(self.channels):
+            column = x[:, c]
+            for k, sign in ((0, 1.0), (1, -1.0)):
+                track = self._tracks[2 * c + k]
+                track.feed(column, sign, self._samples, self.tolerance, self.min_run)
+        self._samples += int(x.shape[0])
 
     def finish(self) -> None:
-        self._chunks.append(self._rest.sum(axis=0, dtype=np.int32)[None, :])
-        counts = np.concatenate(self._chunks).astype(np.int64)
-        self._cumulative = np.vstack([np.zeros((1, self.channels), np.int64), counts.cumsum(0)])
-        self._chunks = []
+        self._starts, self._cumulative = [], []
+        for c in range(self.channels):
+            parts = [
+                t.finish(self.tolerance, self.min_run) for t in self._tracks[2 * c : 2 * c + 2]
+            ]
+            starts = np.concatenate([p[0] for p in parts])
+            lengths = np.concatenate([p[1] for p in parts])
+            order = np.argsort(starts, kind="stable")
+            self._starts.append(starts[order])
+            self._cumulative.append(np.concatenate(([0], np.cumsum(lengths[order]))))
+        self._tracks = []
 
     def ratio(self, start_sec: float, end_sec: float) -> float:
         """Share of clipped samples in ``[start_sec, end_sec)`` for the worst channel."""
-        if self._cumulative is None:
+        if self._starts is None:
             raise RuntimeError("ClipCounter.ratio() before finish()")
-        last = len(self._cumulative) - 1
-        a = min(last, max(0, int(start_sec * self.sample_rate) // self.hop))
-        b = min(last, max(a + 1, -(-int(end_sec * self.sample_rate) // self.hop)))
-        clipped = (self._cumulative[b] - self._cumulative[a]).max()
-        return float(clipped) / float((b - a) * self.hop)
+        a = min(self._samples, max(0, int(start_sec * self.sample_rate)))
+        b = min(self._samples, max(a, math.ceil(end_sec * self.sample_rate)))
+        if b <= a:
+            return 0.0
+        worst = max(
+            _clipped_before(starts, cumulative, b) - _clipped_before(starts, cumulative, a)
+            for starts, cumulative in zip(self._starts, self._cumulative, strict=True)
+        )
+        return float(worst) / float(b - a)
+
+
+def _clipped_before(starts: IntArray, cumulative: IntArray, t: int) -> int:
+    """Clipped samples before sample ``t``, from sorted, disjoint runs."""
+    k = int(np.searchsorted(starts, t, side="right")) - 1
+    if k < 0:
+        return 0
+    length = int(cumulative[k + 1] - cumulative[k])
+    return int(cumulative[k]) + min(length, t - int(starts[k]))
+
+
+class _RunTrack:
+    """Runs at the running maximum of one signed channel, for :class:`ClipCounter`."""
+
+    def __init__(self) -> None:
+        self.top = -math.inf
+        self.starts: list[IntArray] = []
+        self.lengths: list[IntArray] = []
+        self.lows: list[Float64Array] = []
+        self.open: tuple[int, int, float] | None = None  # start, length, lowest value
+
+    def feed(
+        self, column: FloatArray, sign: float, offset: int, tolerance: float, min_run: int
+    ) -> None:
+        """Runs of ``sign * column`` at the running maximum; no full-size copies but one
+        boolean mask (the candidates are few)."""
+        self.top = max(self.top, float(column.max() if sign > 0 else -column.min()))
+        if self.top < _CLIP_MIN_LEVEL:
+            self.open = None
+            return
+        edge = self.top * (1.0 - tolerance)
+        index = np.flatnonzero(column >= edge if sign > 0 else column <= -edge)
+        values = sign * column[index].astype(np.float64)
+        breaks = np.flatnonzero(np.diff(index) > 1) + 1
+        firsts = np.concatenate(([0], breaks)) if index.size else np.zeros(0, np.int64)
+        starts = index[firsts]
+        ends = index[np.concatenate((breaks, [index.size])) - 1] + 1 if index.size else starts
+        lows = np.minimum.reduceat(values, firsts) if index.size else np.zeros(0)
+        if self.open is not None:
+            o_start, o_len, o_low = self.open
+            self.open = None
+            if starts.size and starts[0] == 0:
+                o_len, o_low = o_len + int(ends[0]), min(o_low, float(lows[0]))
+                if ends[0] == column.size:  # the whole block continues it
+                    self.open = (o_start, o_len, o_low)
+                    return
+                starts, ends, lows = starts[1:], ends[1:], lows[1:]
+            self._close(np.array([o_start]), np.array([o_len]), np.array([o_low]), min_run)
+        if starts.size and ends[-1] == column.size:
+            self.open = (offset + int(starts[-1]), int(ends[-1] - starts[-1]), float(lows[-1]))
+            starts, ends, lows = starts[:-1], ends[:-1], lows[:-1]
+        self._close(offset + starts, ends - starts, lows, min_run)
+
+    def _close(self, starts: IntArray, lengths: IntArray, lows: Float64Array, min_run: int) -> None:
+        keep = lengths >= min_run
+        if keep.any():
+            self.starts.append(starts[keep].astype(np.int64))
+            self.lengths.append(lengths[keep].astype(np.int64))
+            self.lows.append(lows[keep])
+
+    def finish(self, tolerance: float, min_run: int) -> tuple[IntArray, IntArray]:
+        if self.open is not None:
+            o_start, o_len, o_low = self.open
+            self._close(np.array([o_start]), np.array([o_len]), np.array([o_low]), min_run)
+            self.open = None
+        if not self.starts or self.top < _CLIP_MIN_LEVEL:
+            return np.zeros(0, np.int64), np.zeros(0, np.int64)
+        starts = np.concatenate(self.starts)
+        lengths = np.concatenate(self.lengths)
+        at_top = np.concatenate(self.lows) >= self.top * (1.0 - tolerance)
+        return starts[at_top], lengths[at_top]

@@ -61,6 +61,7 @@ __all__ = [
     "AUDIO_EXTENSIONS",
     "CUE_KINDS",
     "EMPHASIS_LEVELS",
+    "MAX_PIECE_CHARS",
     "RATE_WORDS",
     "TAG_KINDS",
     "Break",
@@ -73,8 +74,10 @@ __all__ = [
     "Pause",
     "SfxCue",
     "Span",
+    "check_cue_files",
     "load_script",
     "parse_script",
+    "split_text",
 ]
 
 TAG_KINDS: frozenset[str] = frozenset({"break", "emphasis", "prosody"})
@@ -88,6 +91,10 @@ AUDIO_EXTENSIONS: frozenset[str] = frozenset(
 """A ``[sfx ...]`` argument ending in one of these (or holding a ``/``) names a file."""
 
 MAX_BREAK_S = 10.0
+MAX_PIECE_CHARS = 440
+"""The most characters a trained (CSM) voice is given in one generation: the backend bounds
+a generation to 40 s at ~0.09 s a character. Longer text is cut by :func:`split_text`,
+between sentences where it can be; a longer sentence is a parse warning."""
 MAX_PAUSE_S = 60.0
 MAX_FADE_S = 60.0
 MIN_RATE_PERCENT = 20.0
@@ -110,6 +117,8 @@ _TOML_POS = re.compile(r"\s*\(at line (\d+), column (\d+)\)")
 _TOML_TABLE = re.compile(r"\s*\[\s*(?:\"([^\"]*)\"|([A-Za-z0-9_.-]+))\s*\]")
 _TOML_KEY = re.compile(r"\s*(?:\"([^\"]*)\"|'([^']*)'|([A-Za-z0-9_-]+))\s*=")
 _NEWLINE = re.compile(r"\r\n|\r|\n")
+_SENTENCE_END = re.compile(r"[.!?…]+[\"'”’»)\]]*(?=\s)")
+_CLAUSE_END = re.compile(r"[,;:—–]+(?=\s)")
 
 _BREAK_EXAMPLE = '<break time="400ms"/>'
 _CUE_EXAMPLES = "[music FILE ...], [music stop], [sfx FILE or words] or [pause 1.2s]"
@@ -210,6 +219,8 @@ class MusicCue:
     duck_db: float
     volume_db: float
     source_line: int
+    source_column: int = field(default=1, compare=False)
+    """The 1-based column of the file name (of the cue for ``[music stop]``)."""
 
 
 @dataclass(frozen=True)
@@ -222,6 +233,8 @@ class SfxCue:
     description: str
     volume_db: float
     source_line: int
+    source_column: int = field(default=1, compare=False)
+    """The 1-based column of the file name or of the first word."""
 
 
 @dataclass(frozen=True)
@@ -269,6 +282,9 @@ class MixSettings:
     """Integrated loudness of the master; unset: -19 mono, -16 stereo."""
     true_peak_dbtp: float = -1.0
     """True-peak ceiling of the master."""
+    sample_rate: int | None = None
+    """The master's rate (24000, 44100 or 48000); unset: the workspace's ``[episode]``
+    rule (48 kHz with music or effects, else the voice rate)."""
 
     @property
     def loudness_lufs(self) -> float:
@@ -288,6 +304,7 @@ _MIX_RULES: dict[str, tuple[type, float, float]] = {
     "pan": (dict, -1.0, 1.0),
     "target_lufs": (float, -40.0, -10.0),
     "true_peak_dbtp": (float, -12.0, 0.0),
+    "sample_rate": (int, 24000, 48000),
 }
 
 
@@ -365,7 +382,38 @@ def load_script(path: Path, workspace: Workspace) -> Episode:
         raise ScriptError(
             str(found), line, column, "not UTF-8 text; expected the script saved as UTF-8"
         ) from None
-    return parse_script(text, source=found, workspace=workspace)
+    episode = parse_script(text, source=found, workspace=workspace)
+    check_cue_files(episode)
+    return episode
+
+
+def check_cue_files(episode: Episode) -> None:
+    """Open every music and sound-effect file of ``episode`` far enough to know it is audio
+    podforge can decode (its headers, :func:`core.audio.probe`); a file that is not is a
+    :class:`ScriptError` at the cue's ``FILE:LINE:COL``, before anything is synthesised.
+    :func:`load_script` (what a render reads) calls it; :func:`parse_script` does not open
+    files, so the editor stays fast on every keystroke."""
+    from core.audio import probe
+    from core.errors import AudioError
+
+    checked: set[Path] = set()
+    for item in episode.items:
+        if not isinstance(item, MusicCue | SfxCue) or item.path is None:
+            continue
+        if item.path in checked:
+            continue
+        try:
+            probe(item.path)
+        except AudioError as exc:
+            reason = str(exc).removeprefix(f"{item.path}: ")
+            name = item.description if isinstance(item, SfxCue) else item.path.name
+            raise ScriptError(
+                episode.source,
+                item.source_line,
+                item.source_column,
+                f"cue file {name!r} ({item.path}) cannot be used: {reason}",
+            ) from None
+        checked.add(item.path)
 
 
 # --- the parser --------------------------------------------------------------------
@@ -571,7 +619,8 @@ class _Parser:
                 col,
                 f"speaker {name} is mapped to {voice!r}, which is not a speaker of the "
                 f"workspace {ws.root} (known: {known}); expected a known speaker, or add "
-                f'{voice} with `podforge speaker add {ws.root} {voice} --consent "..."`',
+                f'{voice} with `podforge speaker add {ws.root} {voice} --consent "..." '
+                '--granted-by "..."`',
             )
         self.speakers[name] = voice
 
@@ -815,6 +864,7 @@ class _Parser:
                 "(use [pause 1.2s] for silence)",
             )
         self.used.add(pending.name)
+        self.check_sentences(parts, pending)
         self.items.append(
             Line(
                 index=self.n_lines,
@@ -826,6 +876,19 @@ class _Parser:
             )
         )
         self.n_lines += 1
+
+    def check_sentences(self, parts: tuple[Span | Break, ...], pending: _Pending) -> None:
+        """Warn (once per line) when a sentence is longer than one generation of a trained
+        voice: :func:`split_text` then has to cut inside it."""
+        longest = max((len(s) for run in _runs(parts) for s in _cut(run, _SENTENCE_END)), default=0)
+        if longest > MAX_PIECE_CHARS:
+            self.warn(
+                pending.line,
+                pending.text_col,
+                f"a sentence of {longest} characters is longer than a trained voice speaks in "
+                f"one go ({MAX_PIECE_CHARS}); it will be cut at commas or between words; "
+                "expected shorter sentences",
+            )
 
     def inline(self, text: str, where: _Where) -> tuple[Span | Break, ...]:
         """Split a line's text into spans and breaks; ``where(offset) -> (line, col)``."""
@@ -1151,6 +1214,7 @@ class _Parser:
                 duck_db=0.0,
                 volume_db=0.0,
                 source_line=lineno,
+                source_column=col,
             )
         self.check_options(lineno, "music", options, ("fade_in", "fade_out", "duck", "volume"))
         fade_in = self.option_seconds(lineno, options, "fade_in", 0.0)
@@ -1165,6 +1229,7 @@ class _Parser:
             duck_db=duck,
             volume_db=volume,
             source_line=lineno,
+            source_column=col,
         )
 
     def sfx(
@@ -1194,9 +1259,21 @@ class _Parser:
                 )
             name, col, _ = files[0]
             path = self.resolve(name, lineno, col)
-            return SfxCue(path=path, description=name, volume_db=volume, source_line=lineno)
+            return SfxCue(
+                path=path, description=name, volume_db=volume, source_line=lineno, source_column=col
+            )
         description = " ".join(w[0] for w in words)
-        return SfxCue(path=None, description=description, volume_db=volume, source_line=lineno)
+        col = words[0][1]
+        self.warn(
+            lineno,
+            col,
+            f"sound effect {description!r} names no file and is skipped (podforge does not "
+            "generate sound effects yet); expected [sfx FILE] with a file in assets/",
+        )
+        return SfxCue(
+            path=None, description=description, volume_db=volume, source_line=lineno,
+            source_column=col,
+        )  # fmt: skip
 
     def pause(
         self,
@@ -1258,6 +1335,7 @@ class _Parser:
                     f"{root}; expected a file inside the workspace (copy it into assets/)",
                 )
             if real.is_file():
+                self.check_audio_name(name, real, lineno, col)
                 self.resolved[name] = real
                 return real
         if not looked:
@@ -1274,6 +1352,21 @@ class _Parser:
             f"file {name!r} not found (looked in {places}); expected the file in {root / 'assets'}",
         )
 
+    def check_audio_name(self, name: str, real: Path, lineno: int, col: int) -> None:
+        """Refuse a cue file podforge cannot decode by its name (``[sfx ../workspace.toml]``)
+        here, with its place, rather than when the render reads it."""
+        from core.audio import SUPPORTED_EXTENSIONS
+
+        ext = real.suffix.lower()
+        if ext not in SUPPORTED_EXTENSIONS:
+            shown = f"{ext!r}" if ext else "no extension"
+            self.fail(
+                lineno,
+                col,
+                f"{name!r} is not an audio file ({shown}); expected a sound file "
+                f"({', '.join(sorted(SUPPORTED_EXTENSIONS))}), such as a WAV in assets/",
+            )
+
 
 # --- helpers -----------------------------------------------------------------------------
 
@@ -1287,6 +1380,81 @@ def _duration(value: str) -> float | str:
         return "has no unit"
     number = float(m[1])
     return number / 1000.0 if m[2].lower() == "ms" else number
+
+
+def split_text(text: str, max_chars: int = MAX_PIECE_CHARS) -> list[str]:
+    """``text`` (white space collapsed) in pieces of at most ``max_chars`` characters, each
+    as many whole sentences as fit; ``" ".join`` of the pieces gives the text back.
+
+    A sentence longer than ``max_chars`` is cut after a comma, semicolon, colon or dash, a
+    clause longer than that between words, and a single longer word (pathological) inside
+    it. This is how the CSM backend fits long lines into its 40 s generations.
+    """
+    if max_chars < 1:
+        raise ValueError(f"max_chars must be at least 1, not {max_chars}")
+    text = " ".join(text.split())
+    if len(text) <= max_chars:
+        return [text] if text else []
+    units: list[str] = []
+    for sentence in _cut(text, _SENTENCE_END):
+        if len(sentence) <= max_chars:
+            units.append(sentence)
+            continue
+        for clause in _cut(sentence, _CLAUSE_END):
+            units.extend([clause] if len(clause) <= max_chars else clause.split(" "))
+    return _pack(units, max_chars)
+
+
+def _cut(text: str, boundary: re.Pattern[str]) -> list[str]:
+    """``text`` cut after each match of ``boundary`` (the white space after it dropped)."""
+    pieces: list[str] = []
+    start = 0
+    for m in boundary.finditer(text):
+        piece = text[start : m.end()].strip()
+        if piece:
+            pieces.append(piece)
+        start = m.end()
+    tail = text[start:].strip()
+    if tail:
+        pieces.append(tail)
+    return pieces
+
+
+def _pack(units: list[str], max_chars: int) -> list[str]:
+    """Join consecutive ``units`` with spaces into pieces of at most ``max_chars``."""
+    out: list[str] = []
+    current = ""
+    for unit in units:
+        while len(unit) > max_chars:  # one word longer than a piece
+            if current:
+                out.append(current)
+                current = ""
+            out.append(unit[:max_chars])
+            unit = unit[max_chars:]
+        if not current:
+            current = unit
+        elif len(current) + 1 + len(unit) <= max_chars:
+            current = f"{current} {unit}"
+        else:
+            out.append(current)
+            current = unit
+    if current:
+        out.append(current)
+    return out
+
+
+def _runs(parts: tuple[Span | Break, ...]) -> list[str]:
+    """The text between breaks (each generated separately by the CSM backend)."""
+    runs: list[str] = []
+    text = ""
+    for part in (*parts, Break(0.0)):
+        if isinstance(part, Span):
+            text += part.text
+        else:
+            if text.strip():
+                runs.append(" ".join(text.split()))
+            text = ""
+    return runs
 
 
 def _looks_like_file(word: str) -> bool:

@@ -46,10 +46,11 @@ class QCThresholds:
     """A segment failing any of these gets a QC flag naming it."""
 
     min_rms_db: float = -40.0
-    min_snr_db: float = 20.0
+    min_snr_db: float = 10.0
     max_clipped_ratio: float = 0.001
     max_hum_score: float = 0.1
     max_plosive_ratio: float = 0.01
+    min_bandwidth_hz: float = 7000.0
     min_speaker_similarity: float = 0.55
 
 
@@ -104,6 +105,26 @@ class Evaluation:
     max_rtf: float = 1.0
 
 
+CONSENT_USES: dict[str, tuple[str, ...]] = {
+    "training": ("train",),
+    "synthesis": ("synthes", "synthez"),
+}
+"""What podforge does with a voice, and the word stems by which a consent ``scope`` names
+each use (``train`` matches training/train/trained; ``synthes`` synthesis/synthesise/
+synthesize): a use is covered when the scope mentions it (case-insensitive)."""
+
+
+@dataclass
+class EpisodeMaster:
+    """How rendered episodes are mastered (the ``[episode]`` table); a script's ``[mix]``
+    wins over it."""
+
+    sample_rate: int = 0
+    """0: 48000 when the episode has music or effects, else ``audio.sample_rate``."""
+    stereo: bool = False
+    mp3_bitrate_kbps: int = 128
+
+
 @dataclass
 class Consent:
     """A speaker's recorded consent to clone and synthesise their voice."""
@@ -113,6 +134,11 @@ class Consent:
     scope: str = DEFAULT_CONSENT_SCOPE
     statement: str = ""
     evidence: str = ""
+
+    def covers(self, use: str) -> bool:
+        """Whether ``scope`` names ``use`` (a key of :data:`CONSENT_USES`)."""
+        scope = self.scope.casefold()
+        return any(stem in scope for stem in CONSENT_USES[use])
 
 
 @dataclass
@@ -139,6 +165,7 @@ class Settings:
     speakers: dict[str, Speaker] = field(default_factory=dict)
     evaluation: Evaluation = field(default_factory=Evaluation)
     """Written as ``[eval]`` in ``workspace.toml``."""
+    episode: EpisodeMaster = field(default_factory=EpisodeMaster)
 
 
 def validate_speaker_name(name: str) -> str:
@@ -188,21 +215,35 @@ def settings_to_toml(settings: Settings) -> dict[str, Any]:
 
 def new_consent(
     granted_by: str,
-    statement: str = "",
+    statement: str,
     scope: str | None = None,
     evidence: str = "",
     granted_at: datetime | None = None,
 ) -> Consent:
-    """A consent record stamped now (UTC, whole seconds) unless ``granted_at`` is given."""
+    """A consent record of exactly what was given, stamped now (UTC, whole seconds) unless
+    ``granted_at`` is given. Who granted it and the statement are required: nothing is
+    filled in for them. ``scope=None`` means the default scope (training and synthesis)."""
     if not granted_by.strip():
-        raise SpeakerError("a consent record needs the name of the person who granted it")
+        raise SpeakerError(
+            "a consent record needs the name of the person who granted it; it was empty"
+        )
+    if not statement.strip():
+        raise SpeakerError(
+            "the consent statement is empty; write who agreed to what, how and when "
+            '(e.g. "agreed on tape, 2026-01-05, to training and synthesis of my voice")'
+        )
+    if scope is not None and not scope.strip():
+        raise SpeakerError(
+            "the consent scope is empty; leave it out for the default "
+            f"({DEFAULT_CONSENT_SCOPE!r}) or say what it covers"
+        )
     when = granted_at or datetime.now(UTC).replace(microsecond=0)
     return Consent(
         granted_by=granted_by.strip(),
         granted_at=when,
-        scope=scope or DEFAULT_CONSENT_SCOPE,
-        statement=statement,
-        evidence=evidence,
+        scope=scope.strip() if scope is not None else DEFAULT_CONSENT_SCOPE,
+        statement=statement.strip(),
+        evidence=evidence.strip(),
     )
 
 
@@ -279,6 +320,7 @@ def _check_ranges(s: Settings) -> None:
         ),
         (0.0 <= q.max_clipped_ratio <= 1.0, "'qc.max_clipped_ratio' must lie in 0..1"),
         (0.0 <= q.max_plosive_ratio <= 1.0, "'qc.max_plosive_ratio' must lie in 0..1"),
+        (0.0 <= q.min_bandwidth_hz <= 24000.0, "'qc.min_bandwidth_hz' must lie in 0..24000"),
         (-1.0 <= q.min_speaker_similarity <= 1.0, "'qc.min_speaker_similarity' must lie in -1..1"),
         (s.segmentation.vad_mode in (0, 1, 2, 3), "'segmentation.vad_mode' must be 0, 1, 2 or 3"),
         (s.segmentation.frame_ms in (10, 20, 30), "'segmentation.frame_ms' must be 10, 20 or 30"),
@@ -294,6 +336,14 @@ def _check_ranges(s: Settings) -> None:
         (
             s.training.eval_every >= 1 and s.training.save_every >= 1,
             "'training.eval_every' and 'training.save_every' must be >= 1",
+        ),
+        (
+            s.episode.sample_rate in (0, 24000, 44100, 48000),
+            "'episode.sample_rate' must be 0 (automatic), 24000, 44100 or 48000",
+        ),
+        (
+            s.episode.mp3_bitrate_kbps in (32, 40, 48, 56, 64, 80, 96, 112, 128, 160),
+            "'episode.mp3_bitrate_kbps' must be one of 32..160 (an MPEG bitrate, e.g. 128)",
         ),
         (s.evaluation.max_wer >= 0.0, "'eval.max_wer' must be >= 0"),
         (s.evaluation.max_cer >= 0.0, "'eval.max_cer' must be >= 0"),

@@ -9,6 +9,7 @@ my-show/
 
 from __future__ import annotations
 
+import os
 import tomllib
 from dataclasses import dataclass
 from pathlib import Path
@@ -106,6 +107,15 @@ class Workspace:
             )
         if root.exists() and not root.is_dir():
             raise WorkspaceError(f"{root}: exists and is not a folder")
+        # Checked before anything is written: a folder that is not a workspace may hold the
+        # user's own files, but never one podforge would write over or migrate.
+        for taken in (CATALOG_NAME, f"{CATALOG_NAME}-wal", *FOLDERS):
+            path = root / taken
+            if os.path.lexists(path) and (taken not in FOLDERS or not path.is_dir()):
+                raise WorkspaceError(
+                    f"{path}: already exists and is not podforge's; move it away before "
+                    f"`podforge init {root}`"
+                )
         root.mkdir(parents=True, exist_ok=True)
         for folder in FOLDERS:
             (root / folder).mkdir(exist_ok=True)
@@ -170,20 +180,37 @@ class Workspace:
             known = ", ".join(sorted(self.settings.speakers)) or "none yet"
             raise SpeakerError(
                 f"unknown speaker {name!r} in {self.config_path} (known: {known}); "
-                f"add it with `podforge speaker add {self.root} {name} --consent ...`"
+                f"add it with `podforge speaker add {self.root} {name} --consent ... "
+                "--granted-by ...`"
             ) from None
 
-    def require_consent(self, name: str) -> Consent:
-        """The speaker's consent record, or a :class:`ConsentError` saying how to record it."""
+    def require_consent(self, name: str, use: str = "training") -> Consent:
+        """The speaker's consent record if its scope covers ``use`` (``"training"`` or
+        ``"synthesis"``, see :data:`core.settings.CONSENT_USES`), else a one-line
+        :class:`ConsentError` naming the speaker and the command that records consent."""
         from core.errors import ConsentError
 
         speaker = self.speaker(name)
-        if speaker.consent is None:
-            raise ConsentError(
-                f"speaker {name!r} has no consent record in {self.config_path}; record it with "
-                f'`podforge speaker add {self.root} {name} --consent "<who agreed, how, when>"`'
+        consent = speaker.consent
+
+        def add(extra: str = "") -> str:
+            return (
+                f'`podforge speaker add {self.root} {name} --consent "<who agreed to what, '
+                f'how, when>" --granted-by "<their name>"{extra}`'
             )
-        return speaker.consent
+
+        if consent is None:
+            raise ConsentError(
+                f"speaker {name!r} has no consent record in {self.config_path}, so their "
+                f"voice cannot be used for {use}; record it with {add()}"
+            )
+        if not consent.covers(use):
+            raise ConsentError(
+                f"speaker {name!r}: the consent recorded in {self.config_path} covers "
+                f"{consent.scope!r}, not {use}; if they agreed to {use}, record it with "
+                + add(' --scope "training and synthesis of this voice in this workspace"')
+            )
+        return consent
 
 
 def read_settings(config: Path) -> Settings:

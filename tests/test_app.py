@@ -50,7 +50,7 @@ async def test_refresh_picks_up_changes_from_another_process(workspace: Workspac
         # Another process records carol's consent and adds a script meanwhile.
         from core.settings import new_consent
 
-        Workspace.open(workspace.root).add_speaker("carol", new_consent("Carol C"))
+        Workspace.open(workspace.root).add_speaker("carol", new_consent("Carol C", "test consent"))
         (workspace.scripts_dir / "pilot.md").write_text("+++\ntitle = 'x'\n+++\n")
         await pilot.press("r")
         for _ in range(100):
@@ -167,3 +167,106 @@ async def test_home_shows_each_voice_and_its_last_evaluation(workspace: Workspac
         rows = {str(speakers.get_row_at(i)[0]): str(speakers.get_row_at(i)[-1]) for i in range(2)}
         assert rows["alice"] == "step 800 · eval ✗ similarity, wer"  # the newest report
         assert rows["carol"] == "step 120 · not evaluated"
+
+
+async def test_v_on_a_broken_catalog_is_a_notification_not_a_crash(workspace: Workspace) -> None:
+    for suffix in ("", "-wal", "-shm"):
+        Path(f"{workspace.catalog_path}{suffix}").unlink(missing_ok=True)
+    workspace.catalog_path.write_bytes(b"definitely not sqlite" * 200)
+    app = PodforgeApp(workspace)
+    async with app.run_test(size=(120, 36)) as pilot:
+        await pilot.pause(0.2)
+        await pilot.press("v")
+        await pilot.pause(0.2)
+        await pilot.press("v", "r")
+        await pilot.pause(0.2)
+        assert app.is_running and app._exception is None
+        assert isinstance(app.screen, HomeScreen)
+        messages = [n.message for n in app._notifications]
+        assert any("not a valid catalog" in m and "review" in m for m in messages), messages
+        assert all("\n" not in m for m in messages)
+
+
+def _run_in_pty(args: list[str], env: dict[str, str]) -> tuple[int, bytes]:
+    """Run ``args`` on a pseudo-terminal until it exits; returns its exit status and output."""
+    import fcntl
+    import os
+    import pty
+    import select
+    import struct
+    import subprocess
+    import termios
+    import time
+
+    master, slave = pty.openpty()
+    fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", 36, 120, 0, 0))
+    proc = subprocess.Popen(args, stdin=slave, stdout=slave, stderr=slave, env=env)
+    os.close(slave)
+    deadline = time.monotonic() + 60
+    seen = b""
+    try:
+        while True:
+            assert time.monotonic() < deadline, "the app never exited"
+            ready, _, _ = select.select([master], [], [], 0.05)
+            if ready:
+                try:
+                    chunk = os.read(master, 65536)
+                except OSError:  # the child closed the terminal
+                    chunk = b""
+                seen += chunk
+                if not chunk and proc.poll() is not None:
+                    break
+            elif proc.poll() is not None:
+                break
+        return proc.wait(), seen
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        os.close(master)
+
+
+_CRASH_SCRIPT = """
+import sys
+from tui.screens.home import HomeScreen
+def crash(self):
+    raise RuntimeError("planted failure")
+HomeScreen.on_mount = crash  # an unexpected exception inside the running app
+from tui.cli import main
+main(["open", sys.argv[1]])
+"""
+
+
+def test_a_crash_inside_the_app_exits_non_zero(workspace: Workspace) -> None:
+    import os
+    import sys
+
+    root = Path(__file__).resolve().parents[1]
+    env = {**os.environ, "TERM": "xterm-256color", "PYTHONPATH": str(root)}
+    status, output = _run_in_pty([sys.executable, "-c", _CRASH_SCRIPT, str(workspace.root)], env)
+    assert b"planted failure" in output  # it got as far as the running app, then crashed
+    assert status == 1
+
+
+async def test_decisions_left_in_the_journal_survive_a_damaged_catalog(
+    workspace: Workspace,
+) -> None:
+    from core.journal import DecisionJournal
+
+    journal = DecisionJournal.open(workspace.root)  # a previous run, one decision pending
+    journal.record("status", 1, status="accepted")
+    journal.close()
+    kept = journal.path.read_bytes()
+    for suffix in ("", "-wal", "-shm"):
+        Path(f"{workspace.catalog_path}{suffix}").unlink(missing_ok=True)
+    workspace.catalog_path.write_bytes(b"definitely not sqlite" * 200)
+    app = PodforgeApp(workspace)
+    async with app.run_test(size=(120, 36)) as pilot:
+        for _ in range(150):
+            await pilot.pause(0.02)
+            if any("kept in the journal" in n.message for n in app._notifications):
+                break
+        messages = [n.message for n in app._notifications]
+        assert any("1 decision kept in the journal" in m and "not a valid" in m for m in messages)
+        assert app.is_running and app.pending_decisions == 1
+    journals = list((workspace.root / ".journal").glob("review-*.jsonl"))
+    assert [p.read_bytes() for p in journals] == [kept]  # adopted into the new session's file

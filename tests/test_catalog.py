@@ -240,3 +240,116 @@ def test_review_views_and_orders(catalog: Catalog) -> None:
         catalog.segment_ids("bogus")
     with pytest.raises(CatalogError, match="unknown order"):
         catalog.segment_ids("all", "bogus")
+
+
+def test_undoing_an_edit_restores_the_text_and_its_source(catalog: Catalog) -> None:
+    rec = catalog.add_recording(_recording())
+    (seg,) = catalog.add_segments(_segments(rec, 1))
+    from core.records import SegmentUpdate
+
+    catalog.update_analysis([SegmentUpdate(seg, text="what the asr heard", text_source="asr")])
+    catalog.set_text(seg, "what was said")
+    assert (catalog.segment(seg).text, catalog.segment(seg).text_source) == (
+        "what was said",
+        "manual",
+    )
+    catalog.set_text(seg, "what was really said")
+    catalog.undo()  # back to the first edit: still a person's text
+    assert (catalog.segment(seg).text, catalog.segment(seg).text_source) == (
+        "what was said",
+        "manual",
+    )
+    catalog.undo()
+    assert (catalog.segment(seg).text, catalog.segment(seg).text_source) == (
+        "what the asr heard",
+        "asr",
+    )
+    # A transcript the ASR writes later may replace it again: it is no longer a person's.
+    catalog.update_analysis([SegmentUpdate(seg, text="a newer asr pass", text_source="asr")])
+    assert catalog.segment(seg).text == "a newer asr pass"
+
+
+@pytest.mark.parametrize(
+    ("sidecar", "expected"), [(None, "asr"), ("raw/alice/talk-abababab.srt", "subtitle")]
+)
+def test_undoing_an_edit_recorded_before_text_sources_were_kept(
+    tmp_path: Path, sidecar: str | None, expected: str
+) -> None:
+    """History rows written by schema 1 lack the old text source: it is inferred."""
+    from core.catalog import _MIGRATIONS, _split_sql
+
+    path = tmp_path / "catalog.sqlite"
+    conn = sqlite3.connect(path, isolation_level=None)
+    for statement in _split_sql(_MIGRATIONS[0]):
+        conn.execute(statement)
+    conn.execute("PRAGMA user_version = 1")
+    conn.execute(
+        "INSERT INTO recordings (id, speaker, path, original_name, sha256, sample_rate, "
+        "channels, duration_sec, format, transcript, imported_at) VALUES "
+        "(1, 'alice', 'raw/alice/talk-abababab.wav', 'talk.wav', 'ab', 44100, 1, 60, 'WAV', ?, "
+        "'2026-01-01T00:00:00.000+00:00')",
+        (sidecar,),
+    )
+    for sid, text in ((1, "first typed"), (2, "second typed")):
+        conn.execute(
+            "INSERT INTO segments (id, recording_id, speaker, audio, start_sec, end_sec, "
+            "duration_sec, sample_rate, bit_depth, num_channels, text, text_source, created_at, "
+            "updated_at) VALUES (?, 1, 'alice', ?, 0, 5, 5, 24000, 16, 1, ?, 'manual', 'x', 'x')",
+            (sid, f"segments/alice/talk-abababab-{sid:04d}.wav", text),
+        )
+    history = [  # segment 1 edited once; segment 2 edited twice
+        (1, "machine one", "first typed"),
+        (2, "machine two", "typed once"),
+        (2, "typed once", "second typed"),
+    ]
+    for sid, old, new in history:
+        conn.execute(
+            "INSERT INTO review_history (segment_id, action, old_status, new_status, old_text, "
+            "new_text, source, at) VALUES (?, 'edit', 'pending', 'pending', ?, ?, 'key', 'x')",
+            (sid, old, new),
+        )
+    conn.close()
+    with Catalog.open(path) as cat:
+        assert cat.schema_version == SCHEMA_VERSION
+        cat.undo()
+        assert (cat.segment(2).text, cat.segment(2).text_source) == ("typed once", "manual")
+        cat.undo()
+        assert (cat.segment(2).text, cat.segment(2).text_source) == ("machine two", expected)
+        cat.undo()
+        assert (cat.segment(1).text, cat.segment(1).text_source) == ("machine one", expected)
+
+
+def _fresh_layout(root: Path) -> Path:
+    for folder in ("raw", "segments"):
+        (root / folder).mkdir(parents=True)
+    return root / "catalog.sqlite"
+
+
+def test_a_missing_catalog_in_a_fresh_folder_is_created(tmp_path: Path) -> None:
+    path = _fresh_layout(tmp_path / "ws")
+    Catalog.open(path).close()
+    assert path.is_file()
+
+
+@pytest.mark.parametrize(
+    "where",
+    [
+        "raw/alice/talk-12345678.wav",
+        "segments/alice/x-0001.wav",
+        ".backups/catalog-20260101T000000000000Z.sqlite",
+    ],
+)
+def test_a_missing_catalog_beside_recordings_is_not_silently_recreated(
+    tmp_path: Path, where: str
+) -> None:
+    path = _fresh_layout(tmp_path / "ws")
+    (path.parent / where).parent.mkdir(parents=True, exist_ok=True)
+    (path.parent / where).write_bytes(b"RIFF")
+    with pytest.raises(CatalogError) as info:
+        Catalog.open(path)
+    message = str(info.value)
+    assert "\n" not in message and str(path) in message
+    assert f"podforge repair {path.parent}" in message
+    assert not path.exists()  # nothing created: the next open says the same
+    with pytest.raises(CatalogError, match="missing"):
+        Catalog.open(path)

@@ -46,6 +46,7 @@ def test_init_and_speaker_commands(tmp_path: Path) -> None:
         (["open", "{tmp}/nowhere"], "no such folder"),
         (["{tmp}"], "not a podforge workspace"),
         (["speaker", "add", "{tmp}", "x", "--consent", "y"], "not a podforge workspace"),
+        (["doctor", "{tmp}"], "not a podforge workspace"),
     ],
 )
 def test_user_mistakes_are_one_line_without_traceback(
@@ -93,7 +94,8 @@ def test_ingest_accept_export_from_the_command_line(tmp_path: Path) -> None:
 
     ws_dir = tmp_path / "show"
     assert _run("init", str(ws_dir)).returncode == 0
-    assert _run("speaker", "add", str(ws_dir), "dana", "--consent", "ok").returncode == 0
+    added = _run("speaker", "add", str(ws_dir), "dana", "--consent", "ok", "--granted-by", "Dana")
+    assert added.returncode == 0, added.stderr
     sr = 24000
     texts = ("One two three four five six seven.", "Another sentence comes right after it.")
     speech = [synthesize(t, DraftVoice(), sample_rate=sr) * 0.3 for t in texts]
@@ -134,3 +136,74 @@ def test_ingest_accept_export_from_the_command_line(tmp_path: Path) -> None:
 def _ts(seconds: float) -> str:
     ms = round(seconds * 1000)
     return f"00:00:{ms // 1000:02d},{ms % 1000:03d}"
+
+
+@pytest.mark.parametrize(
+    ("extra", "expected"),
+    [
+        (["--consent", "", "--granted-by", "Emma C"], "statement is empty"),
+        (["--consent", "  ", "--granted-by", "Emma C"], "statement is empty"),
+        (["--consent", "signed form 9"], "--granted-by"),
+        (["--consent", "signed form 9", "--granted-by", " "], "who granted it"),
+    ],
+)
+def test_speaker_add_refuses_an_incomplete_consent_record(
+    tmp_path: Path, extra: list[str], expected: str
+) -> None:
+    ws_dir = tmp_path / "show"
+    Workspace.create(ws_dir)
+    before = (ws_dir / "workspace.toml").read_bytes()
+    result = _run("speaker", "add", str(ws_dir), "emmac", *extra)
+    assert result.returncode == 1, result.stdout
+    assert result.stderr.startswith("podforge: error: speaker 'emmac': ")
+    assert expected in result.stderr
+    assert result.stderr.count("\n") == 1 and "Traceback" not in result.stderr
+    assert (ws_dir / "workspace.toml").read_bytes() == before  # nothing recorded, nothing invented
+
+
+def test_speaker_add_records_only_what_was_given(tmp_path: Path) -> None:
+    ws_dir = tmp_path / "show"
+    Workspace.create(ws_dir)
+    result = _run(
+        "speaker", "add", str(ws_dir), "emmac", "--consent", "Emma agreed on tape",
+        "--granted-by", "Emma Clark", "--scope", "training only",
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    assert "does not cover synthesis" in result.stdout  # said now, not at the first render
+    consent = Workspace.open(ws_dir).require_consent("emmac", "training")
+    assert (consent.granted_by, consent.statement, consent.scope, consent.evidence) == (
+        "Emma Clark",
+        "Emma agreed on tape",
+        "training only",
+        "",
+    )
+
+
+def _snapshot(root: Path) -> dict[str, bytes | None]:
+    return {
+        p.relative_to(root).as_posix(): (p.read_bytes() if p.is_file() else None)
+        for p in sorted(root.rglob("*"))
+    }
+
+
+@pytest.mark.parametrize("name", ["{outside}", "../raw", "..", "../../escape"])
+def test_export_name_outside_exports_is_refused_and_touches_nothing(
+    demo_copy: Workspace, tmp_path: Path, name: str
+) -> None:
+    from core.ingest import accept_passing
+
+    assert accept_passing(demo_copy) > 0  # so that only the name can stop the export
+    sentinel = tmp_path / "sentinel"  # an unrelated folder with files, outside the workspace
+    (sentinel / "deep").mkdir(parents=True)
+    (sentinel / "a.txt").write_text("keep me")
+    (sentinel / "deep" / "b.bin").write_bytes(bytes(range(256)))
+    assert demo_copy.root == tmp_path / "demo"  # exports/../../escape is tmp_path/escape
+    (tmp_path / "escape").mkdir()
+    (tmp_path / "escape" / "c.txt").write_text("keep me too")
+    assert any((demo_copy.root / "raw").rglob("*.*"))  # the imported originals
+    before = _snapshot(tmp_path)  # the workspace (raw/, catalog...) and both sentinels
+    result = _run("export", str(demo_copy.root), "--name", name.format(outside=sentinel))
+    assert result.returncode == 1, result.stdout
+    assert result.stderr.startswith("podforge: error: ") and result.stderr.count("\n") == 1
+    assert "export name" in result.stderr and "Traceback" not in result.stderr
+    assert _snapshot(tmp_path) == before

@@ -111,3 +111,70 @@ def test_srt_sidecars_match_the_speech(demo_workspace: Workspace) -> None:
         for cue in rec["cues"]:
             speech = audio[int(cue["start_sec"] * sr) : int(cue["end_sec"] * sr)]
             assert 20 * np.log10(np.sqrt(np.mean(speech**2))) > -35  # speech under every cue
+
+
+def test_a_folder_with_other_files_is_refused_and_left_untouched(tmp_path: Path) -> None:
+    from core.errors import WorkspaceError
+
+    root = tmp_path / "mine"
+    (root / "assets").mkdir(parents=True)
+    (root / "assets" / "theme.wav").write_bytes(b"my own theme")
+    (root / "notes.txt").write_text("keep me")
+    with pytest.raises(WorkspaceError, match="not empty"):
+        build_demo(root, seconds_per_recording=6.0, ingest=False)
+    assert sorted(p.name for p in root.rglob("*")) == ["assets", "notes.txt", "theme.wav"]
+    assert (root / "assets" / "theme.wav").read_bytes() == b"my own theme"
+
+
+def test_a_failed_build_removes_what_it_made(tmp_path: Path) -> None:
+    root = tmp_path / "demo"
+
+    def stop_at_the_music(done: int, total: int, what: str) -> None:
+        if what == "music bed":
+            raise RuntimeError("stop here")
+
+    with pytest.raises(RuntimeError, match="stop here"):
+        build_demo(root, seconds_per_recording=6.0, ingest=False, progress=stop_at_the_music)
+    assert not root.exists()
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(RuntimeError, match="stop here"):
+        build_demo(
+            tmp_path / "empty", seconds_per_recording=6.0, ingest=False, progress=stop_at_the_music
+        )
+    assert list((tmp_path / "empty").iterdir()) == []
+
+
+def test_a_killed_build_is_started_over(tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    from core.demo import BUILDING_MARKER, unfinished_demo
+
+    root = tmp_path / "demo"
+    root.mkdir()
+    gone = subprocess.Popen([sys.executable, "-c", "pass"])
+    gone.wait()
+    (root / BUILDING_MARKER).write_text(f"{gone.pid}\n")
+    (root / "workspace.toml").write_text("half written")
+    (root / "raw").mkdir()
+    assert unfinished_demo(root)
+    ws = build_demo(root, seconds_per_recording=6.0, ingest=False)
+    assert not unfinished_demo(root)
+    assert not (root / BUILDING_MARKER).exists()
+    assert ws.settings.name == "demo"
+    assert len(list((root / "raw").rglob("*.flac")) + list((root / "raw").rglob("*.wav"))) == 4
+
+
+def test_a_build_in_progress_elsewhere_is_not_touched(tmp_path: Path) -> None:
+    import os
+
+    from core.demo import BUILDING_MARKER
+    from core.errors import WorkspaceError
+
+    root = tmp_path / "demo"
+    root.mkdir()
+    (root / BUILDING_MARKER).write_text(f"{os.getppid()}\n")  # a live process, not ours
+    (root / "raw").mkdir()
+    with pytest.raises(WorkspaceError, match="being built by process"):
+        build_demo(root, seconds_per_recording=6.0, ingest=False)
+    assert (root / "raw").is_dir()

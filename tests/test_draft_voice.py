@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 import textwrap
@@ -261,3 +262,31 @@ def test_concurrent_threads_match_sequential() -> None:
         assert len(outs) == 2 * len(jobs)
         for i, got in enumerate(outs):
             assert np.array_equal(got, expected[(worker + i) % len(jobs)])
+
+
+def test_a_killed_process_leaves_no_temporary_files(tmp_path: Path) -> None:
+    """The private copy of the library must not outlive a process killed with SIGKILL
+    (no atexit runs then): nothing may be left in the system's temporary folder."""
+    system_tmp = tmp_path / "tmp"
+    system_tmp.mkdir()
+    script = textwrap.dedent(
+        f"""
+        import os, signal
+        import numpy as np
+        from core.voices import draft
+        np.save({str(tmp_path / "killed.npy")!r}, draft.synthesize({SENTENCE!r}))
+        os.kill(os.getpid(), signal.SIGKILL)
+        """
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", script],
+        cwd=REPO,
+        env={**os.environ, "TMPDIR": str(system_tmp)},
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode == -9, done.stderr
+    assert list(system_tmp.iterdir()) == []
+    # And the samples are those of any other process: still a private, pristine instance.
+    assert np.array_equal(np.load(tmp_path / "killed.npy"), synthesize(SENTENCE))

@@ -98,10 +98,22 @@ def _three_recordings(ws: Workspace, speaker: str) -> None:
     """Copy one of the speaker's accepted segments under each of two more recordings, so that
     the split is by recording and test and val are not empty (the test demo has one short
     recording a speaker), and give every accepted segment a short transcript (the tiny CSM is
-    slow on a CPU and renders at least 2 s whatever the text)."""
+    slow on a CPU and renders at least 2 s whatever the text). The first recording gets
+    copies too, up to 10 segments, so that each one-segment recording is about a tenth of
+    the minutes: the splits then hold them out (a recording of a quarter of the minutes
+    would stay in train, see DATASET.md *Splits*)."""
     with Catalog.open(ws.catalog_path) as catalog:
         segments = catalog.segments(speaker=speaker, status="accepted")
         recording = catalog.recording(segments[0].recording_id)
+        first, last = segments[0], segments[-1]
+        extra = []
+        for k in range(max(0, 10 - len(segments))):
+            audio = first.audio.replace(".wav", f"-more{k}.wav")
+            shutil.copyfile(ws.root / first.audio, ws.root / audio)
+            start = last.end_sec + 1.0 + k * (first.duration_sec + 1.0)
+            extra.append(dataclasses.replace(first, id=None, audio=audio, start_sec=start,
+                                             end_sec=start + first.duration_sec))  # fmt: skip
+        catalog.add_segments(extra)
         for copy in (1, 2):
             rec_id = catalog.add_recording(
                 dataclasses.replace(recording, id=None, sha256=f"{recording.sha256[:-1]}{copy}")
@@ -135,7 +147,10 @@ def evaluable(
     return ws
 
 
-ITEM_FIELDS = {"text", "hypothesis", "wer", "cer", "similarity", "rtf", "seconds", "render_seconds"}
+ITEM_FIELDS = {
+    "text", "hypothesis", "wer", "cer", "similarity", "rtf", "seconds", "render_seconds",
+    "segment_id",
+}  # fmt: skip
 AGGREGATES = {
     "wer", "cer", "similarity", "reference_similarity", "rtf", "render_seconds",
     "audio_seconds", "load_seconds", "items",
@@ -164,6 +179,8 @@ def test_eval_command_end_to_end_with_tiny_models(evaluable: Workspace) -> None:
     assert set(doc["aggregates"]) >= AGGREGATES
     assert len(doc["items"]) == len(segments) == doc["aggregates"]["items"]
     assert [item["text"] for item in doc["items"]] == [s.text for s in segments]
+    assert [item["segment_id"] for item in doc["items"]] == [s.id for s in segments]
+    assert doc["segment_ids"] == [s.id for s in segments] and doc["split_seed"] == 42
     for item in doc["items"]:
         assert set(item) == ITEM_FIELDS
         assert item["wer"] >= 0.0 and item["cer"] >= 0.0 and item["seconds"] > 0
@@ -245,3 +262,57 @@ def test_missing_model_is_one_line(evaluable: Workspace, tmp_path: Path) -> None
     assert result.exit_code == 1
     lines = result.output.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("podforge: error:") and "no-such-asr" in lines[0]
+
+
+@pytest.mark.slow
+def test_a_trained_voice_is_evaluated_only_on_segments_it_never_trained_on(
+    demo_workspace: Workspace, tmp_path: Path
+) -> None:
+    """End to end with the tiny models, in real processes: `podforge train` records the ids
+    it trained and validated on (runs/<id>/split.json), `podforge eval` the ids it scored;
+    they come from the same stored splits, so the trained and the scored ids are disjoint,
+    with the training seed far from the split seed."""
+    import os
+    import subprocess
+    import sys
+
+    shutil.copytree(demo_workspace.root, tmp_path / "demo")
+    ws = Workspace.open(tmp_path / "demo")
+    ws.settings.models = dataclasses.replace(
+        ws.settings.models, tts="tiny", asr="tiny", speaker="tiny", device="cpu"
+    )
+    ws.settings.training = dataclasses.replace(
+        ws.settings.training, grad_accum=1, batch_size=1, warmup_steps=1, eval_every=2,
+        save_every=2, max_steps=2, seed=7,
+    )  # fmt: skip
+    ws.save()
+    assert accept_passing(ws) > 0
+    _three_recordings(ws, "alice")
+    env = {**os.environ, "XDG_CACHE_HOME": str(tmp_path / "cache"),
+           "PYTHONPATH": str(Path(__file__).resolve().parents[1])}  # fmt: skip
+    exe = str(Path(sys.executable).with_name("podforge"))
+    trained = subprocess.run(
+        [exe, "train", str(ws.root), "--speaker", "alice", "--foreground"],
+        capture_output=True, text=True, env=env, timeout=300,
+    )  # fmt: skip
+    assert trained.returncode == 0, trained.stderr + trained.stdout
+    (run_dir,) = [p for p in ws.runs_dir.iterdir() if not p.name.startswith(".")]
+    record = json.loads((run_dir / "split.json").read_text())
+    assert record["speaker"] == "alice" and record["split_seed"] == 42
+    assert record["train"] and record["val"] and record["val_from_train"] is False
+    assert not set(record["train"]) & set(record["val"])
+
+    scored = subprocess.run(
+        [exe, "eval", str(ws.root), "--voice", "alice"],
+        capture_output=True, text=True, env=env, timeout=300,
+    )  # fmt: skip
+    assert scored.returncode in (0, 1) and "Traceback" not in scored.stderr, scored.stderr
+    doc = latest_report(ws, "alice")
+    assert doc is not None and doc["segment_ids"]
+    assert [item["segment_id"] for item in doc["items"]] == doc["segment_ids"]
+    assert not set(doc["segment_ids"]) & set(record["train"])
+    with Catalog.open(ws.catalog_path) as catalog:
+        split_of = {s.id: s.split for s in catalog.segments(speaker="alice")}
+    assert {split_of[i] for i in record["train"]} == {"train"}
+    assert {split_of[i] for i in record["val"]} == {"val"}
+    assert {split_of[i] for i in doc["segment_ids"]} <= {"test", "val"}

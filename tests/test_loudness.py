@@ -47,7 +47,7 @@ def rms_db(audio: npt.ArrayLike) -> float:
 
 
 def peak_8x_db(audio: npt.ArrayLike) -> float:
-    """An independent true-peak meter: 8x polyphase oversampling (scipy)."""
+    """The 8x polyphase meter (scipy's default Kaiser window): blind near Nyquist."""
     up = signal.resample_poly(np.asarray(audio, dtype=np.float64), 8, 1)
     return 20.0 * math.log10(float(np.abs(up).max()))
 
@@ -57,8 +57,10 @@ def pyloudnorm_lufs(audio: npt.ArrayLike, sr: int) -> float:
 
 
 def assert_under_ceiling(audio: npt.ArrayLike, sr: int, ceiling: float = CEILING) -> None:
+    from tests.meters import ideal_true_peak_db
+
     assert true_peak_db(audio, sr) <= ceiling
-    assert peak_8x_db(audio) <= ceiling
+    assert ideal_true_peak_db(audio) <= ceiling
     assert sample_peak_db(audio) <= ceiling
 
 
@@ -314,3 +316,116 @@ def test_hum_notch_odd_inputs() -> None:
     np.testing.assert_array_equal(hum_notch(short, SR, 50.0), short)
     with pytest.raises(ValueError):
         hum_notch(np.zeros(SR), SR, 0.0)
+
+
+# --- the ceiling up to Nyquist (adversarial signals, near-ideal and ffmpeg meters) ------
+
+
+def adversarial(name: str, sr: int) -> tuple[Audio, float]:
+    """Signals whose inter-sample peaks sit near the Nyquist frequency, and their target.
+
+    ``impulses``: white noise with sparse single-sample spikes (-8 LUFS); ``clipped``:
+    noise hard-clipped at full scale (-8 LUFS); ``flip``: 48-sample bursts of an
+    alternating (Nyquist) sequence whose sign flips mid-burst, every 100 ms (-19 LUFS).
+    """
+    rng = np.random.default_rng(12)
+    n = 3 * sr
+    if name == "impulses":
+        x = 0.1 * rng.standard_normal(n)
+        spikes = rng.choice(n, size=60, replace=False)
+        x[spikes] = 0.9 * rng.choice([-1.0, 1.0], size=60)
+        return x, -8.0
+    if name == "clipped":
+        return np.clip(0.7 * rng.standard_normal(n), -1.0, 1.0), -8.0
+    x = 0.002 * rng.standard_normal(n)
+    burst = 0.5 * (-1.0) ** np.arange(48)
+    burst[24:] *= -1.0  # the phase flip: two equal neighbours, a peak between them
+    for start in range(sr // 20, n - 48, sr // 10):
+        x[start : start + 48] += burst
+    return x, -19.0
+
+
+ADVERSARIAL = [
+    (name, sr) for name in ("impulses", "clipped", "flip") for sr in (24000, 44100, 48000)
+]
+
+
+def test_the_independent_meter_reads_known_true_peaks() -> None:
+    from tests.meters import ffmpeg_ebur128, ideal_true_peak_db, sinc_true_peak_db
+
+    sr = 24000
+    t = np.arange(sr)
+    # A sine at a quarter of the rate, 45 degrees off the samples: samples at -3.01 dB,
+    # true peak 0 dB (analytic).
+    # Both sines fade in and out smoothly over 4000 samples (no edge ringing).
+    fade = np.sin(np.pi / 2 * np.minimum(1.0, np.minimum(t, t[::-1]) / 4000.0)) ** 2
+    quarter = fade * np.cos(np.pi / 2 * t + np.pi / 4)
+    assert 20 * math.log10(np.abs(quarter).max()) == pytest.approx(-3.0103, abs=1e-3)
+    assert ideal_true_peak_db(quarter) == pytest.approx(0.0, abs=0.01)
+    # A sine at 0.98 of Nyquist: true peak 0.5 (its amplitude) = -6.02 dBTP.
+    high = 0.5 * fade * np.cos(np.pi * 0.98 * t + 0.3)
+    assert ideal_true_peak_db(high) == pytest.approx(-6.0206, abs=0.01)
+    # The exact Whittaker-Shannon sum of a Nyquist phase-flip burst: +4 dB over its
+    # samples, and the meter agrees with it; resample_poly's 8x misses most of it.
+    burst = 0.5 * (-1.0) ** np.arange(48)
+    burst[24:] *= -1.0
+    exact = sinc_true_peak_db(burst)
+    assert exact > 20 * math.log10(0.5) + 3.5
+    assert ideal_true_peak_db(np.concatenate((np.zeros(100), burst, np.zeros(100)))) == (
+        pytest.approx(exact, abs=0.02)
+    )
+    assert peak_8x_db(burst) < exact - 1.0  # the old test meter's blind spot
+    # ffmpeg's meter through PyAV: a 997 Hz sine at 0.3 is -13.47 LUFS, -10.46 dBTP.
+    lufs, peak = ffmpeg_ebur128(0.3 * np.sin(2 * np.pi * 997 * t / sr), sr)
+    assert lufs == pytest.approx(-13.47, abs=0.05) and peak == pytest.approx(-10.46, abs=0.02)
+
+
+@pytest.mark.parametrize("sr", [24000, 44100, 48000])
+def test_the_short_interpolator_reads_at_least_what_ffmpeg_reads(sr: int) -> None:
+    """The limiter's model of ffmpeg's meter (swresample's default 32-tap Kaiser filter,
+    read between the samples) is never below ffmpeg's own reading, and close to it."""
+    from core.loudness import _short_peaks
+    from tests.meters import ffmpeg_ebur128
+
+    rng = np.random.default_rng(sr)
+    noise = 0.2 * rng.standard_normal(sr)
+    for x in (noise, np.clip(3.0 * noise, -0.9, 0.9), np.where(noise > 0.55, 0.9, noise)):
+        x32 = x.astype(np.float32)
+        padded = np.concatenate((np.zeros(32), x32.astype(np.float64), np.zeros(32)))
+        model = 20 * math.log10(float(_short_peaks(padded, np.arange(sr) + 32).max()))
+        reading = ffmpeg_ebur128(x32, sr)[1]
+        # ffmpeg reads 8 (24 kHz), 4 (48 kHz) or ~4.35 (44.1 kHz) points per sample; the
+        # model reads 16 and the peak between them.
+        assert reading - 0.005 <= model <= reading + 0.3
+
+
+@pytest.mark.parametrize(("name", "sr"), ADVERSARIAL)
+def test_condition_holds_the_ceiling_up_to_nyquist(name: str, sr: int) -> None:
+    from tests.meters import ffmpeg_ebur128, ideal_true_peak_db
+
+    x, target = adversarial(name, sr)
+    assert ideal_true_peak_db(x * 10 ** ((target - pyloudnorm_lufs(x, sr)) / 20)) > CEILING
+    out = condition(x, sr, target_lufs=target, ceiling_dbtp=CEILING)
+    assert out.limited  # the limiter acted
+    assert ideal_true_peak_db(out.audio) <= CEILING + 0.1
+    lufs, peak = ffmpeg_ebur128(out.audio, sr)
+    assert peak <= CEILING + 0.1
+    # The reported figure is the BS.1770 4x one, as other meters show it.
+    assert out.true_peak_db == pytest.approx(true_peak_db(out.audio, sr), abs=1e-6)
+    assert out.lufs is not None and abs(lufs - out.lufs) < 0.3
+
+
+@pytest.mark.parametrize("sr", [24000, 44100, 48000])
+def test_episode_master_holds_the_ceiling_up_to_nyquist(sr: int) -> None:
+    from core.mixing import MixSettings, TimelineLine, mix_episode
+    from tests.meters import ffmpeg_ebur128, ideal_true_peak_db
+
+    items = [
+        TimelineLine(k, "AB"[k % 2], name, adversarial(name, sr)[0].astype(np.float32), sr)
+        for k, name in enumerate(("clipped", "flip"))
+    ]
+    result = mix_episode(items, MixSettings(sample_rate=sr, target_lufs=-8.0))
+    raw = mix_episode(items, MixSettings(sample_rate=sr, master=False))
+    assert ideal_true_peak_db(raw.audio) + 11.0 > CEILING  # the master's gain tops it
+    assert ideal_true_peak_db(result.audio) <= CEILING + 0.1
+    assert ffmpeg_ebur128(result.audio, sr)[1] <= CEILING + 0.1

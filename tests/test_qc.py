@@ -14,6 +14,8 @@ from core.loudness import condition
 from core.qc import (
     DB_FLOOR,
     FLAG_NAMES,
+    ClipCounter,
+    bandwidth_hz,
     clipping_ratio,
     flags_for,
     hum_score,
@@ -118,7 +120,7 @@ def test_clean_speech_has_no_flags(pitch: int, language: str) -> None:
     qc = qc_of(audio)
     assert flags_for(qc, THRESHOLDS, duration(audio), TARGETS) == ()
     assert qc.rms_db is not None and -23.0 < qc.rms_db < -19.0
-    assert qc.snr_db is not None and qc.snr_db > 35.0
+    assert qc.snr_db is not None and qc.snr_db > 20.0
     assert qc.clipped == 0.0
     assert qc.hum_score is not None and qc.hum_score < 0.05
     assert qc.plosive_ratio is not None and qc.plosive_ratio < 0.005
@@ -132,7 +134,7 @@ def test_any_sample_rate(sr: int) -> None:
     audio = segment(30, sr)
     qc = qc_of(audio, sr)
     assert flags_for(qc, THRESHOLDS, duration(audio, sr), TARGETS) == ()
-    assert qc.snr_db is not None and qc.snr_db > 35.0
+    assert qc.snr_db is not None and qc.snr_db > 20.0
 
 
 # --- each metric against its defect -------------------------------------------------
@@ -141,8 +143,8 @@ def test_any_sample_rate(sr: int) -> None:
 def test_snr_separates_noise() -> None:
     clean = segment(30)
     noisy = clean + np.random.default_rng(3).standard_normal(clean.size) * 10 ** (-25 / 20)
-    assert snr_db(clean, SR) > 35.0
-    assert snr_db(noisy, SR) < 15.0
+    assert (snr_db(clean, SR) or 0.0) > 20.0
+    assert (snr_db(noisy, SR) or 99.0) < THRESHOLDS.min_snr_db - 3.0
     assert "noisy" not in flags_of(clean)
     assert "noisy" in flags_of(noisy)
 
@@ -154,9 +156,9 @@ def test_clipping_is_measured_on_the_raw_cut() -> None:
     assert clipping_ratio(clipped) > 0.01
     assert "clipped" in flags_of(clipped)
     assert "clipped" not in flags_of(clean)
-    # Conditioning lowers the flat tops: only the raw cut still shows them.
+    # Conditioning lowers the flat tops, but they are found at whatever level they lie.
     conditioned = condition(clipped, SR)
-    assert measure(conditioned, SR).clipped == 0.0
+    assert measure(conditioned, SR).clipped == pytest.approx(clipping_ratio(clipped), rel=0.3)
     assert measure(conditioned, SR, raw=clipped).clipped == pytest.approx(clipping_ratio(clipped))
 
 
@@ -168,7 +170,7 @@ def test_clipping_needs_flat_tops() -> None:
     assert clipping_ratio(square) > 0.99
     # Integer full scale (+32767/32768) counts; a lower custom full scale works too.
     assert clipping_ratio(np.full(100, 32767 / 32768)) == 1.0
-    assert clipping_ratio(np.full(100, 0.5), full_scale=0.5) == 1.0
+    assert clipping_ratio(np.full(100, 0.5), level=0.5) == 1.0
     assert clipping_ratio(np.array([1.0, 1.0, 0.0, 1.0, 1.0, 0.0])) == 0.0  # runs of 2
 
 
@@ -248,7 +250,7 @@ def test_digital_silence() -> None:
     assert qc.rms_db == DB_FLOOR
     assert qc.true_peak_db == DB_FLOOR
     assert qc.lufs is None
-    assert qc.snr_db == 0.0
+    assert qc.snr_db is None  # not measured: neither speech nor noise
     flags = flags_for(qc, THRESHOLDS, duration(silence), TARGETS)
     assert "too_quiet" in flags
     assert "loudness_unmeasured" in flags
@@ -278,16 +280,19 @@ def test_flags_for_each_check() -> None:
     assert flags_for(good, THRESHOLDS, 10.0, TARGETS) == ()
     cases = {
         "too_quiet": {"rms_db": -41.0},
-        "noisy": {"snr_db": 19.9},
+        "noisy": {"snr_db": 9.9},
         "clipped": {"clipped": 0.002},
         "hum": {"hum_score": 0.3},
         "plosives": {"plosive_ratio": 0.06},
+        "narrowband": {},
         "loudness_unmeasured": {"lufs": None},
         "true_peak": {"true_peak_db": -0.85},
     }
     for name, change in cases.items():
         bad = dataclasses.replace(good, **change)
-        assert flags_for(bad, THRESHOLDS, 10.0, TARGETS) == (name,)
+        narrow = 3800.0 if name == "narrowband" else None
+        assert flags_for(bad, THRESHOLDS, 10.0, TARGETS, bandwidth=narrow) == (name,)
+    assert flags_for(good, THRESHOLDS, 10.0, TARGETS, bandwidth=7500.0) == ()
     assert flags_for(good, THRESHOLDS, 4.9, TARGETS) == ("too_short",)
     assert flags_for(good, THRESHOLDS, 15.1, TARGETS) == ("too_long",)
     # The true peak is allowed 0.1 dB of rounding over the target.
@@ -304,7 +309,7 @@ def test_flags_come_in_a_stable_order_and_unmeasured_metrics_raise_none() -> Non
         lufs=None,
         true_peak_db=3.0,
     )
-    flags = flags_for(everything, THRESHOLDS, 20.0, TARGETS)
+    flags = flags_for(everything, THRESHOLDS, 20.0, TARGETS, bandwidth=3000.0)
     assert flags == tuple(f for f in FLAG_NAMES if f != "too_short")
     assert flags_for(QC(), THRESHOLDS, 10.0, TARGETS) == ("loudness_unmeasured",)
 
@@ -313,8 +318,8 @@ def test_flags_come_in_a_stable_order_and_unmeasured_metrics_raise_none() -> Non
 
 
 def all_finite(qc: QC) -> bool:
-    values = [qc.rms_db, qc.snr_db, qc.clipped, qc.hum_score, qc.plosive_ratio, qc.true_peak_db]
-    values += [qc.lufs] if qc.lufs is not None else []
+    values = [qc.rms_db, qc.clipped, qc.hum_score, qc.plosive_ratio, qc.true_peak_db]
+    values += [v for v in (qc.lufs, qc.snr_db) if v is not None]
     return all(v is not None and math.isfinite(v) for v in values)
 
 
@@ -377,3 +382,167 @@ def test_importing_qc_leaves_scipy_for_later() -> None:
         [sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=root
     )
     assert out.stdout.strip() == "False"
+
+
+# --- detectors that find what they name, at any level, without false alarms ---------------
+
+
+def _continuous(audio: Audio) -> Audio:
+    """Speech with its pauses cut out: no frame of the result is silence."""
+    envelope = np.convolve(np.abs(audio), np.ones(480) / 480, "same")
+    return audio[envelope > 0.01]
+
+
+def _telephone(audio: Audio, sr: int = SR) -> Audio:
+    """The same audio through an 8 kHz channel and back up (soxr, as ingest resamples)."""
+    import soxr
+
+    return np.asarray(soxr.resample(soxr.resample(audio, sr, 8000), 8000, sr), np.float64)
+
+
+def test_clipping_is_found_at_any_level() -> None:
+    clean = segment(30)
+    clipped = np.clip(clean * 4.0, -1.0, 1.0)
+    for audio in (clipped * 0.9, clipped * 0.25):  # clipped, then turned down
+        assert clipping_ratio(audio) == clipping_ratio(clipped) > 0.02
+        assert "clipped" in flags_of(audio)
+    at_half = np.clip(clean * 2.0, -0.5, 0.5)  # a -6 dBFS ceiling, 12 dB too hot
+    assert clipping_ratio(at_half) == clipping_ratio(np.clip(clean * 4.0, -1.0, 1.0))
+    assert "clipped" in flags_of(at_half)
+    # One-sided clipping (an offset waveform clipped at +0.3 only) counts too.
+    one_sided = np.minimum(clean * 3.0, 0.3)
+    assert clipping_ratio(one_sided) > THRESHOLDS.max_clipped_ratio
+    # Clean speech at any level is not clipped.
+    for gain in (0.1, 0.5, 1.0):
+        assert clipping_ratio(clean * gain) == 0.0
+
+
+def test_streamed_clip_counts_match_at_any_level() -> None:
+    """ClipCounter at a native 44.1 kHz rate, fed in odd blocks, counts what clipping_ratio
+    counts, for a recording clipped and then scaled down, and for a clean one."""
+    sr = 44100
+    clean = segment(30, sr)
+    for take, clipped in ((clean, False), (np.clip(clean * 4.0, -1.0, 1.0) * 0.7, True)):
+        stereo = np.stack([take, clean * 0.3], axis=1).astype(np.float32)
+        counter = ClipCounter(sr, 2)
+        for start in range(0, len(stereo), 7001):
+            counter.feed(stereo[start : start + 7001])
+        counter.finish()
+        total = len(stereo) / sr
+        assert counter.ratio(0.0, total) == pytest.approx(clipping_ratio(stereo), abs=1e-9)
+        half = len(stereo) // 2
+        assert counter.ratio(half / sr, total) == pytest.approx(
+            clipping_ratio(stereo[half:], level=float(np.abs(take).max())), abs=2e-4
+        )
+        assert (counter.ratio(0.0, total) > THRESHOLDS.max_clipped_ratio) is clipped
+    with pytest.raises(RuntimeError):
+        ClipCounter(sr, 1).ratio(0.0, 1.0)
+
+
+def test_snr_needs_no_pauses() -> None:
+    for pitch in (0, 30, 70):
+        continuous = _continuous(segment(pitch))
+        qc = qc_of(continuous)
+        assert qc.snr_db is not None and qc.snr_db > THRESHOLDS.min_snr_db + 2.0
+        assert "noisy" not in flags_for(qc, THRESHOLDS, duration(continuous), TARGETS)
+        # The same continuous speech under white noise 5 dB below it is still noisy.
+        noisy = continuous + np.random.default_rng(pitch).standard_normal(continuous.size) * 0.056
+        assert "noisy" in flags_of(noisy)
+    # A steady tone is neither speech nor noise: unknown, not noisy.
+    steady = tone(440.0, 6 * SR, -20.0)
+    assert snr_db(steady, SR) is None
+    assert "noisy" not in flags_of(steady)
+    # Noise alone reads as noise.
+    assert snr_db(np.random.default_rng(1).standard_normal(6 * SR) * 0.1, SR) == -20.0
+
+
+@pytest.mark.parametrize("every", [2.0, 2.5, 3.0])
+def test_short_plosives_are_found(every: float) -> None:
+    clean = np.concatenate([segment(p) for p in (0, 30, 50, 70)])
+    for kind in ({"level": 0.3, "freq": 80.0}, {"level": 0.3, "freq": 50.0}, {"level": 0.5}):
+        popped = clean + thumps(clean.size, every=every, seconds=0.02, **kind)
+        assert plosive_ratio(popped, SR) > THRESHOLDS.max_plosive_ratio
+        assert "plosives" in flags_of(popped)
+    assert plosive_ratio(clean, SR) == 0.0
+
+
+def test_telephone_band_is_narrowband() -> None:
+    from tests.conftest import SHARED_TESTDATA
+
+    speech = [segment(30), segment(70, language="en-us")]
+    jfk_path = SHARED_TESTDATA / "jfk.flac"
+    if jfk_path.is_file():
+        import soundfile as sf
+        import soxr
+
+        jfk, rate = sf.read(str(jfk_path))
+        speech.append(np.asarray(soxr.resample(jfk.mean(axis=1), rate, SR), np.float64))
+    for audio in speech:
+        wide = bandwidth_hz(audio, SR)
+        narrow = bandwidth_hz(_telephone(audio), SR)
+        assert wide is not None and wide >= 10000.0
+        assert narrow is not None and narrow <= 4500.0
+        assert "narrowband" not in flags_for(
+            qc_of(audio), THRESHOLDS, duration(audio), TARGETS, bandwidth=wide
+        )
+        assert "narrowband" in flags_for(
+            qc_of(audio), THRESHOLDS, duration(audio), TARGETS, bandwidth=narrow
+        )
+    # A 16 kHz source keeps 7.5 kHz or more and passes; an 8 kHz file read as it is fails.
+    import soxr
+
+    wideband16 = soxr.resample(soxr.resample(segment(30), SR, 16000), 16000, SR)
+    assert (bandwidth_hz(wideband16, SR) or 0.0) >= THRESHOLDS.min_bandwidth_hz
+    assert (bandwidth_hz(soxr.resample(segment(30), SR, 8000), 8000) or 1e9) <= 4000.0
+    assert bandwidth_hz(np.zeros(SR), SR) is None
+    assert bandwidth_hz(np.zeros(10), SR) is None
+
+
+def _demo_clean_stretches(ws: object) -> list[tuple[Audio, int]]:
+    """The demo's raw recordings (native rate and channels) between planted defects."""
+    import json
+
+    import soundfile as sf
+
+    root = ws.root  # type: ignore[attr-defined]
+    truth = json.loads((ws.assets_dir / "demo-truth.json").read_text())  # type: ignore[attr-defined]
+    out = []
+    for rec in truth["recordings"].values():
+        audio, rate = sf.read(str(root / rec["raw"]), always_2d=True)
+        bad = [(p["start_sec"] - 0.5, p["end_sec"] + 0.5) for p in rec["planted"]]
+        cues = [(c["start_sec"] - 0.15, c["end_sec"] + 0.15) for c in rec["cues"]]
+        for a, b in cues:
+            if all(b <= x or a >= y for x, y in bad):
+                out.append((audio[int(a * rate) : int(b * rate)], rate))
+    return out
+
+
+def test_clean_material_raises_no_false_alarms(demo_workspace: object) -> None:
+    """Clipping, plosives, noise and bandwidth flag none of: the espeak voices, jfk.flac
+    (a real recording, at its native 44.1 kHz stereo and at 24 kHz), continuous speech,
+    and every demo sentence away from the planted defects (native rate)."""
+    import soundfile as sf
+    import soxr
+
+    from tests.conftest import SHARED_TESTDATA
+
+    cases: list[tuple[Audio, int]] = []
+    for pitch, language in ((0, "en-gb"), (30, "en-gb"), (50, "en-us"), (70, "en-us")):
+        cases += [(segment(pitch, language=language), SR)]
+        cases += [(_continuous(segment(pitch, language=language)), SR)]
+    cases += [(segment(50, language="en-us+f3"), SR), (segment(30, 48000), 48000)]
+    jfk_path = SHARED_TESTDATA / "jfk.flac"
+    if jfk_path.is_file():
+        jfk, rate = sf.read(str(jfk_path), always_2d=True)
+        cases += [(jfk, rate), (np.asarray(soxr.resample(jfk.mean(axis=1), rate, SR)), SR)]
+    demo = _demo_clean_stretches(demo_workspace)
+    assert len(demo) >= 10
+    cases += demo
+    watched = {"clipped", "plosives", "noisy", "narrowband"}
+    for raw, rate in cases:
+        mono = raw.mean(axis=1) if raw.ndim == 2 else raw
+        qc = measure(condition(mono, rate), rate, raw=raw)
+        flags = flags_for(
+            qc, THRESHOLDS, duration(mono, rate), TARGETS, bandwidth=bandwidth_hz(raw, rate)
+        )
+        assert watched.isdisjoint(flags), (rate, raw.shape, flags, qc)

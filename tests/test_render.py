@@ -12,12 +12,12 @@ import numpy as np
 import pyloudnorm
 import pytest
 import soundfile as sf
-from scipy.signal import resample_poly
 
 from core.errors import VoiceError
 from core.synthesis.render import render_episode
 from core.workspace import Workspace
 from tests.conftest import make_tiny_voice
+from tests.meters import ideal_true_peak_db
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -25,8 +25,7 @@ ROOT = Path(__file__).resolve().parents[1]
 def _measure(path: Path) -> tuple[float, float]:
     audio, sr = sf.read(str(path))
     lufs = pyloudnorm.Meter(sr).integrated_loudness(audio)
-    true_peak = 20 * np.log10(np.max(np.abs(resample_poly(audio, 8, 1))))
-    return float(lufs), float(true_peak)
+    return float(lufs), ideal_true_peak_db(audio)
 
 
 def test_draft_render_of_the_demo_episode(demo_copy: Workspace) -> None:
@@ -97,6 +96,34 @@ def test_csm_backend_with_two_tiny_adapters_renders_a_two_speaker_script(
         again.rendered_lines == []
         and again.exported.wav.read_bytes() == result.exported.wav.read_bytes()
     )
+    mixed, _ = sf.read(result.exported.wav)
+    assert len(mixed) > 0 and float(np.sqrt(np.mean(np.square(mixed)))) > 1e-4
+    assert all(ln["end_sec"] > ln["start_sec"] for ln in manifest["lines"])
+
+    # Each speaker's adapter really shapes the audio: the same text, seed and context give
+    # other audio through the other speaker's adapter and through the base model (peft's
+    # own disable_adapter()).
+    import dataclasses
+
+    from core.script import load_script
+    from core.synthesis.csm_backend import CsmBackend
+
+    backend = CsmBackend(demo_copy)
+    line = load_script(script, demo_copy).lines[1]  # B: bob
+    as_bob = backend.render(line, seed=11).audio
+    assert len(as_bob) > 0 and float(np.abs(as_bob).max()) > 0.0
+    as_alice = backend.render(dataclasses.replace(line, voice="alice"), seed=11).audio
+    backend.render(line, seed=11)  # selects bob's adapter (and loads nothing new)
+    with backend._model.disable_adapter():
+        as_base = backend.render(line, seed=11).audio
+    again_bob = backend.render(line, seed=11).audio
+    assert np.array_equal(again_bob, as_bob)  # deterministic, so differences are the voices'
+
+    def differs(a: np.ndarray, b: np.ndarray) -> bool:  # type: ignore[type-arg]
+        n = min(len(a), len(b))
+        return len(a) != len(b) or not np.allclose(a[:n], b[:n], atol=1e-4)
+
+    assert differs(as_bob, as_alice) and differs(as_bob, as_base)
 
 
 def test_a_speaker_without_a_trained_voice(demo_copy: Workspace) -> None:
@@ -117,3 +144,162 @@ def test_render_command_line(demo_copy: Workspace) -> None:
     )  # fmt: skip
     assert out.returncode == 0, out.stderr
     assert "welcome.mp3" in out.stdout and "LUFS" in out.stdout
+
+
+# -- consent gates a trained voice -----------------------------------------------------
+
+CAROL_SCRIPT = '+++\ntitle = "Carol"\n[speakers]\nC = "carol"\n+++\n\nC: Hello from Carol.\n'
+
+
+def _carol_with_a_voice(ws: Workspace) -> Path:
+    """``carol`` (no consent record in the fixture) with a trained tiny voice and a script."""
+    ws.settings.models.tts = "tiny"
+    ws.save()
+    make_tiny_voice(ws, "carol", seed=5)
+    script = ws.scripts_dir / "carol.md"
+    script.write_text(CAROL_SCRIPT)
+    return script
+
+
+@pytest.mark.slow  # loads PyTorch and the tiny CSM
+def test_a_trained_voice_without_consent_is_not_synthesised(workspace: Workspace) -> None:
+    from core.errors import ConsentError
+
+    script = _carol_with_a_voice(workspace)
+    with pytest.raises(ConsentError) as info:
+        render_episode(workspace, script, backend="csm")
+    message = str(info.value)
+    assert "\n" not in message and "'carol'" in message and "synthesis" in message
+    assert f"podforge speaker add {workspace.root} carol --consent" in message
+    assert not (workspace.episodes_dir / "carol").exists()  # refused before any synthesis
+    # The espeak-ng draft voice is nobody's clone: it is not gated.
+    draft = render_episode(workspace, script, backend="draft")
+    assert draft.exported.wav.is_file()
+
+    out = subprocess.run(
+        [str(Path(sys.executable).with_name("podforge")), "render", str(workspace.root),
+         "scripts/carol.md"], capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert out.returncode == 1 and out.stderr.startswith("podforge: error: speaker 'carol'")
+    assert out.stderr.count("\n") == 1 and "Traceback" not in out.stderr
+    assert "podforge speaker add" in out.stderr
+
+
+def test_a_consent_scope_without_synthesis_refuses_the_trained_voice(
+    workspace: Workspace,
+) -> None:
+    from core.errors import ConsentError
+    from core.evaluation import evaluate_voice
+    from core.settings import new_consent
+    from core.synthesis.csm_backend import CsmBackend
+
+    script = _carol_with_a_voice(workspace)
+    workspace.add_speaker("carol", new_consent("Carol C", "form 3", scope="training only"))
+    with pytest.raises(ConsentError, match=r"'carol'.*'training only', not synthesis"):
+        render_episode(workspace, script, backend="csm")
+    with pytest.raises(ConsentError, match="'carol'"):
+        evaluate_voice(workspace, "carol", texts=["Hello there."])
+    workspace.add_speaker("carol", new_consent("Carol C", "form 4"))  # the default scope
+    assert CsmBackend(workspace).voice_folder("carol") == workspace.voices_dir / "carol"
+
+
+def _high_band_share(path: Path, above_hz: float = 12500.0) -> float:
+    audio, sr = sf.read(str(path), dtype="float32")
+    mono = audio if audio.ndim == 1 else audio.mean(axis=1)
+    spectrum = np.abs(np.fft.rfft(mono)) ** 2
+    freqs = np.fft.rfftfreq(mono.size, 1 / sr)
+    return float(spectrum[freqs > above_hz].sum() / spectrum.sum())
+
+
+def test_episode_with_music_is_mastered_at_48k_and_keeps_the_top_octave(
+    demo_copy: Workspace,
+) -> None:
+    noise = np.random.default_rng(1).standard_normal(44100 * 20).astype(np.float32) * 0.1
+    sf.write(str(demo_copy.assets_dir / "theme.wav"), noise, 44100)  # a bed with a top octave
+    result = render_episode(demo_copy, "scripts/welcome.md", backend="draft")
+    manifest = json.loads(result.exported.manifest.read_text())
+    assert (
+        manifest["sample_rate"] == 48000 and sf.info(str(result.exported.wav)).samplerate == 48000
+    )
+    assert manifest["target_lufs"] == -19.0 and manifest["ceiling_dbtp"] == -1.0
+    assert manifest["channels"] == 1
+    assert _high_band_share(result.exported.wav) > 1e-3  # the bed's content above 12 kHz
+    lufs, true_peak = _measure(result.exported.wav)
+    assert lufs == pytest.approx(-19.0, abs=0.5) and true_peak <= -1.0 + 0.05
+
+
+def test_master_rate_and_stereo_follow_the_script(demo_copy: Workspace) -> None:
+    script = demo_copy.scripts_dir / "welcome.md"
+    text = script.read_text()
+    head, rest = text.split("+++\n", 2)[1:]
+    script.write_text(f"+++\n{head}\n[mix]\nsample_rate = 24000\nstereo = true\n+++\n{rest}"
+                      if "[mix]" not in head else text)  # fmt: skip
+    result = render_episode(demo_copy, "scripts/welcome.md", backend="draft")
+    manifest = json.loads(result.exported.manifest.read_text())
+    assert manifest["sample_rate"] == 24000 and manifest["channels"] == 2
+    assert sf.info(str(result.exported.wav)).channels == 2
+    assert manifest["target_lufs"] == -16.0
+
+
+# -- long lines, cue files --------------------------------------------------------------
+
+
+@pytest.mark.slow  # loads PyTorch and the tiny CSM, three generations
+def test_a_line_too_long_for_one_generation_is_split_between_sentences(
+    workspace: Workspace,
+) -> None:
+    from core.script import parse_script, split_text
+    from core.synthesis.csm_backend import MIN_SECONDS, SENTENCE_GAP_S, CsmBackend
+
+    workspace.settings.models.tts = "tiny"
+    workspace.save()
+    make_tiny_voice(workspace, "alice", seed=4)
+    text = "One two. Three four. Five six."
+    episode = parse_script(
+        f'+++\ntitle = "Long"\n[speakers]\nA = "alice"\n+++\nA: {text}\n', workspace=workspace
+    )
+    backend = CsmBackend(workspace, max_chars=12)  # a 12-character generation limit
+    rendered = backend.render(episode.lines[0], seed=1)
+    assert backend.last_pieces == ["One two.", "Three four.", "Five six."]
+    assert backend.last_pieces == split_text(text, 12)
+    # Three generations of (at least) MIN_SECONDS each, joined by short silences: longer
+    # than the one generation the whole line used to get (its bound, 2.7 s, cut it).
+    seconds = len(rendered.audio) / rendered.sample_rate
+    assert seconds > 2 * MIN_SECONDS + SENTENCE_GAP_S > len(text) * 0.09
+    gap = round(SENTENCE_GAP_S * rendered.sample_rate)
+    first_end = round(MIN_SECONDS * rendered.sample_rate)
+    assert not rendered.audio[first_end : first_end + gap].any()  # the join is silence
+    assert rendered.audio[:first_end].any()
+
+
+def test_cue_file_problems_stop_a_render_at_the_cue(workspace: Workspace) -> None:
+    from core.errors import ScriptError
+
+    script = workspace.scripts_dir / "cues.md"
+    head = '+++\ntitle = "Cues"\n[speakers]\nA = "alice"\n+++\nA: Hi.\n'
+    script.write_text(head + "[sfx ../workspace.toml]\n")
+    with pytest.raises(ScriptError, match=r"cues\.md:7:6: '\.\./workspace\.toml' is not an audio"):
+        render_episode(workspace, script, backend="draft")
+    (workspace.assets_dir / "fake.wav").write_text("not audio at all")
+    script.write_text(head + "[music fake.wav fade_in=1s]\n")
+    with pytest.raises(ScriptError, match=r"cues\.md:7:8: cue file 'fake\.wav'"):
+        render_episode(workspace, script, backend="draft")
+    assert not (workspace.episodes_dir / "cues").exists()
+
+
+def test_a_sound_effect_by_words_is_skipped_with_one_warning_naming_its_line(
+    workspace: Workspace,
+) -> None:
+    script = workspace.scripts_dir / "words.md"
+    script.write_text(
+        '+++\ntitle = "Words"\n[speakers]\nA = "alice"\n+++\nA: Hi.\n[sfx door creaks open]\n'
+    )
+    result = render_episode(workspace, script, backend="draft")
+    about = [w for w in result.warnings if "door creaks open" in w]
+    assert about == [
+        f"{script}:7:6: sound effect 'door creaks open' names no file and is skipped "
+        "(podforge does not generate sound effects yet); expected [sfx FILE] with a file in "
+        "assets/"
+    ]
+    manifest = json.loads(result.exported.manifest.read_text())
+    assert manifest["warnings"] == result.warnings

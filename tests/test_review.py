@@ -357,3 +357,162 @@ def test_snapshot_review_no_device_notification(demo_copy: Workspace, snap_compa
         await asyncio.sleep(0.1)
 
     assert snap_compare(_snapshot_app(demo_copy), terminal_size=SIZE, run_before=settle)
+
+
+# -- a locked catalog: decisions go through the on-disk journal, never block the UI ------
+
+
+class _Locked:
+    """Another writer holding the catalog's write lock (``BEGIN IMMEDIATE``) until released."""
+
+    def __init__(self, path: Path) -> None:
+        self.conn = sqlite3.connect(path, isolation_level=None, timeout=0.1)
+        self.conn.execute("BEGIN IMMEDIATE")
+
+    def release(self) -> None:
+        if self.conn.in_transaction:
+            self.conn.execute("ROLLBACK")
+        self.conn.close()
+
+
+def _journal_lines(ws: Workspace) -> list[dict[str, object]]:
+    lines: list[dict[str, object]] = []
+    for path in sorted((ws.root / ".journal").glob("review-*.jsonl")):
+        lines += [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+    return lines
+
+
+def _history_count(ws: Workspace, segment_id: int) -> int:
+    with Catalog.open(ws.catalog_path) as cat:
+        return len(cat.history(segment_id))
+
+
+def _status_text(screen: ReviewScreen) -> str:
+    return str(screen.query_one("#status-line", Static).render())
+
+
+async def _until(pilot: Pilot[None], check: object, steps: int = 300) -> bool:
+    for _ in range(steps):
+        if check():  # type: ignore[operator]
+            return True
+        await pilot.pause(0.02)
+    return bool(check())  # type: ignore[operator]
+
+
+async def test_a_locked_catalog_queues_the_decision_and_writes_it_when_released(
+    demo_copy: Workspace,
+) -> None:
+    app = ReviewApp(demo_copy, Player(device=NO_DEVICE))
+    async with app.run_test(size=SIZE) as pilot:
+        screen = await _ready(pilot)
+        seg_list = screen.query_one(SegmentList)
+        first = seg_list.ids[0]
+        lock = _Locked(demo_copy.catalog_path)
+        try:
+            await pilot.press("a")  # handled while the other writer still holds the lock
+            assert app.is_running and lock.conn.in_transaction
+            assert seg_list.cursor == 1  # the screen moved on
+            assert screen.pending_count == 1
+            assert "1 pending" in _status_text(screen)
+            row = seg_list.row(0)
+            assert row is not None and row.status == "accepted" and first in seg_list.unsaved
+            # The decision is on disk, in the journal; the catalog does not have it yet.
+            entries = _journal_lines(demo_copy)
+            assert [(e["op"], e["segment_id"], e["status"]) for e in entries] == [
+                ("status", first, "accepted")
+            ]
+            assert _status(demo_copy, first) == "pending"
+        finally:
+            lock.release()
+        # The background retry writes it: pending goes to 0, the journal is compacted.
+        assert await _until(pilot, lambda: "pending write" not in _status_text(screen))
+        assert screen.pending_count == 0
+        assert _status(demo_copy, first) == "accepted"
+        assert _history_count(demo_copy, first) == 1
+        assert _journal_lines(demo_copy) == []
+        assert first not in seg_list.unsaved
+        assert screen.counts.accepted == 1
+
+
+async def test_decisions_queued_behind_a_lock_keep_their_order(demo_copy: Workspace) -> None:
+    app = ReviewApp(demo_copy, Player(device=NO_DEVICE))
+    async with app.run_test(size=SIZE) as pilot:
+        screen = await _ready(pilot)
+        seg_list = screen.query_one(SegmentList)
+        first, second = seg_list.ids[0], seg_list.ids[1]
+        lock = _Locked(demo_copy.catalog_path)
+        try:
+            await pilot.press("a", "r", "u")  # accept, reject, undo the reject
+            assert screen.pending_count == 3
+            assert [e["op"] for e in _journal_lines(demo_copy)] == ["status", "status", "undo"]
+        finally:
+            lock.release()
+        assert await _until(pilot, lambda: "pending write" not in _status_text(screen))
+        assert _status(demo_copy, first) == "accepted"
+        assert _status(demo_copy, second) == "pending"  # the undo applied after the reject
+        assert seg_list.cursor == 1  # the undo took the cursor back to the segment
+        assert screen.counts.accepted == 1 and screen.counts.rejected == 0
+
+
+async def test_quitting_with_pending_decisions_warns_and_keeps_them_for_the_next_start(
+    demo_copy: Workspace,
+) -> None:
+    app = ReviewApp(demo_copy, Player(device=NO_DEVICE))
+    lock = _Locked(demo_copy.catalog_path)
+    try:
+        async with app.run_test(size=SIZE) as pilot:
+            screen = await _ready(pilot)
+            first = screen.query_one(SegmentList).ids[0]
+            await pilot.press("a", "q")
+            await pilot.pause()
+            assert app.is_running  # the first q only warns
+            warning = [n.message for n in app._notifications if "not written" in n.message]
+            assert warning and "1 decision" in warning[0] and ".journal" in warning[0]
+            await pilot.press("q")
+            await pilot.pause()
+        assert app.return_code == 0
+        assert [e["segment_id"] for e in _journal_lines(demo_copy)] == [first]
+        assert _status(demo_copy, first) == "pending"
+    finally:
+        lock.release()
+    # The next start replays the journal (once) and empties it.
+    app = ReviewApp(demo_copy, Player(device=NO_DEVICE))
+    async with app.run_test(size=SIZE) as pilot:
+        await _ready(pilot)
+        assert await _until(pilot, lambda: _journal_lines(demo_copy) == [])
+        assert _status(demo_copy, first) == "accepted"
+        assert _history_count(demo_copy, first) == 1
+
+
+async def test_a_journal_left_by_a_previous_run_is_replayed_exactly_once(
+    demo_copy: Workspace,
+) -> None:
+    from core.journal import DecisionJournal
+
+    with Catalog.open(demo_copy.catalog_path) as cat:
+        a, b = cat.segment_ids("pending")[:2]
+    # A run that applied its first decision but died before compacting its journal, and
+    # never got to write its second one.
+    journal = DecisionJournal.open(demo_copy.root)
+    journal.record("status", a, status="accepted")
+    before_apply = journal.path.read_bytes()
+    with Catalog.open(demo_copy.catalog_path) as cat:
+        journal.apply(cat, busy_timeout=1.0)
+    journal.record("status", b, status="rejected")
+    journal.close()
+    second_line = journal.path.read_bytes()
+    journal.path.write_bytes(before_apply + second_line)  # the compaction never happened
+    assert len(_journal_lines(demo_copy)) == 2
+
+    async def start() -> None:
+        app = ReviewApp(demo_copy, Player(device=NO_DEVICE))
+        async with app.run_test(size=SIZE) as pilot:
+            screen = await _ready(pilot)
+            assert await _until(pilot, lambda: _journal_lines(demo_copy) == [])
+            assert await _until(pilot, lambda: app.pending_decisions == 0)
+            assert screen.pending_count == 0
+            assert _status(demo_copy, a) == "accepted" and _status(demo_copy, b) == "rejected"
+            assert _history_count(demo_copy, a) == 1 and _history_count(demo_copy, b) == 1
+
+    await start()
+    await start()  # a second start finds nothing to replay: each decision written once

@@ -261,11 +261,18 @@ def test_cues_with_every_option(ws: Workspace) -> None:
         SfxCue(a / "chime.wav", "chime.wav", 0.0, BODY + 8),
     )
     assert ep.items[9:] == (Pause(1.2, BODY + 9), Pause(0.4, BODY + 10), Pause(0.5, BODY + 11))
-    # [music stop] with no bed playing is allowed, with a warning.
+    # [music stop] with no bed playing is allowed, with a warning; so is an effect by words.
+    skipped = (
+        "names no file and is skipped (podforge does not generate sound effects yet); "
+        "expected [sfx FILE] with a file in assets/"
+    )
     assert ep.warnings == (
         f"ep.md:{BODY + 4}:1: [music stop] but no music is playing",
+        f"ep.md:{BODY + 6}:6: sound effect 'door creaks open' {skipped}",
+        f"ep.md:{BODY + 7}:6: sound effect 'applause' {skipped}",
         "ep.md:5:1: speaker 'GUEST' is declared but never speaks",
     )
+    assert [item.source_column for item in ep.items[5:9]] == [6, 6, 6, 6]
 
 
 def test_cue_files_look_in_assets_first_then_the_root(ws: Workspace) -> None:
@@ -718,3 +725,88 @@ def test_mangled_scripts_fail_only_with_a_script_error_inside_the_file() -> None
             assert 1 <= exc.line <= len(lines)
             assert 1 <= exc.column <= len(lines[exc.line - 1]) + 1
     assert outcomes["parsed"] > 100 and outcomes["refused"] > 100
+
+
+# --- cue files are audio, checked with their place -------------------------------------
+
+
+def test_a_cue_file_that_is_not_audio_is_refused_at_its_place(ws: Workspace) -> None:
+    check(
+        error("[sfx ../workspace.toml]\nHOST: Hi.\n", ws),
+        BODY,
+        6,
+        "'../workspace.toml' is not an audio file ('.toml')",
+    )
+    check(error("[music catalog.sqlite]\nHOST: Hi.\n", ws), BODY, 8, "not an audio file")
+    # Without a workspace nothing is looked up, so nothing is refused for its extension.
+    assert parse("[sfx notes/a.toml]\nHOST: Hi.\n").items[0].path == Path("notes/a.toml")
+
+
+def test_load_script_probes_cue_files_and_names_the_cue(ws: Workspace) -> None:
+    (ws.assets_dir / "fake.wav").write_text("this is not a WAV file")
+    (ws.assets_dir / "empty.flac").write_bytes(b"")
+    path = ws.scripts_dir / "ep.md"
+    # The parser only looks at names; load_script (what a render reads) opens the files.
+    path.write_text(HEAD + "HOST: Hi.\n\n[sfx fake.wav volume=-3dB]\n")
+    assert parse("HOST: Hi.\n[sfx fake.wav]\n", ws).items[1].path == ws.assets_dir / "fake.wav"
+    with pytest.raises(ScriptError) as info:
+        load_script(path, ws)
+    err = info.value
+    assert (err.source, err.line, err.column) == (str(path), BODY + 2, 6)
+    assert "'fake.wav'" in err.message and "\n" not in str(err)
+    path.write_text(HEAD + "HOST: Hi.\n[music empty.flac fade_in=1s]\n")
+    with pytest.raises(ScriptError, match=rf":{BODY + 1}:8: .*'empty.flac'.*empty"):
+        load_script(path, ws)
+
+
+def test_a_sound_effect_without_a_file_is_skipped_with_a_warning_at_its_place(
+    ws: Workspace,
+) -> None:
+    ep = parse("HOST: Hi.\n[sfx door creaks open]\n", ws)
+    assert ep.items[1] == SfxCue(None, "door creaks open", 0.0, BODY + 1)
+    assert ep.warnings[0] == (
+        f"ep.md:{BODY + 1}:6: sound effect 'door creaks open' names no file and is skipped "
+        "(podforge does not generate sound effects yet); expected [sfx FILE] with a file in "
+        "assets/"
+    )
+
+
+# --- long lines ------------------------------------------------------------------------
+
+
+def test_split_text_cuts_between_sentences_and_keeps_every_word() -> None:
+    from core.script import MAX_PIECE_CHARS, split_text
+
+    sentences = [
+        f"Sentence number {i} says a few more words than the one before." for i in range(20)
+    ]
+    text = " ".join(sentences)
+    assert len(text) > 2 * MAX_PIECE_CHARS
+    pieces = split_text(text)
+    assert len(pieces) >= 3 and all(len(p) <= MAX_PIECE_CHARS for p in pieces)
+    assert " ".join(pieces) == text
+    for piece in pieces:  # whole sentences only
+        assert piece.endswith(".") and piece[0] == "S"
+    assert split_text("Short. Text!") == ["Short. Text!"]
+    # One sentence longer than a piece: cut at commas, then between words; nothing is lost.
+    long_one = ", ".join(["a clause of some words"] * 30) + "."
+    pieces = split_text(long_one, 100)
+    assert all(len(p) <= 100 for p in pieces) and " ".join(pieces) == long_one
+    assert all(p.endswith((",", ".")) for p in pieces)
+    words = " ".join(["word"] * 60)
+    assert " ".join(split_text(words, 50)) == words
+
+
+def test_a_sentence_too_long_for_one_generation_is_a_warning_at_its_line() -> None:
+    from core.script import MAX_PIECE_CHARS
+
+    fine = " ".join(["This sentence is short enough."] * 40)  # long line, short sentences
+    long_sentence = " and ".join(["the sentence goes on"] * 30) + "."
+    assert len(long_sentence) > MAX_PIECE_CHARS
+    ep = parse(f"HOST: {fine}\n\nGUEST: Well,\n  {long_sentence}\n")
+    assert ep.warnings == (
+        f"ep.md:{BODY + 2}:8: a sentence of {len('Well, ' + long_sentence)} characters is "
+        "longer than "
+        f"a trained voice speaks in one go ({MAX_PIECE_CHARS}); it will be cut at commas or "
+        "between words; expected shorter sentences",
+    )

@@ -318,3 +318,41 @@ def test_snapshot_outline_after_render(demo_copy: Workspace, snap_compare) -> No
         await asyncio.sleep(0.05)
 
     assert snap_compare(EditorApp(demo_copy), terminal_size=SIZE, run_before=settle)
+
+
+# -- consent -------------------------------------------------------------------------------
+
+
+@pytest.mark.slow  # loads PyTorch and the tiny CSM
+async def test_a_voice_without_consent_is_refused_with_a_notification(
+    workspace: Workspace,
+) -> None:
+    from tests.conftest import make_tiny_voice
+
+    workspace.settings.models.tts = "tiny"
+    workspace.save()
+    make_tiny_voice(workspace, "carol", seed=5)  # trained, but carol never consented
+    (workspace.scripts_dir / "carol.md").write_text(
+        '+++\ntitle = "Carol"\n[speakers]\nC = "carol"\n+++\n\nC: Hello from Carol.\n'
+    )
+    app = EditorApp(workspace, "carol.md")
+    async with app.run_test(size=SIZE) as pilot:
+        screen = await _editor(pilot)
+        assert screen.backend_name == "csm"
+
+        def refusals(title: str) -> list[str]:
+            return [
+                n.message
+                for n in app._notifications
+                if n.title == title and "speaker 'carol'" in n.message
+            ]
+
+        screen.query_one(ScriptTextArea).move_cursor((6, 0))
+        await pilot.press("escape", "P")
+        await _until(pilot, lambda: bool(refusals("no consent")))
+        await pilot.press("ctrl+r")
+        await _until(pilot, lambda: bool(refusals("render failed")))
+        for message in refusals("no consent") + refusals("render failed"):
+            assert "\n" not in message and "podforge speaker add" in message
+        assert isinstance(app.screen, ScriptEditorScreen)
+        assert not (workspace.episodes_dir / "carol" / "cache").exists()  # nothing synthesised

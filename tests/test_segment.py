@@ -11,7 +11,14 @@ import numpy as np
 import pytest
 
 from core.audio import iter_blocks, probe, read
-from core.segment import Span, VadStream, plan_from_cues, plan_from_vad, speech_ratio
+from core.segment import (
+    Span,
+    VadStream,
+    plan_adaptive,
+    plan_from_cues,
+    plan_from_vad,
+    speech_ratio,
+)
 from core.subtitles import Cue, read_subtitles
 from core.workspace import Workspace
 from tests.conftest import SHARED_TESTDATA
@@ -288,3 +295,94 @@ def test_vad_finds_the_speech_in_a_real_recording() -> None:
     assert speech_ratio(regions, 0.0, total) > 0.6
     spans = plan_from_vad(regions, total)
     assert spans and sum(s.duration for s in spans) > 0.8 * total
+
+
+# ------------------------------------------------------------------ adaptive planning
+
+SR = 24000
+FLOOR_DBFS = -66.0
+
+
+def _read_aloud(seconds: float, seed: int, pause: tuple[float, float]) -> np.ndarray:  # type: ignore[type-arg]
+    """Draft-voice sentences separated by random pauses in ``pause`` (seconds), over a
+    -66 dBFS white noise floor, 24 kHz."""
+    from core.demo_corpus import SENTENCES
+    from core.voices.draft import DraftVoice, synthesize
+
+    rng = np.random.default_rng(seed)
+    voice = DraftVoice(language="en-us", pitch=40)
+    parts: list[np.ndarray] = []  # type: ignore[type-arg]
+    total = 0
+    while total < seconds * SR:
+        speech = synthesize(SENTENCES[int(rng.integers(len(SENTENCES)))], voice, sample_rate=SR)
+        gap = np.zeros(int(rng.uniform(*pause) * SR), np.float32)
+        parts += [speech * 0.3, gap]
+        total += len(speech) + len(gap)
+    audio = np.concatenate(parts)
+    noise = rng.standard_normal(len(audio)) * 10 ** (FLOOR_DBFS / 20)
+    return (audio + noise).astype(np.float32)
+
+
+def _regions_of(audio: np.ndarray, mode: int = 2) -> list[Span]:  # type: ignore[type-arg]
+    import soxr
+
+    vad = VadStream(mode)
+    vad.feed(np.asarray(soxr.resample(audio, SR, 16000), np.float32))
+    return vad.finish()
+
+
+def test_fast_speech_lands_in_range_without_tuning() -> None:
+    """Two minutes of sentences with 0.1-0.19 s pauses (under the VAD's 200 ms gap fill)
+    are one speech region: planned as it is, one 2-minute segment; planned adaptively,
+    >= 90 % of the segments are 5-15 s and none is longer, and the report says why."""
+    audio = _read_aloud(120.0, seed=1, pause=(0.1, 0.19))
+    total = len(audio) / SR
+    regions = _regions_of(audio)
+    assert max(r.duration for r in regions) > 60.0
+    spans, report = plan_adaptive(regions, audio, SR)
+    assert _in_range(spans) >= 0.9
+    assert all(s.duration <= 15.0 + 1e-6 for s in spans)
+    assert sum(s.duration for s in spans) > 0.85 * total
+    for left, right in itertools.pairwise(spans):
+        assert left.end_sec <= right.start_sec
+    assert report.long_regions >= 1 and report.segments == len(spans)
+    assert report.in_range == sum(5.0 <= s.duration <= 15.0 + 1e-6 for s in spans)
+    assert report.split_by_vad + report.split_by_energy >= 1
+    assert report.noise_floor_db is not None and -72.0 < report.noise_floor_db < -60.0
+    assert "too long" in report.summary() and "\n" not in report.summary()
+    # The same input gives the same plan.
+    assert plan_adaptive(regions, audio, SR) == (spans, report)
+
+
+def test_a_region_without_any_pause_is_cut_at_its_quietest_points() -> None:
+    """40 s of sound that never gets quiet (noise modulated at a syllable rate, 20 dB deep)
+    is one region with no pause to split at: cut at its quietest moments into pieces that
+    fit, instead of one 40 s segment that training would drop."""
+    rng = np.random.default_rng(4)
+    n = 40 * SR
+    t = np.arange(n) / SR
+    envelope = 10 ** ((-10.0 * (1 + np.sin(2 * np.pi * 3.7 * t + 2 * np.sin(0.3 * t)))) / 20)
+    audio = (rng.standard_normal(n) * 0.1 * envelope).astype(np.float32)
+    regions = [Span(0.0, 40.0)]
+    assert plan_from_vad(regions, 40.0)[0].duration > 15.0  # what a plain plan does
+    spans, report = plan_adaptive(regions, audio, SR, vad_mode=3)
+    assert len(spans) >= 3 and all(5.0 <= s.duration <= 15.0 for s in spans)
+    assert report.forced_cuts == len(spans) - 1 and report.split_by_vad == 0
+    assert "quietest" in report.summary()
+    # Each cut sits in a quiet moment: within 6 dB of the quietest 50 ms around it.
+    level = np.convolve(audio.astype(np.float64) ** 2, np.ones(1200) / 1200, "same")
+    for left, right in itertools.pairwise(spans):
+        cut = int((left.end_sec + right.start_sec) / 2 * SR)
+        window = level[max(0, cut - SR) : cut + SR]
+        assert 10 * np.log10(level[cut] / window.min()) < 6.0
+
+
+def test_speech_with_long_pauses_is_left_as_it_was() -> None:
+    """Sentences with 0.3-1.5 s pauses: the VAD already separates them; adapting changes
+    nothing and says so."""
+    audio = _read_aloud(60.0, seed=2, pause=(0.3, 1.5))
+    regions = _regions_of(audio)
+    spans, report = plan_adaptive(regions, audio, SR)
+    assert spans == plan_from_vad(regions, len(audio) / SR)
+    assert report.long_regions == 0 and _in_range(spans) >= 0.9
+    assert report.summary().endswith("no speech region was too long")

@@ -120,10 +120,13 @@ def test_tiny_ecapa_path_is_built_once_in_the_user_cache(
 def test_tiny_ecapa_path_replaces_an_incomplete_folder(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    """An incomplete or stale build of ours (stamped) is replaced; see test_folder_safety for
+    a folder that is not ours."""
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
     broken = tmp_path / "podforge" / f"tiny-ecapa-v{TINY_ECAPA_VERSION}"
     broken.mkdir(parents=True)
     (broken / "hyperparams.yaml").write_text("half a model\n", encoding="utf-8")
+    (broken / "podforge-tiny.json").write_text('{"model": "tiny-ecapa", "version": 0}\n')
     path = tiny_ecapa_path()
     assert path == broken
     assert (path / "podforge-tiny.json").is_file()

@@ -149,6 +149,83 @@ def test_cuda_asked_and_absent_is_a_clear_failure(trainable: Workspace) -> None:
     assert result.returncode == 1
     status = read_status(run_dir)
     assert status.state == "failed" and "GPU" in (status.error or "")
+    _assert_names_the_driver(status.error or "")
+
+
+def _assert_names_the_driver(message: str) -> None:
+    """The driver found (none on a machine without one) and the one torch's CUDA needs."""
+    import torch
+
+    from core.cuda_info import driver_needed, driver_version
+
+    found, _ = driver_version()
+    assert (found or "no NVIDIA driver found") in message, message
+    need = driver_needed(torch.version.cuda or "")
+    if need is not None:
+        assert f">= {need.minimum}" in message, message
+
+
+def _podforge(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    exe = Path(sys.executable).with_name("podforge")
+    return subprocess.run([str(exe), *args], capture_output=True, text=True,
+                          env=env or _env(), timeout=300)  # fmt: skip
+
+
+def _runs(ws: Workspace) -> list[Path]:
+    return [p for p in ws.runs_dir.iterdir() if not p.name.startswith(".")]
+
+
+def test_train_checks_the_data_before_detaching(demo_copy: Workspace) -> None:
+    result = _podforge("train", str(demo_copy.root), "--speaker", "alice")  # nothing accepted
+    assert result.returncode == 1, result.stdout
+    assert result.stderr.startswith("podforge: error: speaker 'alice' has 0 accepted segment")
+    assert result.stderr.count("\n") == 1 and result.stdout == ""
+    assert _runs(demo_copy) == []  # no run folder, no worker
+
+
+def test_train_checks_the_model_before_detaching(trainable: Workspace, tmp_path: Path) -> None:
+    trainable.settings.models.tts = "sesame/csm-1b"
+    trainable.save()
+    env = {**_env(), "HF_HUB_OFFLINE": "1", "HF_HUB_CACHE": str(tmp_path / "empty-hub")}
+    result = _podforge("train", str(trainable.root), "--speaker", "alice", env=env)
+    assert result.returncode == 1
+    assert "models.tts = 'sesame/csm-1b'" in result.stderr
+    assert "not in the Hugging Face cache" in result.stderr
+    assert "uv run hf download sesame/csm-1b" in result.stderr
+    assert result.stderr.count("\n") == 1 and _runs(trainable) == []
+
+
+@pytest.mark.slow
+def test_train_checks_the_device_before_detaching(trainable: Workspace) -> None:
+    import torch
+
+    if torch.cuda.is_available():
+        pytest.skip("CUDA is available here: the device check passes")
+    trainable.settings.models.device = "cuda"
+    trainable.save()
+    result = _podforge("train", str(trainable.root), "--speaker", "alice")
+    assert result.returncode == 1 and result.stderr.startswith("podforge: error: CUDA was asked")
+    assert result.stderr.count("\n") == 1 and _runs(trainable) == []
+    _assert_names_the_driver(result.stderr)
+
+
+@pytest.mark.slow
+def test_foreground_logs_warns_inside_warmup_and_says_where_the_voice_is(
+    trainable: Workspace,
+) -> None:
+    trainable.settings.training = dataclasses.replace(trainable.settings.training, warmup_steps=5)
+    trainable.save()
+    result = _podforge("train", str(trainable.root), "--speaker", "alice", "--steps", "2",
+                       "--foreground")  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    warning = "all 2 step(s) lie inside the 5-step warm-up"
+    assert f"podforge: warning: {warning}" in result.stderr
+    (run_dir,) = _runs(trainable)
+    log = (run_dir / "worker.log").read_text()
+    assert warning in log and "step 2/2" in log and "voice exported to" in log
+    voice = trainable.voices_dir / "alice"
+    assert result.stdout.strip().splitlines()[-1].endswith(f"voice exported to {voice}")
+    assert (voice / "voice.toml").is_file() and read_status(run_dir).state == "finished"
 
 
 def test_quality_evals_log_wer_and_similarity_without_changing_training(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import random
 import shutil
 from pathlib import Path
 
@@ -60,3 +61,62 @@ def test_code_cache_encodes_once_per_audio(accepted: Workspace) -> None:
     (accepted.root / seg.audio).write_bytes((accepted.root / seg.audio).read_bytes() + b"\0\0")
     cache.codes(seg, encode)  # the audio changed: encoded again
     assert len(calls) == 2 and len(CodeCache(accepted, "other-model")) == 0
+
+
+# ----------------------------------------------------------------------------- stored splits
+
+
+@pytest.mark.parametrize("n_recordings", [1, 2, 5])
+@pytest.mark.parametrize("training_seed", [1, 7, 13])
+def test_training_never_sees_what_evaluation_holds_out(
+    tmp_path: Path, n_recordings: int, training_seed: int
+) -> None:
+    """Over catalog sizes (1 and 2 recordings: split by blocks; 5: by recording) and odd
+    training seeds: no segment evaluation holds out is a training target or context, and
+    every context turn comes from its target's split."""
+    from core.evaluation import held_out_segments
+    from tests.splitdata import add_recordings, stored_splits
+
+    for catalog_seed in range(4):
+        ws = Workspace.create(tmp_path / f"w{catalog_seed}", name="w")
+        sizes = [random.Random(catalog_seed * 31 + r).randint(8, 40) for r in range(n_recordings)]
+        add_recordings(ws, "alice", sizes, seed=catalog_seed)
+        data = speaker_examples(ws, "alice", seed=training_seed)
+        held_out, _, _ = held_out_segments(ws, "alice")
+        split_of = stored_splits(ws, "alice")
+        trained = {s.id for ex in data.train for s in (ex.target, ex.context) if s is not None}
+        held = {s.id for s in held_out}
+        assert held and trained, (n_recordings, catalog_seed)
+        assert not trained & held, (n_recordings, catalog_seed, training_seed)
+        assert all(split_of[i] == "train" for i in trained)
+        for ex in data.train + (() if data.val_from_train else data.val):
+            if ex.context is not None:
+                assert split_of[ex.context.id] == split_of[ex.target.id]
+
+
+def test_train_preflight_warns_when_the_split_is_far_from_80_10_10(
+    workspace: Workspace,
+) -> None:
+    from core.training.runs import preflight
+    from tests.splitdata import add_recordings
+
+    add_recordings(workspace, "alice", [6, 6, 6], seed=3)  # a third of the minutes each
+    warnings = preflight(workspace, "alice", workspace.settings.training, "tiny", "cpu")
+    (line,) = [w for w in warnings if "80/10/10" in w]
+    assert line.startswith("alice: split train ") and "podforge splits" in line
+    assert "no test and no val split" in line  # rather than train on a third of the data
+    data = speaker_examples(workspace, "alice", seed=1)
+    assert data.warnings == (line,) and data.val_from_train and len(data.train) == 18
+
+
+def test_a_split_of_one_segment_trains_without_a_borrowed_context(workspace: Workspace) -> None:
+    """Two one-segment recordings beside a long one: val holds one segment, whose conversation
+    has no context turn rather than one from the train split."""
+    from tests.splitdata import add_recordings, stored_splits
+
+    add_recordings(workspace, "alice", [12, 1, 1], seed=2)
+    data = speaker_examples(workspace, "alice", seed=3)
+    split_of = stored_splits(workspace, "alice")
+    assert [ex.context for ex in data.val] == [None] and not data.val_from_train
+    assert all(ex.context is not None and split_of[ex.context.id or 0] == "train"
+               for ex in data.train)  # fmt: skip

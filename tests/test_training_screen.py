@@ -201,3 +201,22 @@ async def test_quality_evals_are_plotted(workspace: Workspace) -> None:
         await pilot.pause(0.2)
         assert screen.query_one("#quality-plot").display
         assert "WER 40% · sim 0.60" in str(screen.query_one("#run-stats", Static).render())
+
+
+async def test_a_new_run_without_data_is_refused_before_any_worker_starts(
+    workspace: Workspace,
+) -> None:
+    """`t` runs the same pre-flight checks as `podforge train`: alice has consent but no
+    accepted segments, so the form ends in one error notification and no run folder."""
+    app = TrainingApp(workspace)
+    async with app.run_test(size=SIZE) as pilot:
+        await pilot.press("t")
+        await pilot.pause()
+        await pilot.click("#start")
+        for _ in range(200):  # the checks run in a thread worker
+            await pilot.pause(0.05)
+            if any(n.severity == "error" for n in app._notifications):
+                break
+        errors = [n.message for n in app._notifications if n.severity == "error"]
+        assert len(errors) == 1 and "accepted" in errors[0], errors
+        assert not workspace.runs_dir.exists() or not any(workspace.runs_dir.iterdir())

@@ -140,7 +140,7 @@ def test_adding_consent_later_keeps_the_speaker(workspace: Workspace) -> None:
 
 def test_consent_needs_a_grantor() -> None:
     with pytest.raises(SpeakerError, match="who granted it"):
-        new_consent("  ")
+        new_consent("  ", "signed form 12")
 
 
 def test_find_workspace_walks_up(workspace: Workspace) -> None:
@@ -159,3 +159,33 @@ def test_save_is_atomic_when_serialisation_fails(workspace: Workspace) -> None:
     assert workspace.config_path.read_bytes() == before
     assert sorted(p.name for p in workspace.root.iterdir() if p.name.startswith(".")) == []
     assert CONFIG_NAME in {p.name for p in workspace.root.iterdir()}
+
+
+@pytest.mark.parametrize("statement", ["", "   \n\t"])
+def test_consent_needs_a_statement(statement: str) -> None:
+    with pytest.raises(SpeakerError, match="statement is empty") as info:
+        new_consent("Dana D", statement=statement)
+    assert "\n" not in str(info.value)
+
+
+def test_consent_records_what_was_given_and_nothing_else() -> None:
+    when = datetime(2026, 1, 2, 3, 4, 5, tzinfo=UTC)
+    consent = new_consent("  Dana D ", statement=" signed form 7 ", granted_at=when)
+    assert (consent.granted_by, consent.statement, consent.evidence) == (
+        "Dana D",
+        "signed form 7",
+        "",
+    )
+    with pytest.raises(SpeakerError, match="scope is empty"):
+        new_consent("Dana D", statement="ok", scope="  ")
+
+
+def test_consent_scope_names_the_uses_it_covers(workspace: Workspace) -> None:
+    assert workspace.require_consent("alice", "synthesis").covers("training")
+    workspace.add_speaker("carol", new_consent("Carol C", "form 3", scope="training only"))
+    assert workspace.require_consent("carol", "training").granted_by == "Carol C"
+    with pytest.raises(ConsentError) as info:
+        workspace.require_consent("carol", "synthesis")
+    message = str(info.value)
+    assert "'carol'" in message and "training only" in message and "synthesis" in message
+    assert "podforge speaker add" in message and "--scope" in message and "\n" not in message

@@ -76,7 +76,10 @@ def init(directory: Path, name: str | None) -> None:
 
     ws = Workspace.create(directory, name=name)
     click.echo(f"created workspace {ws.name!r} in {ws.root}")
-    click.echo(f'next: podforge speaker add {directory} NAME --consent "who agreed, how, when"')
+    click.echo(
+        f'next: podforge speaker add {directory} NAME --consent "who agreed, how, when" '
+        '--granted-by "their name"'
+    )
 
 
 @main.command()
@@ -97,9 +100,10 @@ def demo(directory: Path, no_open: bool, seed: int, seconds: float) -> None:
     Two consented speakers with generated long recordings (draft voice, room noise,
     planted defects), a music bed and an episode script; no download, no GPU.
     """
+    from core.demo import unfinished_demo
     from core.workspace import CONFIG_NAME, Workspace
 
-    if not (directory / CONFIG_NAME).exists():
+    if not (directory / CONFIG_NAME).exists() or unfinished_demo(directory):
         from rich.progress import Progress
 
         from core.demo import build_demo
@@ -133,7 +137,9 @@ def speaker() -> None:
     required=True,
     help="The consent statement: who agreed to what, how and when it was given.",
 )
-@click.option("--granted-by", help="Who granted consent (default: the display name).")
+@click.option(
+    "--granted-by", help="Who granted consent, as they gave their name (required: never guessed)."
+)
 @click.option("--scope", help="What the consent covers (default: training and synthesis here).")
 @click.option("--evidence", default="", help="Where the evidence is kept (a file, a form id).")
 @click.option("--display-name", default="", help="Human-readable name (default: NAME).")
@@ -154,30 +160,50 @@ def speaker_add(
     display_name: str,
     granted_at: datetime | None,
 ) -> None:
-    """Add speaker NAME to WORKSPACE with a consent record (or update its consent)."""
+    """Add speaker NAME to WORKSPACE with a consent record (or update its consent).
+
+    The record holds exactly what is given: the statement (--consent) and who granted it
+    (--granted-by) are required and never filled in.
+    """
     from datetime import UTC
 
-    from core.settings import new_consent
+    from core.errors import SpeakerError
+    from core.settings import new_consent, validate_speaker_name
     from core.workspace import Workspace
 
     ws = Workspace.open(workspace)
+    validate_speaker_name(name)
+    if granted_by is None:
+        raise SpeakerError(
+            f'speaker {name!r}: say who granted consent with --granted-by "<their name>" '
+            "(podforge records only what you give)"
+        )
     shown = display_name or (
         ws.settings.speakers[name].display_name
         if name in ws.settings.speakers
         else name.capitalize()
     )
-    consent = new_consent(
-        granted_by=granted_by or shown,
-        statement=statement,
-        scope=scope,
-        evidence=evidence,
-        granted_at=granted_at.replace(tzinfo=UTC) if granted_at else None,
-    )
+    try:
+        consent = new_consent(
+            granted_by=granted_by,
+            statement=statement,
+            scope=scope,
+            evidence=evidence,
+            granted_at=granted_at.replace(tzinfo=UTC) if granted_at else None,
+        )
+    except SpeakerError as exc:
+        raise SpeakerError(f"speaker {name!r}: {exc}") from None
     ws.add_speaker(name, consent, display_name=shown)
     click.echo(
         f"speaker {name!r}: consent recorded "
         f"(granted by {consent.granted_by}, {consent.granted_at:%Y-%m-%d})"
     )
+    for use in ("training", "synthesis"):
+        if not consent.covers(use):
+            click.echo(
+                f"note: the scope {consent.scope!r} does not cover {use}: podforge will "
+                f"refuse {use} with {name}'s voice"
+            )
 
 
 @speaker.command("list")
@@ -195,7 +221,7 @@ def speaker_list(workspace: Path) -> None:
             c = sp.consent
             line = f"consent: {c.granted_by}, {c.granted_at:%Y-%m-%d}, {c.scope}"
         else:
-            line = "NO CONSENT RECORD (cannot be trained)"
+            line = "NO CONSENT RECORD (cannot be trained or synthesised)"
         click.echo(f"{name:<16} {sp.display_name:<20} {line}")
 
 
@@ -242,16 +268,45 @@ def accept(workspace: Path, passing: bool, speaker: str | None) -> None:
 
 @main.command()
 @click.argument("workspace", type=click.Path(path_type=Path))
+@_user_errors
+def repair(workspace: Path) -> None:
+    """Rebuild WORKSPACE's catalog from raw/, segments/, runs/ and the newest good backup.
+
+    Use it when catalog.sqlite is missing or damaged. The old catalog is moved to
+    .backups/replaced-<time>/ (kept); no recording or segment file is changed. Prints what
+    was restored and what could not be. Stop the app and any ingest or training first.
+    """
+    from core.repair import repair as repair_catalog
+    from core.workspace import Workspace
+
+    ws = Workspace.open(workspace)
+    report = repair_catalog(ws)
+    for line in report.lines(ws.root):
+        click.echo(line)
+
+
+@main.command()
+@click.argument("workspace", type=click.Path(path_type=Path))
 @click.option(
     "--format", "fmt", type=click.Choice(["jsonl", "ljspeech", "audiofolder"]), default="jsonl",
     show_default=True, help="Export layout.",
 )  # fmt: skip
-@click.option("--seed", type=int, default=42, show_default=True, help="Seed of the split.")
-@click.option("--name", help="Folder under exports/ (default: the format's name).")
+@click.option(
+    "--seed", type=int,
+    help="Seed of the split when the workspace has none yet (default 42); stored splits are "
+    "kept (see `podforge splits --reassign`).",
+)  # fmt: skip
+@click.option(
+    "--name",
+    help="Folder name inside exports/: letters, digits, _ - . (default: the format's name); "
+    "an existing one is replaced only when podforge made it.",
+)
 @click.option("--speaker", help="Only this speaker's segments.")
 @_user_errors
-def export(workspace: Path, fmt: str, seed: int, name: str | None, speaker: str | None) -> None:
-    """Export accepted segments with a deterministic 80/10/10 train/val/test split."""
+def export(
+    workspace: Path, fmt: str, seed: int | None, name: str | None, speaker: str | None
+) -> None:
+    """Export accepted segments in their stored train/val/test splits (about 80/10/10)."""
     from core.dataset import export as export_dataset
     from core.workspace import Workspace
     from tui.format import minutes
@@ -266,6 +321,65 @@ def export(workspace: Path, fmt: str, seed: int, name: str | None, speaker: str 
         click.echo(f"  skipped {result.skipped_no_text} accepted segment(s) without a transcript")
     if result.split_note:
         click.echo(f"  note: {result.split_note}")
+    for warning in result.warnings:
+        click.echo(f"podforge: warning: {warning}", err=True)
+
+
+@main.command()
+@click.argument("workspace", type=click.Path(path_type=Path))
+@click.option("--speaker", help="Only this speaker.")
+@click.option(
+    "--reassign", is_flag=True,
+    help="Forget the stored splits and deal them afresh (voices trained before were trained "
+    "on the old ones).",
+)  # fmt: skip
+@click.option("--seed", type=int, help="With --reassign: the new split seed.")
+@_user_errors
+def splits(workspace: Path, speaker: str | None, reassign: bool, seed: int | None) -> None:
+    """Show each speaker's stored train/val/test splits (assigning new segments first).
+
+    A segment keeps its split once it has one: new seeds or recordings never move it. Use
+    --reassign (optionally with --seed) to deal every split again.
+    """
+    from core.catalog import Catalog
+    from core.dataset import SPLITS, ensure_splits, reassign_splits
+    from core.errors import ExportError
+    from core.workspace import Workspace
+    from tui.format import minutes
+
+    ws = Workspace.open(workspace)
+    if speaker is not None:
+        ws.speaker(speaker)  # an unknown speaker is one line
+    if seed is not None and not reassign:
+        raise ExportError("--seed changes nothing without --reassign (stored splits are kept)")
+    with Catalog.open(ws.catalog_path) as catalog:
+        if reassign:
+            moved, state = reassign_splits(catalog, speaker=speaker, seed=seed)
+        else:
+            state = ensure_splits(catalog, speaker=speaker)
+    click.echo(f"split seed {state.seed}")
+    for summary in state.summaries:
+        click.echo(f"{summary.speaker}  ({summary.groups} group(s))")
+        for split in SPLITS:
+            click.echo(
+                f"  {split:<5} {summary.counts[split]:>6} segments  "
+                f"{minutes(summary.seconds[split])}  {summary.share(split):>4.0%}"
+            )
+    if not state.summaries:
+        click.echo("no accepted segment with a transcript yet")
+    if state.assigned and not reassign:
+        click.echo(f"assigned a split to {state.assigned} new segment(s)")
+    for note in state.notes:
+        click.echo(f"  note: {note}")
+    if reassign:
+        click.echo(
+            f"podforge: warning: splits reassigned: {moved} segment(s) changed split; voices "
+            "trained and evaluations made before used the old splits (their held-out results "
+            "may include segments they trained on)",
+            err=True,
+        )
+    for warning in state.warnings:
+        click.echo(f"podforge: warning: {warning}", err=True)
 
 
 @main.command()
@@ -280,7 +394,7 @@ def render(workspace: Path, script: Path, draft: bool, seed: int) -> None:
     from rich.console import Console
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
 
-    from core.synthesis.render import render_episode
+    from core.synthesis.render import STAGE_LOADING, is_stage, render_episode
     from core.workspace import Workspace
 
     ws = Workspace.open(workspace)
@@ -296,7 +410,11 @@ def render(workspace: Path, script: Path, draft: bool, seed: int) -> None:
     def report(done: int, total: int, what: str) -> None:
         if not bars.live.is_started:  # only once work starts: an early error stays one line
             bars.start()
-        bars.update(task, completed=done, total=total, description=what)
+        if what == STAGE_LOADING:
+            console.print(what)  # a line of its own: it may take a while, then lines follow
+        if is_stage(what):  # mixing, mastering: seconds of audio done
+            what = f"{what} ({done // 60}:{done % 60:02d} of {total // 60}:{total % 60:02d})"
+        bars.update(task, completed=done, total=total or None, description=what)
 
     try:
         result = render_episode(
@@ -341,26 +459,84 @@ def train(
     """Fine-tune a LoRA adapter of the base model on SPEAKER's accepted segments.
 
     The worker runs detached (closing the terminal or SSH does not stop it) and writes
-    runs/<id>/{status.json,metrics.jsonl,worker.log}; watch it in the app (d).
+    runs/<id>/{status.json,metrics.jsonl,worker.log}; watch it in the app (d). Consent, the
+    speaker's accepted segments, the model and the device are checked before it starts.
     """
     from core.errors import TrainingError
-    from core.training.runs import create_run, launch_worker, resume_run
+    from core.training.runs import (
+        RunConfig,
+        create_run,
+        launch_worker,
+        preflight,
+        resume_run,
+        run_settings,
+    )
     from core.workspace import Workspace
 
     ws = Workspace.open(workspace)
+    warnings: list[str] = []
     if resume_id:
-        run_dir = resume_run(ws, resume_id)
+        if (ws.runs_dir / resume_id).is_dir():
+            config = RunConfig.load(ws.runs_dir / resume_id)
+            warnings = preflight(ws, config.speaker, config.training, config.base_model,
+                                 config.device)  # fmt: skip
+        run_dir = resume_run(ws, resume_id)  # says when there is no such run
     elif speaker:
+        training = run_settings(ws, steps=steps, rank=rank, learning_rate=lr)
+        models = ws.settings.models
+        warnings = preflight(ws, speaker, training, models.tts, models.device)
         run_dir = create_run(ws, speaker, steps=steps, rank=rank, learning_rate=lr)
     else:
         raise TrainingError("say whose voice to train (--speaker NAME) or which run to --resume")
+    for warning in warnings:
+        click.echo(f"podforge: warning: {warning}", err=True)
     if foreground:
-        from core.training.worker import main as worker_main
+        from core.training.protocol import read_status
+        from core.training.worker import run_foreground
 
-        sys.exit(worker_main([str(ws.root), str(run_dir)]))
+        code = run_foreground(ws.root, run_dir)
+        status = read_status(run_dir)
+        if status.state == "finished":
+            voice = ws.voices_dir / (status.speaker or RunConfig.load(run_dir).speaker)
+            click.echo(f"finished {run_dir.name} at step {status.step}; voice exported to {voice}")
+        elif status.state == "stopped":
+            click.echo(f"stopped at step {status.step}; continue with: podforge train "
+                       f"{workspace} --resume {run_dir.name}")  # fmt: skip
+        else:
+            raise TrainingError(f"{run_dir.name}: {status.error or status.state} (log: "
+                                f"{run_dir / 'worker.log'})")  # fmt: skip
+        sys.exit(code)
     pid = launch_worker(ws, run_dir)
     click.echo(run_dir.name)
     click.echo(f"worker pid {pid}; log: {run_dir / 'worker.log'}", err=True)
+
+
+@main.command()
+@click.argument("workspace", type=click.Path(path_type=Path), default=Path("."))
+@_user_errors
+def doctor(workspace: Path) -> None:
+    """Check this machine for WORKSPACE: its models, the GPU and driver, audio, espeak-ng.
+
+    Looks only at local files (never downloads); exit status 1 when a required item is
+    missing, with the command that fixes it.
+    """
+    from core.doctor import failures, run_checks, summary
+    from core.workspace import Workspace, find_workspace
+
+    ws = Workspace.open(find_workspace(workspace) or workspace)
+    checks = run_checks(ws)
+    colours = {"ok": "green", "warn": "yellow", "fail": "red"}
+    labels = {"ok": "OK", "warn": "WARN", "fail": "MISSING"}
+    for check in checks:
+        status = click.style(f"{labels[check.level]:<8}", fg=colours[check.level], bold=True)
+        click.echo(f"{status}{check.item}: {check.detail}")
+        if check.fix and check.level != "ok":
+            click.echo(f"{'':<8}  -> {check.fix}")
+    line = summary(checks)
+    if failures(checks):
+        click.echo(f"podforge: error: {line}", err=True)
+        sys.exit(1)
+    click.echo(line)
 
 
 @main.command("eval")
@@ -435,7 +611,10 @@ def eval_cmd(workspace: Path, voice: str, texts_file: Path | None, seed: int, dr
 def _run_app(ws: Any) -> None:
     from tui.app import PodforgeApp
 
-    PodforgeApp(ws).run()
+    app = PodforgeApp(ws)
+    app.run()
+    if app.return_code:  # the app ended on an unhandled exception (Textual printed it)
+        sys.exit(app.return_code)
 
 
 if __name__ == "__main__":

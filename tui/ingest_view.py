@@ -5,10 +5,11 @@ from __future__ import annotations
 from pathlib import Path
 
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import BarColumn, Progress, TaskID, TextColumn, TimeRemainingColumn
 from rich.table import Table
 
-from core.ingest import IngestOptions, IngestSummary, ingest
+from core.ingest import FileResult, IngestOptions, IngestSummary, ingest
 from core.ingest import Progress as IngestProgress
 from core.workspace import Workspace
 from tui.format import duration
@@ -59,6 +60,16 @@ def run_ingest(
     return 1 if summary.failed else 0
 
 
+def _result(f: FileResult) -> str:
+    """The "result" cell: the error, else what happened with any note (truncated, owner)."""
+    if f.error:
+        return f.error
+    what = "already ingested" if f.skipped else "ok"
+    if f.note and f.note.startswith("already ingested"):
+        return f.note
+    return f"{what}; {f.note}" if f.note else what
+
+
 def _print_summary(console: Console, summary: IngestSummary) -> None:
     table = Table(title=f"ingest for {summary.speaker}", title_justify="left", show_edge=False)
     for column in ("file", "length", "segments", "flagged", "result"):
@@ -66,24 +77,31 @@ def _print_summary(console: Console, summary: IngestSummary) -> None:
             column, justify="right" if column in ("length", "segments", "flagged") else "left"
         )
     for f in summary.files:
-        result = f.error or ("already ingested" if f.skipped else "ok")
         table.add_row(
-            Path(f.source).name,
+            escape(Path(f.source).name),
             duration(f.duration_sec),
             str(f.segments),
             str(f.flagged),
-            result,
-            style="red" if f.error else None,
+            escape(_result(f)),
+            style="red" if f.error else ("yellow" if f.note else None),
         )
     console.print(table)
+    for f in summary.files:
+        if f.segmentation:
+            console.print(f"{escape(Path(f.source).name)}: {escape(f.segmentation)}")
     parts = [f"{len(summary.files) - len(summary.failed)} file(s) ok"]
     if summary.failed:
         parts.append(f"{len(summary.failed)} failed")
+    truncated = sum(1 for f in summary.files if f.truncated)
+    if truncated:
+        parts.append(f"{truncated} truncated")
     if summary.transcribed:
         parts.append(f"{summary.transcribed} transcribed")
     if summary.speaker_checked:
         parts.append(f"{summary.speaker_checked} speaker-checked")
     parts.append(f"{summary.seconds:.1f} s")
     console.print(", ".join(parts))
+    for stage in summary.skipped_stages:
+        console.print(f"[yellow]skipped:[/] {escape(stage.line())}", highlight=False)
     for warning in summary.warnings:
-        console.print(f"[yellow]warning:[/] {warning}")
+        console.print(f"[yellow]warning:[/] {escape(warning)}", highlight=False)

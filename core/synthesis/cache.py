@@ -11,13 +11,17 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 from dataclasses import dataclass
 from pathlib import Path
 
 import soundfile as sf
 
 from core.audio import write_wav
+from core.mixing import AudioFile
 from core.synthesis.backends import Rendered
+
+_KEY = re.compile(r"[0-9a-f]{32}")
 
 
 def cache_key(parts: dict[str, object]) -> str:
@@ -43,15 +47,27 @@ class RenderCache:
             return None  # unreadable: render again (it is overwritten atomically)
         return Rendered(audio=audio, sample_rate=int(rate))
 
+    def file(self, key: str) -> AudioFile | None:
+        """The cached line as an :class:`~core.mixing.AudioFile` (its audio stays on disk
+        until it is mixed); ``None`` if absent or unreadable."""
+        path = self.path(key)
+        if not path.is_file():
+            return None
+        try:
+            return AudioFile.probe(path)
+        except (RuntimeError, sf.LibsndfileError):
+            return None
+
     def put(self, key: str, rendered: Rendered) -> None:
         """Store a line losslessly (float), atomically."""
         write_wav(self.path(key), rendered.audio, rendered.sample_rate, subtype="FLOAT")
 
     def prune(self, keep: set[str]) -> int:
-        """Remove cached lines no longer used by the script; returns how many."""
+        """Remove cached lines no longer used by the script; returns how many. Only files
+        named like a cache key are ever removed: anything else in the folder is left alone."""
         removed = 0
         for path in self.folder.glob("*.wav"):
-            if path.stem not in keep:
+            if _KEY.fullmatch(path.stem) and path.stem not in keep and not path.is_symlink():
                 path.unlink(missing_ok=True)
                 removed += 1
         return removed

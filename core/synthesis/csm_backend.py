@@ -6,6 +6,12 @@ A speaker's voice is ``voices/<speaker>/``: ``adapter/`` (peft), ``anchors/*.wav
 seed of its own; the output length is bounded from the text length. ``<break>`` tags are
 honoured by generating the text on either side separately and joining them with silence;
 emphasis and prosody are not (the renderer warns once).
+
+One generation is at most 40 s (``MAX_SECONDS``), about 440 characters
+(:data:`core.script.MAX_PIECE_CHARS`). Longer text is never cut off: it is split between
+sentences (:func:`core.script.split_text`), each piece generated with its own seed and the
+pieces joined with ``SENTENCE_GAP_S`` of silence; a single sentence longer than that is cut
+at commas or between words (the parser warns about it at its line).
 """
 
 from __future__ import annotations
@@ -21,13 +27,14 @@ import numpy as np
 import numpy.typing as npt
 
 from core.errors import VoiceError
-from core.script import Break, Line, Span
+from core.script import MAX_PIECE_CHARS, Break, Line, Span, split_text
 from core.synthesis.backends import Rendered
 from core.workspace import Workspace
 
 SECONDS_PER_CHAR = 0.09  # generous: ~11 characters a second of speech
 MIN_SECONDS = 2.0
 MAX_SECONDS = 40.0
+SENTENCE_GAP_S = 0.2  # silence between the pieces of a line too long for one generation
 
 
 @dataclass
@@ -42,17 +49,30 @@ class CsmBackend:
     """Renders lines with ``models.tts`` plus each speaker's trained adapter."""
 
     name = "csm"
-    version = "csm-1"
+    version = "csm-2"  # 2: long lines split between sentences instead of cut at 40 s
     supported_tags = frozenset({"break"})
 
-    def __init__(self, ws: Workspace) -> None:
+    def __init__(self, ws: Workspace, max_chars: int = MAX_PIECE_CHARS) -> None:
+        if not 1 <= max_chars <= MAX_SECONDS / SECONDS_PER_CHAR:
+            raise ValueError(f"max_chars must lie in 1..{MAX_SECONDS / SECONDS_PER_CHAR:g}")
         self.ws = ws
+        self.max_chars = max_chars
+        self.last_pieces: list[str] = []
+        """The texts generated for the last rendered line, one per generation, in order."""
         self._bundle: Any = None
         self._model: Any = None
         self._voices: dict[str, Voice] = {}
 
     # -- voices ------------------------------------------------------------------
     def voice_folder(self, speaker: str) -> Path:
+        """``voices/<speaker>/``, the one door to a trained voice: every use of an adapter
+        (a render, a preview, ``podforge eval``) passes here first.
+
+        Raises :class:`~core.errors.ConsentError` when the speaker's consent record is
+        missing or its scope does not cover synthesis (checked before anything else, also
+        before the model loads), and :class:`VoiceError` when no adapter was exported.
+        """
+        self.ws.require_consent(speaker, "synthesis")
         folder = self.ws.voices_dir / speaker
         if not (folder / "adapter" / "adapter_config.json").is_file():
             raise VoiceError(
@@ -107,24 +127,27 @@ class CsmBackend:
         self._model.set_adapter(line.voice)
         sr = self._bundle.sample_rate
         pieces: list[npt.NDArray[np.float32]] = []
+        generated: list[str] = []
         text = ""
-        n = 0
         for part in (*line.parts, Break(0.0)):
             if isinstance(part, Span):
                 text += part.text
                 continue
-            if text.strip():
-                max_seconds = min(MAX_SECONDS, max(MIN_SECONDS, len(text) * SECONDS_PER_CHAR))
+            for k, piece in enumerate(split_text(text, self.max_chars)):
+                if k > 0:
+                    pieces.append(np.zeros(round(SENTENCE_GAP_S * sr), np.float32))
+                max_seconds = min(MAX_SECONDS, max(MIN_SECONDS, len(piece) * SECONDS_PER_CHAR))
                 pieces.append(
                     csm.synthesize(
-                        self._bundle, " ".join(text.split()), 0, voice.anchors,
-                        seed=seed + n, max_seconds=max_seconds,
+                        self._bundle, piece, 0, voice.anchors,
+                        seed=seed + len(generated), max_seconds=max_seconds,
                     )
                 )  # fmt: skip
-                n += 1
+                generated.append(piece)
             text = ""
             if isinstance(part, Break) and part.seconds > 0:
                 pieces.append(np.zeros(math.ceil(part.seconds * sr), np.float32))
+        self.last_pieces = generated
         audio = np.concatenate(pieces) if pieces else np.zeros(0, np.float32)
         return Rendered(audio=audio.astype(np.float32), sample_rate=sr)
 

@@ -7,15 +7,21 @@ are synthesised. Tags a backend cannot honour produce one warning per tag kind.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
+import logging
 import time
-from collections.abc import Callable
+import warnings
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any, Final
 
 from core.audio import read
-from core.errors import VoiceError
+from core.errors import FolderSafetyError, VoiceError
 from core.mixing import (
+    STAGE_MASTER,
+    STAGE_MIX,
     ExportedEpisode,
     MixSettings,
     TimelineBed,
@@ -23,8 +29,8 @@ from core.mixing import (
     TimelineLine,
     TimelinePause,
     TimelineSfx,
-    export_episode,
-    mix_episode,
+    plan_has_music_or_effects,
+    render_episode_files,
 )
 from core.script import Chapter, Episode, Line, MusicCue, Pause, SfxCue, load_script
 from core.synthesis.backends import Backend, DraftBackend
@@ -32,7 +38,18 @@ from core.synthesis.cache import RenderCache, cache_key
 from core.workspace import Workspace
 
 Progress = Callable[[int, int, str], None]
-"""``progress(done, total, what)`` after each line."""
+"""``progress(done, total, what)``: after each line (``what`` = ``"SPEAKER: text"``), then
+for each stage after the lines (``what`` is one of :data:`STAGES`, ``done``/``total`` in
+seconds of audio), and ``(0, 0, "loading model …")`` before a model is loaded."""
+
+STAGE_LOADING: Final = "loading model …"
+STAGES: Final = (STAGE_LOADING, STAGE_MIX, STAGE_MASTER)
+"""The ``what`` of the stages that are not lines (a make-up round adds to STAGE_MASTER)."""
+
+
+def is_stage(what: str) -> bool:
+    """Whether a progress report is a stage (mixing, mastering, loading), not a line."""
+    return what.startswith(STAGES)
 
 
 @dataclass
@@ -94,8 +111,12 @@ def render_episode(
     script_path = Path(script_path)
     if not script_path.is_absolute():
         script_path = ws.root / script_path
-    episode = load_script(script_path, ws)
     name = script_path.stem
+    if name in ("", ".", ".."):  # episodes/. or episodes/.. is not an episode folder
+        raise FolderSafetyError(
+            f"{script_path}: its name gives no usable episode folder ({name!r}); rename the script"
+        )
+    episode = load_script(script_path, ws)
     engine = make_backend(ws, backend)
     for voice in sorted({line.voice for line in episode.lines}):
         engine.cache_identity(voice)  # a missing voice fails now, before any synthesis
@@ -110,6 +131,7 @@ def render_episode(
     timeline: list[TimelineLine | TimelinePause | TimelineBed | TimelineSfx | TimelineChapter] = []
     lines = episode.lines
     done = 0
+    loaded = False
     for item in episode.items:
         if isinstance(item, Line):
             for kind in sorted(item.tag_kinds - engine.supported_tags):
@@ -122,17 +144,26 @@ def render_episode(
             own_seed = line_seed(seed, item)
             key = line_key(engine, item, own_seed, {"sample_rate": ws.settings.audio.sample_rate})
             keys.add(key)
-            audio = cache.get(key)
-            if audio is None:
-                audio = engine.render(item, own_seed)
+            ref = cache.file(key)
+            if ref is None:
+                if not loaded and engine.name != "draft":
+                    loaded = True
+                    report(0, 0, STAGE_LOADING)
+                with _library_noise_to(ws, engine.name != "draft"):
+                    audio = engine.render(item, own_seed)
                 cache.put(key, audio)
+                ref = cache.file(key)
+                if ref is None:
+                    raise VoiceError(
+                        f"cannot read back line {item.source_line} from {cache.folder}"
+                    )
                 rendered.append(item.index)
             else:
                 cached.append(item.index)
             timeline.append(
                 TimelineLine(
-                    index=item.index, speaker=item.speaker, text=item.text, audio=audio.audio,
-                    sample_rate=audio.sample_rate, seed=own_seed, backend=engine.name,
+                    index=item.index, speaker=item.speaker, text=item.text, audio=ref,
+                    sample_rate=ref.sample_rate, seed=own_seed, backend=engine.name,
                     chapter=item.chapter,
                 )
             )  # fmt: skip
@@ -146,18 +177,15 @@ def render_episode(
             timeline.append(_bed(item))
         elif isinstance(item, SfxCue):
             if item.path is None:
-                result_warnings.append(
-                    f"line {item.source_line}: sound effect '{item.description}' has no file; "
-                    "skipped (name a file in assets/)"
-                )
-                continue
+                continue  # skipped; the parser warned at its FILE:LINE:COL
             sfx, rate = read(item.path)
             timeline.append(TimelineSfx(audio=sfx, sample_rate=rate, volume_db=item.volume_db))
     cache.prune(keys)
     mix = episode.mix
+    stereo = mix.stereo or ws.settings.episode.stereo
     settings = MixSettings(
-        sample_rate=ws.settings.audio.sample_rate,
-        stereo=mix.stereo,
+        sample_rate=master_rate(ws, episode, plan_has_music_or_effects(timeline)),
+        stereo=stereo,
         gap_ms=mix.gap_ms,
         fade_ms=mix.fade_ms,
         duck_attack_ms=mix.duck_attack_ms,
@@ -165,16 +193,18 @@ def render_episode(
         # The script's [mix] wins; else the workspace target (mono), or -16 LUFS for stereo.
         target_lufs=mix.target_lufs
         if mix.target_lufs is not None
-        else (None if mix.stereo else ws.settings.audio.target_lufs),
+        else (None if stereo else ws.settings.audio.target_lufs),
         ceiling_dbtp=min(mix.true_peak_dbtp, ws.settings.audio.true_peak_dbtp),
         pan=dict(mix.pan),
     )
-    mixed = mix_episode(timeline, settings)
-    exported = export_episode(
-        mixed,
+    exported, mixed = render_episode_files(
+        timeline,
+        settings,
         folder,
         name,
         title=episode.title,
+        tmp_dir=ws.root / ".tmp",
+        mp3_bitrate_kbps=ws.settings.episode.mp3_bitrate_kbps,
         extra_manifest={
             "script": script_path.relative_to(ws.root).as_posix()
             if script_path.is_relative_to(ws.root)
@@ -184,13 +214,14 @@ def render_episode(
             "seed": seed,
             "warnings": result_warnings,
         },
+        progress=lambda stage, done_sec, total_sec: report(done_sec, total_sec, stage),
     )
     return RenderResult(
         episode=episode,
         exported=exported,
         lufs=mixed.lufs,
         true_peak_db=mixed.true_peak_db,
-        duration_sec=len(mixed.audio) / mixed.sample_rate,
+        duration_sec=mixed.duration_sec,
         rendered_lines=rendered,
         cached_lines=cached,
         warnings=result_warnings,
@@ -209,3 +240,55 @@ def _bed(cue: MusicCue) -> TimelineBed:
         action="start", audio=audio, sample_rate=rate, fade_in=cue.fade_in,
         fade_out=cue.fade_out, duck_db=cue.duck_db, volume_db=cue.volume_db,
     )  # fmt: skip
+
+
+def master_rate(ws: Workspace, episode: Episode, music_or_effects: bool) -> int:
+    """The master's sample rate: the script's ``[mix] sample_rate``, else the workspace's
+    ``[episode] sample_rate``, else 48 kHz when the episode has music or effects (a bed at
+    44.1/48 kHz keeps its top octave) and the voice rate (``audio.sample_rate``) when it
+    is speech only."""
+    if episode.mix.sample_rate:
+        return episode.mix.sample_rate
+    if ws.settings.episode.sample_rate:
+        return ws.settings.episode.sample_rate
+    return 48000 if music_or_effects else ws.settings.audio.sample_rate
+
+
+_NOISY_LOGGERS: Final = ("transformers", "peft", "huggingface_hub", "accelerate", "py.warnings")
+
+
+@contextlib.contextmanager
+def _library_noise_to(ws: Workspace, models: bool) -> Iterator[None]:
+    """Send the model libraries' warnings, log lines and progress bars to
+    ``<workspace>/.tmp/render.log`` instead of the user's terminal while synthesising."""
+    log_path = ws.root / ".tmp" / "render.log"
+    log_path.parent.mkdir(parents=True, exist_ok=True)
+    handler = logging.FileHandler(log_path, encoding="utf-8")
+    handler.setFormatter(logging.Formatter("%(asctime)s %(name)s %(levelname)s %(message)s"))
+    hf_logging: Any = None
+    if models:  # the model's own libraries are about to be imported anyway
+        import transformers.utils.logging
+
+        hf_logging = transformers.utils.logging
+        hf_logging.disable_progress_bar()
+        hf_logging.disable_default_handler()
+    loggers = [logging.getLogger(name) for name in _NOISY_LOGGERS]
+    saved = [(lg.propagate, list(lg.handlers)) for lg in loggers]
+    for lg in loggers:
+        lg.addHandler(handler)
+        lg.propagate = False
+    logging.captureWarnings(True)
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("default")
+            yield
+    finally:
+        logging.captureWarnings(False)
+        for lg, (propagate, handlers) in zip(loggers, saved, strict=True):
+            lg.removeHandler(handler)
+            lg.propagate = propagate
+            lg.handlers[:] = handlers
+        if hf_logging is not None:
+            hf_logging.enable_default_handler()
+            hf_logging.enable_progress_bar()
+        handler.close()

@@ -9,6 +9,7 @@ else is refused with :class:`ModelError`, never deleted.
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import shutil
 import tempfile
@@ -63,3 +64,17 @@ def publish_build(
         if tmp.exists():
             shutil.rmtree(tmp, ignore_errors=True)
     return folder
+
+
+def is_replaceable_build(folder: Path, stamp_file: str, model: str) -> bool:
+    """An empty folder, or one of our builds of ``model`` (another version, or missing
+    files): the only folders a tiny-model build may replace."""
+    if not folder.is_dir():
+        return False
+    if (folder / stamp_file).is_file():
+        try:
+            stamp = json.loads((folder / stamp_file).read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            return False
+        return isinstance(stamp, dict) and stamp.get("model") == model
+    return not any(folder.iterdir())

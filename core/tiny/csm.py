@@ -42,7 +42,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from core.tiny.build import cache_folder, publish_build
+from core.tiny.build import cache_folder, is_replaceable_build, publish_build
 
 TINY_CSM_VERSION = 1
 """Bumped whenever the files built here change, so that caches of older builds are ignored."""
@@ -342,13 +342,4 @@ def _is_complete(folder: Path) -> bool:
 
 
 def _is_replaceable(folder: Path) -> bool:
-    """An empty folder, or one of our builds (another version, or missing files)."""
-    if not folder.is_dir():
-        return False
-    if (folder / STAMP_FILE).is_file():
-        try:
-            stamp = json.loads((folder / STAMP_FILE).read_text(encoding="utf-8"))
-        except (OSError, ValueError):
-            return False
-        return isinstance(stamp, dict) and stamp.get("model") == "tiny-csm"
-    return not any(folder.iterdir())
+    return is_replaceable_build(folder, STAMP_FILE, "tiny-csm")

@@ -17,14 +17,10 @@ every local folder. ``tiny_ecapa_path()`` builds the folder once per user, in th
 
 from __future__ import annotations
 
-import contextlib
 import json
-import os
-import shutil
-import tempfile
 from pathlib import Path
 
-from core.atomic import current_umask
+from core.tiny.build import cache_folder, is_replaceable_build, publish_build
 
 TINY_ECAPA_VERSION = 1
 """Bumped whenever the files built here change, so that caches of older builds are ignored."""
@@ -109,16 +105,19 @@ pretrainer: !new:speechbrain.utils.parameter_transfer.Pretrainer
 
 
 def build_tiny_ecapa(folder: Path) -> Path:
-    """Write the tiny ECAPA model into ``folder`` (created if needed) and return it.
+    """Write the tiny ECAPA model into ``folder`` and return ``folder``.
 
     Idempotent: a folder already holding this version's complete build is left as it is.
     The weights come from a fixed seed, drawn without touching torch's global RNG state.
+    The model is built in a temporary folder beside ``folder`` and renamed into place
+    (:func:`core.tiny.build.publish_build`): a concurrent reader never sees half a model, and
+    a ``folder`` holding anything but an empty folder or one of our builds is refused with
+    :class:`~core.errors.ModelError`, never deleted.
     """
-    folder = Path(folder)
-    if _is_complete(folder):
-        return folder
-    folder.mkdir(parents=True, exist_ok=True)
+    return publish_build(Path(folder), _write_model, _is_complete, _is_replaceable, "tiny ECAPA")
 
+
+def _write_model(folder: Path) -> None:
     import torch
     from hyperpyyaml import load_hyperpyyaml
 
@@ -154,47 +153,20 @@ def build_tiny_ecapa(folder: Path) -> Path:
     (folder / "hyperparams.yaml").write_text(HYPERPARAMS_YAML, encoding="utf-8")
     # The stamp is written last: its presence means the build is complete.
     (folder / STAMP_FILE).write_text(json.dumps(_stamp(), sort_keys=True) + "\n", encoding="utf-8")
-    return folder
 
 
 def tiny_ecapa_path() -> Path:
     """The tiny ECAPA folder in this user's cache, built there (atomically) on first use.
 
-    It lives in ``$XDG_CACHE_HOME/podforge/tiny-ecapa-v<N>`` (``~/.cache`` when unset). A
-    build goes into a temporary folder beside it that is renamed into place, so concurrent
-    callers never see a half-written model: the first rename wins, the others are discarded.
-    Anything else found at that path (an interrupted copy, a hand edit) is replaced.
+    It lives in ``$XDG_CACHE_HOME/podforge/tiny-ecapa-v<N>`` (``~/.cache`` when unset); see
+    :func:`build_tiny_ecapa` for how it is published and what it refuses to replace.
     """
-    target = podforge_cache_dir() / f"tiny-ecapa-v{TINY_ECAPA_VERSION}"
-    if _is_complete(target):
-        return target
-    target.parent.mkdir(parents=True, exist_ok=True)
-    if target.exists() and not _is_complete(target):
-        # Not our finished build (ours are renamed into place whole): clear it away. Renamed
-        # first, so no reader ever sees it half-deleted.
-        aside = Path(tempfile.mkdtemp(prefix=f".{target.name}-old-", dir=target.parent))
-        with contextlib.suppress(OSError):
-            target.rename(aside / target.name)
-        shutil.rmtree(aside, ignore_errors=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}-", dir=target.parent))
-    try:
-        tmp.chmod(0o777 & ~current_umask())  # mkdtemp makes it 0700; a model folder is not secret
-        build_tiny_ecapa(tmp)
-        try:
-            tmp.rename(target)
-        except OSError:
-            if not _is_complete(target):
-                raise
-    finally:
-        if tmp.exists():
-            shutil.rmtree(tmp, ignore_errors=True)
-    return target
+    return build_tiny_ecapa(cache_folder(f"tiny-ecapa-v{TINY_ECAPA_VERSION}"))
 
 
 def podforge_cache_dir() -> Path:
     """``$XDG_CACHE_HOME/podforge``, or ``~/.cache/podforge`` when the variable is unset."""
-    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
-    return Path(base).expanduser() / "podforge"
+    return cache_folder("")
 
 
 def _stamp() -> dict[str, object]:
@@ -210,3 +182,7 @@ def _is_complete(folder: Path) -> bool:
     if stamp != _stamp():
         return False
     return all((folder / name).is_file() for name in ("hyperparams.yaml", *CHECKPOINT_FILES))
+
+
+def _is_replaceable(folder: Path) -> bool:
+    return is_replaceable_build(folder, STAMP_FILE, "tiny-ecapa")

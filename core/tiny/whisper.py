@@ -47,7 +47,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from core.tiny.build import cache_folder, publish_build
+from core.tiny.build import cache_folder, is_replaceable_build, publish_build
 
 TINY_WHISPER_VERSION = 1
 """Bumped whenever the files built here change, so that caches of older builds are ignored."""
@@ -345,16 +345,7 @@ def _is_complete(folder: Path) -> bool:
 
 
 def _is_replaceable(folder: Path) -> bool:
-    """An empty folder, or one of our builds (another version, or missing files)."""
-    if not folder.is_dir():
-        return False
-    if (folder / STAMP_FILE).is_file():
-        try:
-            stamp = json.loads((folder / STAMP_FILE).read_text(encoding="utf-8"))
-        except (OSError, ValueError):
-            return False
-        return isinstance(stamp, dict) and stamp.get("model") == "tiny-whisper"
-    return not any(folder.iterdir())
+    return is_replaceable_build(folder, STAMP_FILE, "tiny-whisper")
 
 
 # ------------------------------------------------- ctranslate2.specs without importing torch

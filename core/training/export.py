@@ -4,26 +4,33 @@
 loads it with ``PeftModel.from_pretrained(base, path)``); ``anchors/`` holds 2-3 reference
 clips (the best-QC accepted segments of 3-10 s) whose transcripts go into ``voice.toml``
 with the base model, run, step and last metrics. The folder is built beside the old one and
-swapped in, so a reader never sees half a voice.
+swapped in (:func:`core.atomic.swap_in_folder`, marked ``voice``), so a reader never sees half
+a voice; the old voice's ``eval/`` reports are carried over. An existing ``voices/<speaker>/``
+that podforge did not make (no marker, and not :func:`is_unmarked_voice`) is refused, never
+replaced; so is a run whose configured speaker is not a valid speaker name.
 """
 
 from __future__ import annotations
 
+import os
 import shutil
 import tempfile
+import tomllib
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import tomli_w
 
-from core.atomic import swap_in_folder
+from core.atomic import check_swap_target, swap_in_folder
 from core.catalog import Catalog
 from core.errors import TrainingError
+from core.settings import SPEAKER_NAME
 from core.training.protocol import read_metrics
 from core.workspace import Workspace
 
 ANCHORS = 3
+VOICE_KIND = "voice"
 
 
 def export_adapter(ws: Workspace, run_dir: Path, checkpoint: Path | None = None) -> Path:
@@ -35,11 +42,19 @@ def export_adapter(ws: Workspace, run_dir: Path, checkpoint: Path | None = None)
     checkpoint = checkpoint or newest_checkpoint(run_dir)
     if checkpoint is None or not (checkpoint / "adapter" / "adapter_config.json").is_file():
         raise TrainingError(f"{run_dir.name}: no checkpoint to export yet; train for a while first")
-    anchors = _anchors(ws, config.speaker)
+    if not SPEAKER_NAME.match(config.speaker):
+        raise TrainingError(
+            f"{run_dir / 'config.toml'}: speaker {config.speaker!r} is not a valid speaker name; "
+            "fix the run's configuration"
+        )
     target = ws.voices_dir / config.speaker
     target.parent.mkdir(parents=True, exist_ok=True)
+    check_swap_target(target, kind=VOICE_KIND, parent=ws.voices_dir, adopt=is_unmarked_voice)
+    anchors = _anchors(ws, config.speaker)
     staging = Path(tempfile.mkdtemp(prefix=f".{config.speaker}.", dir=ws.voices_dir))
     try:
+        if (target / "eval").is_dir():  # the voice's evaluation history stays with it
+            shutil.copytree(target / "eval", staging / "eval", copy_function=_link_or_copy)
         shutil.copytree(checkpoint / "adapter", staging / "adapter")
         (staging / "anchors").mkdir()
         anchor_rows: list[dict[str, Any]] = []
@@ -58,11 +73,50 @@ def export_adapter(ws: Workspace, run_dir: Path, checkpoint: Path | None = None)
             "anchors": anchor_rows,
         }
         (staging / "voice.toml").write_text(tomli_w.dumps(voice), encoding="utf-8")
-        swap_in_folder(staging, target)
+        swap_in_folder(
+            staging, target, kind=VOICE_KIND, parent=ws.voices_dir, adopt=is_unmarked_voice
+        )
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
         raise
     return target
+
+
+def is_unmarked_voice(folder: Path) -> bool:
+    """True for a ``voices/<speaker>/`` that podforge wrote before it marked its folders: only
+    evaluation reports (``eval/*.json``, e.g. of the draft voice), or an exported voice's exact
+    layout (``adapter/``, ``anchors/``, ``voice.toml`` naming its run, ``eval/``)."""
+    try:
+        names = {p.name for p in folder.iterdir()}
+    except OSError:
+        return False
+    if "eval" in names and not _only_reports(folder / "eval"):
+        return False
+    if names <= {"eval"}:
+        return True
+    if names - {"eval"} != {"adapter", "anchors", "voice.toml"}:
+        return False
+    try:
+        meta = tomllib.loads((folder / "voice.toml").read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError):
+        return False
+    return {"run_id", "exported_at", "base_model"} <= meta.keys()
+
+
+def _only_reports(folder: Path) -> bool:
+    try:
+        return folder.is_dir() and all(
+            p.is_file() and p.suffix == ".json" for p in folder.iterdir()
+        )
+    except OSError:
+        return False
+
+
+def _link_or_copy(source: str, target: str) -> None:
+    try:
+        os.link(source, target)
+    except OSError:
+        shutil.copy2(source, target)
 
 
 def _anchors(ws: Workspace, speaker: str) -> list[tuple[str, str]]:

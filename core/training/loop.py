@@ -5,8 +5,8 @@ micro-batches of a step are a pure function of (seed, step) (:func:`batch_for_st
 building their inputs never touches the random state, so a run resumed from a checkpoint
 (adapter, optimizer, scheduler and every RNG state) computes exactly the steps an
 uninterrupted run would. Learning rate: linear warm-up, then cosine decay to 10 %.
-Mixed precision: bf16 autocast on CUDA when ``training.bf16``. Metrics follow DESIGN.md's
-protocol (``step``, ``eval``, ``checkpoint`` events).
+Mixed precision: bf16 autocast on CUDA when ``training.bf16``. Metrics follow the worker
+protocol of docs/TRAINING.md (``step``, ``eval``, ``checkpoint`` events).
 """
 
 from __future__ import annotations
@@ -33,9 +33,10 @@ from core.training.data import (
     batch_for_step,
     epoch_of,
     speaker_examples,
+    write_split_record,
 )
 from core.training.protocol import MetricsWriter, State, update_status
-from core.training.runs import RunConfig
+from core.training.runs import RunConfig, require_device, warmup_warning
 from core.workspace import Workspace
 
 log = logging.getLogger("podforge.worker")
@@ -53,7 +54,14 @@ def train(
     from core import csm
 
     t = config.training
+    warmup = warmup_warning(t)
+    if warmup:
+        log.warning("%s", warmup)
     data = speaker_examples(ws, config.speaker, t.seed, t.max_clip_sec)
+    write_split_record(run_dir, config.speaker, data)  # the ids trained and validated on
+    for line in data.warnings:
+        log.warning("%s", line)
+    require_device(config.device)  # names the NVIDIA driver found and the one needed
     bundle = csm.load_csm(config.base_model, device=config.device)
     cache = CodeCache(ws, f"{config.base_model}:{bundle.path}")
     built: dict[tuple[int | None, int | None], dict[str, Any]] = {}
@@ -63,10 +71,10 @@ def train(
         return codes
 
     def inputs_for(ex: Example) -> dict[str, Any]:
-        key = (ex.target.id, ex.context.id)
+        key = (ex.target.id, ex.context.id if ex.context else None)
         if key not in built:
             with torch.random.fork_rng(devices=[]):  # never moves the training RNG
-                context = [(ex.context.text, cache.codes(ex.context, encode))]
+                context = [(ex.context.text, cache.codes(ex.context, encode))] if ex.context else []
                 built[key] = csm.training_inputs(
                     bundle, context, ex.target.text, cache.codes(ex.target, encode)
                 )
@@ -153,7 +161,8 @@ def train(
         metrics.close()
     from core.training.export import export_adapter
 
-    export_adapter(ws, run_dir)
+    voice = export_adapter(ws, run_dir)
+    log.info("voice exported to %s", voice)
     return "finished"
 
 
@@ -216,7 +225,7 @@ def _lr_factor(step: int, warmup: int, total: int) -> float:
 
 
 def memory_fields(device: str) -> dict[str, float | None]:
-    """VRAM (allocated, reserved, peak, GPU total) on CUDA; RSS on CPU (DESIGN.md)."""
+    """VRAM (allocated, reserved, peak, GPU total) on CUDA; RSS on CPU (docs/TRAINING.md)."""
     import torch
 
     if device.startswith("cuda"):

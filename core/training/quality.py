@@ -55,7 +55,9 @@ class QualityProbe:
         refs, hyps, clips = [], [], []
         with torch.random.fork_rng(devices=[]):
             for n, ex in enumerate(examples):
-                context = [(ex.context.text, self.cache.codes(ex.context, encode))]
+                context = (
+                    [(ex.context.text, self.cache.codes(ex.context, encode))] if ex.context else []
+                )
                 seconds = min(30.0, max(2.0, ex.target.duration_sec * 1.5))
                 audio = csm.synthesize(self.bundle, ex.target.text, 0, context, seed=seed + n,
                                        max_seconds=seconds)  # fmt: skip

@@ -69,6 +69,108 @@ def new_run_id(speaker: str) -> str:
     return f"{datetime.now(UTC):%Y%m%d-%H%M%S}-{speaker}"
 
 
+def run_settings(
+    ws: Workspace,
+    *,
+    steps: int | None = None,
+    rank: int | None = None,
+    learning_rate: float | None = None,
+) -> Training:
+    """The workspace's ``[training]`` with a new run's overrides (alpha = 2 x rank)."""
+    changes: dict[str, Any] = {}
+    if steps is not None:
+        changes["max_steps"] = steps
+    if rank is not None:
+        changes["lora_rank"] = rank
+        changes["lora_alpha"] = 2 * rank
+    if learning_rate is not None:
+        changes["learning_rate"] = learning_rate
+    return dataclasses.replace(ws.settings.training, **changes)
+
+
+def warmup_warning(training: Training) -> str | None:
+    """One line when every step of the run lies inside the learning-rate warm-up."""
+    if training.warmup_steps <= 0 or training.max_steps > training.warmup_steps:
+        return None
+    return (
+        f"all {training.max_steps} step(s) lie inside the {training.warmup_steps}-step warm-up: "
+        f"the learning rate only climbs towards training.learning_rate "
+        f"({training.learning_rate:g}) and never decays; train for more than "
+        f"{training.warmup_steps} steps or lower training.warmup_steps in workspace.toml"
+    )
+
+
+def cuda_problem() -> str | None:
+    """``None`` when PyTorch sees a CUDA GPU, else why not, naming the driver found and the
+    one PyTorch's CUDA needs (:func:`core.cuda_info.cuda_unavailable_reason`)."""
+    import warnings
+
+    import torch
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # torch's "driver too old" warning: said by us
+        if torch.cuda.is_available():
+            return None
+    from core.cuda_info import cuda_unavailable_reason, driver_version
+
+    driver, _ = driver_version()
+    return cuda_unavailable_reason(str(torch.__version__), torch.version.cuda, driver)
+
+
+def require_device(device: str) -> None:
+    """Refuse CUDA asked for and absent with one line naming the driver found and needed."""
+    if not device.startswith("cuda"):
+        return
+    reason = cuda_problem()
+    if reason is not None:
+        raise TrainingError(
+            f'CUDA was asked for (models.device = "{device}") but PyTorch sees no GPU: '
+            f'{reason}; or set models.device in workspace.toml to "auto" or "cpu"'
+        )
+
+
+def preflight(
+    ws: Workspace, speaker: str, training: Training, base_model: str, device: str
+) -> list[str]:
+    """What can be checked before a worker starts; raises one clear line, returns warnings.
+
+    Consent, at least two accepted and transcribed segments of ``speaker``, the base model
+    present (the tiny one, a local folder, or a hub id in the cache; a hub id that is not is
+    only a warning while downloads are allowed), CUDA when ``device`` asks for it, and
+    whether the run ends inside its warm-up. Nothing is created or downloaded.
+    """
+    from core.doctor import model_check, model_presence
+    from core.errors import ModelError
+    from core.hub import hub_offline
+    from core.training.data import speaker_examples
+
+    ws.require_consent(speaker)  # ConsentError says how to record it
+    data = speaker_examples(ws, speaker, training.seed, training.max_clip_sec)  # or no data
+    warnings: list[str] = list(data.warnings)  # a split far from 80/10/10
+    presence = model_presence("tts", base_model)
+    if not presence.present:
+        if presence.downloadable and not hub_offline():
+            warnings.append(
+                f"TTS model {base_model!r} is {presence.detail}: the worker will download it "
+                "(network needed)"
+            )
+        else:
+            check = model_check(presence)
+            raise ModelError(f"{check.item}: {check.detail}; {check.fix}")
+    require_device(device)
+    if device == "auto":
+        from core.cuda_info import driver_version
+
+        driver, _ = driver_version()
+        reason = cuda_problem() if driver is not None else None  # a GPU here, unusable?
+        if reason is not None:
+            warnings.append(f"training will run on the CPU: {reason}")
+    warmup = warmup_warning(training)
+    if warmup:
+        warnings.append(warmup)
+    return warnings
+
+
 def create_run(
     ws: Workspace,
     speaker: str,
@@ -78,18 +180,12 @@ def create_run(
     learning_rate: float | None = None,
     run_id: str | None = None,
 ) -> Path:
-    """Make ``runs/<id>/`` with its config and a ``starting`` status; refuses no consent."""
+    """Make ``runs/<id>/`` with its config and a ``starting`` status; refuses no consent.
+
+    It checks nothing else: call :func:`preflight` first for the one-line refusals.
+    """
     ws.require_consent(speaker)  # ConsentError says how to record it
-    training = ws.settings.training
-    changes: dict[str, Any] = {}
-    if steps is not None:
-        changes["max_steps"] = steps
-    if rank is not None:
-        changes["lora_rank"] = rank
-        changes["lora_alpha"] = 2 * rank
-    if learning_rate is not None:
-        changes["learning_rate"] = learning_rate
-    training = dataclasses.replace(training, **changes)
+    training = run_settings(ws, steps=steps, rank=rank, learning_rate=learning_rate)
     run_id = run_id or new_run_id(speaker)
     run_dir = ws.runs_dir / run_id
     if run_dir.exists():

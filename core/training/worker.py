@@ -1,7 +1,8 @@
 """The training worker process: ``python -m core.training.worker WORKSPACE RUN_DIR``.
 
-Started detached by :func:`core.training.runs.launch_worker` (or in the foreground by
-``podforge train --foreground``). It records its pid in ``status.json``, turns SIGTERM into
+Started detached by :func:`core.training.runs.launch_worker` (its output is ``worker.log``)
+or in the foreground by ``podforge train --foreground`` (:func:`run_foreground`: the
+terminal and ``worker.log``). It records its pid in ``status.json``, turns SIGTERM into
 a clean stop (checkpoint, state ``stopped``), and ends every failure with a ``failed``
 status and a one-line reason (missing model, no GPU, out of memory, no data), never a
 silent death. The traceback of an unexpected error goes to ``worker.log`` only.
@@ -74,14 +75,31 @@ def _explain(exc: BaseException) -> str:
     return f"unexpected error: {exc.__class__.__name__}: {text[:200]} (see worker.log)"
 
 
+LOG_FORMAT = "%(asctime)s %(levelname)s %(message)s"
+
+
+def run_foreground(workspace_root: Path, run_dir: Path) -> int:
+    """:func:`run` in this process, logging to this terminal and to ``worker.log`` (appended,
+    as a detached worker does), so the dashboard and ``l`` show the run either way."""
+    from core.training.protocol import LOG_NAME
+
+    handler = logging.FileHandler(run_dir / LOG_NAME, mode="a", encoding="utf-8")
+    handler.setFormatter(logging.Formatter(LOG_FORMAT))
+    logging.basicConfig(level=logging.INFO, format=LOG_FORMAT, stream=sys.stdout, force=True)
+    logging.getLogger().addHandler(handler)
+    try:
+        return run(workspace_root, run_dir)
+    finally:
+        logging.getLogger().removeHandler(handler)
+        handler.close()
+
+
 def main(argv: list[str] | None = None) -> int:
     args = sys.argv[1:] if argv is None else argv
     if len(args) != 2:
         print("usage: python -m core.training.worker WORKSPACE RUN_DIR", file=sys.stderr)
         return 2
-    logging.basicConfig(
-        level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s", stream=sys.stdout
-    )
+    logging.basicConfig(level=logging.INFO, format=LOG_FORMAT, stream=sys.stdout)
     return run(Path(args[0]), Path(args[1]))
 
 

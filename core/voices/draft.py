@@ -19,9 +19,12 @@ How espeak-ng is driven
   ``espeak_Terminate`` (the phase of its pitch flutter, a glottal-cycle counter, the
   gain control, the noise generator), so one long-lived instance gives slightly
   different samples, and even a different length, for the same text on every call.
-* That instance comes from a private copy of the library file (in a temporary
-  folder removed at exit), so that another user of ``espeakng-loader`` in the same
-  process, a phonemiser say, neither shares nor disturbs its global state.
+* That instance comes from a private copy of the library, so that another user of
+  ``espeakng-loader`` in the same process, a phonemiser say, neither shares nor
+  disturbs its global state. On Linux the copy is an anonymous in-memory file
+  (``memfd_create``, loaded through ``/proc/self/fd/N``): no file on disk, so nothing
+  is left behind even when the process is killed outright. Elsewhere it is a file in a
+  temporary folder removed at exit (a process killed with SIGKILL leaves that folder).
 * Voice names are resolved in Python against the voice files in the data folder
   before espeak-ng sees them. Giving ``espeak_SetVoiceByName`` the name of a variant
   file (``"f3"``) instead of a language crashes the process with a segmentation
@@ -280,6 +283,18 @@ def _locate() -> tuple[Path, Path]:
 
 
 def _private_copy(library: Path) -> Path:
+    """A copy of ``library`` that only this module loads (see the module's notes)."""
+    memfd_create = getattr(os, "memfd_create", None)
+    proc_fd = Path("/proc/self/fd")
+    if memfd_create is not None and proc_fd.is_dir():
+        fd = memfd_create("podforge-espeak-ng")  # close-on-exec; lives as long as the process
+        try:
+            with open(library, "rb") as source, open(fd, "wb", closefd=False) as sink:
+                shutil.copyfileobj(source, sink)
+        except OSError:
+            os.close(fd)
+            raise
+        return proc_fd / str(fd)
     folder = Path(tempfile.mkdtemp(prefix="podforge-espeak-"))
     atexit.register(shutil.rmtree, folder, True)
     target = folder / library.name

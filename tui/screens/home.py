@@ -102,7 +102,12 @@ class HomeScreen(Screen[None]):
         """Open the segment review screen."""
         from tui.screens.review import ReviewScreen
 
-        self.app.push_screen(ReviewScreen(self.workspace))
+        try:
+            screen = ReviewScreen(self.workspace)  # opens the catalog
+        except PodforgeError as exc:
+            self.notify(f"cannot open review: {exc}", severity="error", timeout=10)
+            return
+        self.app.push_screen(screen)
 
     def action_training(self) -> None:
         """Open the training dashboard."""
@@ -174,7 +179,8 @@ class HomeScreen(Screen[None]):
             for s in ov.speakers
         ]
         hint = (
-            'No speakers yet: podforge speaker add WORKSPACE NAME --consent "..."'
+            "No speakers yet: podforge speaker add WORKSPACE NAME "
+            '--consent "..." --granted-by "..."'
             if not rows
             else ""
         )

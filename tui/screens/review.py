@@ -1,14 +1,21 @@
 """Segment review: keyboard-only accept / reject / fix transcript, with playback.
 
-Every decision and edit is committed to the catalog inside the key handler, before the
-screen updates, so a crash or a kill right after a key press never loses it. The list
+Every decision and edit is first appended to the review journal (:mod:`core.journal`,
+flushed and fsynced) and then written to the catalog inside the key handler, waiting only
+briefly for the write lock, so a crash or a kill right after a key press never loses it
+and a catalog locked by another process never freezes the screen: the decision stays
+pending (marked ``*`` in the list, counted on the status line) until the app's background
+retry writes it. A catalog that cannot be read is a notification, never a crash. The list
 is virtual (:class:`~tui.widgets.segment_list.SegmentList`); the detail pane shows the
 waveform with the play position, QC with failed metrics highlighted, and the transcript.
 """
 
 from __future__ import annotations
 
-from typing import ClassVar
+import functools
+from collections.abc import Callable, Sequence
+from dataclasses import replace
+from typing import TYPE_CHECKING, Any, ClassVar, TypeVar
 
 from rich.table import Table
 from rich.text import Text
@@ -22,14 +29,18 @@ from textual.widgets import Footer, Header, Input, Static
 
 from core.catalog import ORDERS, VIEWS, Catalog, StatusCounts
 from core.errors import PlaybackError, PodforgeError
+from core.journal import Applied, Decision, DecisionJournal, Op, Outcome
 from core.playback import Player
-from core.records import Segment, SegmentStatus
+from core.records import ReviewAction, Segment, SegmentStatus
 from core.workspace import Workspace
 from tui.format import duration
 from tui.styles import STYLES
 from tui.widgets.segment_list import SegmentList
 from tui.widgets.target_bar import TargetBar
 from tui.widgets.waveform import Waveform
+
+if TYPE_CHECKING:
+    from tui.app import DecisionsWritten
 
 POSITION_REFRESH_S = 0.1
 SEEK_S = 1.0
@@ -43,6 +54,23 @@ QC_ROWS = (
     ("true_peak_db", "true peak", "dBTP", "true_peak"),
     ("similarity", "speaker", "cos", "other_speaker"),
 )
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def _catalog_guard(method: F) -> F:
+    """A handler that reads or writes the catalog: a catalog failure (damaged, unreadable)
+    is a notification and the screen keeps working, never a traceback."""
+
+    @functools.wraps(method)
+    def wrapper(self: ReviewScreen, *args: Any, **kwargs: Any) -> Any:
+        try:
+            return method(self, *args, **kwargs)
+        except PodforgeError as exc:
+            self.report_error(str(exc))
+            return None
+
+    return wrapper  # type: ignore[return-value]
 
 
 class ReviewScreen(Screen[None]):
@@ -81,6 +109,7 @@ class ReviewScreen(Screen[None]):
         self._playing_id: int | None = None
         self._position_timer: Timer | None = None
         self._playback_errors: set[str] = set()
+        self._last_error: str | None = None
 
     # -- layout ------------------------------------------------------------------
     def compose(self) -> ComposeResult:
@@ -90,7 +119,7 @@ class ReviewScreen(Screen[None]):
             yield TargetBar(audio.target_minutes_min, audio.target_minutes_max)
             yield Static("", id="status-line")
         with Horizontal(id="body"):
-            yield SegmentList(self.catalog.segments_by_ids, id="segments")
+            yield SegmentList(self._fetch_rows, id="segments")
             with Vertical(id="detail"):
                 yield Static("", id="meta")
                 yield Waveform(id="waveform")
@@ -99,13 +128,28 @@ class ReviewScreen(Screen[None]):
                 yield Input(id="edit", placeholder="transcript — enter saves, escape cancels")
         yield Footer()
 
+    @_catalog_guard
     def on_mount(self) -> None:
         self.title = "podforge — review"
         self.sub_title = self.workspace.name
         self.query_one("#edit", Input).display = False
+        self.query_one(SegmentList).focus()
         self._recount()
         self._load_view()
-        self.query_one(SegmentList).focus()
+        self._mark_unsaved()
+
+    def report_error(self, message: str) -> None:
+        """Notify a catalog failure once (not on every key press)."""
+        if message != self._last_error:
+            self._last_error = message
+            self.notify(message, severity="error", timeout=10)
+
+    def _fetch_rows(self, ids: Sequence[int]) -> list[Segment]:
+        try:
+            return self.catalog.segments_by_ids(ids)
+        except PodforgeError as exc:
+            self.report_error(str(exc))
+            return []
 
     def on_unmount(self) -> None:
         self.player.stop()
@@ -133,9 +177,17 @@ class ReviewScreen(Screen[None]):
         )  # fmt: skip
         if not seg_list.ids:
             line.append(f"   — no {self.view} segments (f: change filter)", "italic")
+        waiting = self.pending_count
+        if waiting:
+            line.append(
+                f"   * {waiting} pending write{'s' if waiting != 1 else ''} "
+                "(catalog busy; kept in the journal, retrying)",
+                "bold yellow",
+            )
         self.query_one("#status-line", Static).update(line, layout=False)
 
     @on(SegmentList.Highlighted)
+    @_catalog_guard
     def _highlighted(self, message: SegmentList.Highlighted) -> None:
         self._cancel_edit()
         seg = self.query_one(SegmentList).current
@@ -191,14 +243,71 @@ class ReviewScreen(Screen[None]):
             self.query_one(Waveform).set_audio(audio, rate)  # type: ignore[arg-type]
 
     # -- decisions -----------------------------------------------------------------
+    @property
+    def journal(self) -> DecisionJournal | None:
+        """The app's review journal (``None``: it could not be opened; nothing is written)."""
+        journal = getattr(self.app, "decisions", None)
+        return journal if isinstance(journal, DecisionJournal) else None
+
+    @property
+    def pending_count(self) -> int:
+        """Decisions journaled but not yet written to the catalog."""
+        journal = self.journal
+        return len(journal.pending) if journal is not None else 0
+
+    def _commit(
+        self,
+        op: Op,
+        segment_id: int | None = None,
+        *,
+        status: SegmentStatus | None = None,
+        text: str | None = None,
+    ) -> Applied | Decision | None:
+        """Journal a decision (durable when this returns), then try to write it to the
+        catalog at once with a short wait for the lock. Returns what the catalog recorded,
+        the :class:`Decision` when it waits in the journal, or ``None`` when it could not even
+        be journaled (said in a notification; nothing changed)."""
+        from tui.app import UI_BUSY_TIMEOUT_S
+
+        journal = self.journal
+        if journal is None:
+            self.report_error("the review journal cannot be written; decisions are disabled")
+            return None
+        try:
+            decision = journal.record(op, segment_id, status=status, text=text)
+        except PodforgeError as exc:
+            self.report_error(str(exc))
+            return None
+        if len(journal.pending) > 1 or getattr(self.app, "retrying", False):
+            return decision  # queued behind others: the background retry keeps the order
+        outcome = journal.apply(self.catalog, busy_timeout=UI_BUSY_TIMEOUT_S, wait=False)
+        if outcome is None:
+            return decision
+        mine = next((a for a in outcome.applied if a.decision.id == decision.id), None)
+        others = [a for a in outcome.applied if a.decision.id != decision.id]
+        report = getattr(self.app, "report_outcome", None)
+        if report is not None:
+            report(outcome)
+        if others:
+            self._written(Outcome(applied=others))
+        return mine if mine is not None else decision
+
+    @_catalog_guard
     def action_decide(self, status: SegmentStatus) -> None:
         seg_list = self.query_one(SegmentList)
         seg = seg_list.current
         if seg is None or seg.id is None:
             return
-        action = self.catalog.set_status(seg.id, status)  # committed before anything else
-        self._count_change(seg, action.old_status, status)
-        seg_list.update_row(self.catalog.segment(seg.id))
+        result = self._commit("status", seg.id, status=status)  # before anything else
+        if result is None:
+            return
+        if isinstance(result, Applied) and result.action is not None:
+            self._count_change(seg, result.action.old_status, status)
+            seg_list.update_row(self.catalog.segment(seg.id))
+        else:  # waits in the journal: show it as decided, marked unsaved
+            self._count_change(seg, seg.status, status)
+            seg_list.update_row(replace(seg, status=status))
+            self._mark_unsaved()
         seg_list.move(1)  # auto-advance
         if self.autoplay:
             self.action_play()
@@ -220,12 +329,23 @@ class ReviewScreen(Screen[None]):
         self.query_one(TargetBar).minutes = seconds / 60.0
         self._show_status()
 
+    @_catalog_guard
     def action_undo(self) -> None:
-        action = self.catalog.undo()
-        if action is None:
+        result = self._commit("undo")
+        if result is None:
+            return
+        if isinstance(result, Decision):
+            self._mark_unsaved()
+            self.notify("the catalog is locked: the undo waits in the journal", timeout=3)
+            return
+        if result.action is None:
             self.notify("nothing to undo")
             return
-        self._recount()
+        self._show_undo(result.action)
+
+    def _show_undo(self, action: ReviewAction) -> None:
+        if not self.pending_count:
+            self._recount()
         seg_list = self.query_one(SegmentList)
         if action.segment_id in seg_list.ids:
             seg_list.update_row(self.catalog.segment(action.segment_id))
@@ -250,12 +370,18 @@ class ReviewScreen(Screen[None]):
         edit.cursor_position = len(edit.value)
 
     @on(Input.Submitted, "#edit")
+    @_catalog_guard
     def _save_edit(self, event: Input.Submitted) -> None:
         seg_list = self.query_one(SegmentList)
         seg = seg_list.current
-        if seg is not None and seg.id is not None and event.value.strip() != seg.text:
-            self.catalog.set_text(seg.id, event.value.strip())  # committed on enter
-            seg = self.catalog.segment(seg.id)
+        text = event.value.strip()
+        if seg is not None and seg.id is not None and text != seg.text:
+            result = self._commit("text", seg.id, text=text)  # journaled on enter
+            if isinstance(result, Applied):
+                seg = self.catalog.segment(seg.id)
+            elif result is not None:  # waits in the journal
+                seg = replace(seg, text=text, text_source="manual")
+                self._mark_unsaved()
             seg_list.update_row(seg)
         self._cancel_edit()
         self._show_detail(seg)
@@ -274,10 +400,43 @@ class ReviewScreen(Screen[None]):
         else:
             self.app.pop_screen()
 
+    # -- written in the background -----------------------------------------------------
+    def on_decisions_written(self, message: DecisionsWritten) -> None:
+        self._written(message.outcome)
+
+    @_catalog_guard
+    def _written(self, outcome: Outcome) -> None:
+        """Show decisions the catalog now holds (written by the retry, or queued earlier)."""
+        seg_list = self.query_one(SegmentList)
+        for item in outcome.applied:
+            decision = item.decision
+            if decision.op == "undo":
+                if item.action is not None:
+                    self._show_undo(item.action)
+                elif not item.already:
+                    self.notify("nothing to undo")
+            elif decision.segment_id is not None and decision.segment_id in seg_list.ids:
+                seg_list.update_row(self.catalog.segment(decision.segment_id))
+        if outcome.applied or outcome.dropped:
+            self._mark_unsaved()
+            if not self.pending_count:
+                self._recount()  # the catalog's own counts again
+            self._show_detail(seg_list.current)
+        self._show_status()
+
+    def _mark_unsaved(self) -> None:
+        journal = self.journal
+        pending = journal.pending if journal is not None else []
+        self.query_one(SegmentList).mark_unsaved(
+            {d.segment_id for d in pending if d.segment_id is not None}
+        )
+        self._show_status()
+
     # -- navigation ------------------------------------------------------------------
     def action_move(self, delta: int) -> None:
         self.query_one(SegmentList).move(delta)
 
+    @_catalog_guard
     def action_next_pending(self) -> None:
         seg_list = self.query_one(SegmentList)
         for index in range(seg_list.cursor + 1, len(seg_list.ids)):
@@ -287,10 +446,12 @@ class ReviewScreen(Screen[None]):
                 return
         self.notify("no pending segment below this one")
 
+    @_catalog_guard
     def action_cycle_view(self) -> None:
         self.view = VIEWS[(VIEWS.index(self.view) + 1) % len(VIEWS)]
         self._load_view(keep=self._current_id())
 
+    @_catalog_guard
     def action_cycle_order(self) -> None:
         orders = list(ORDERS)
         self.order = orders[(orders.index(self.order) + 1) % len(orders)]

@@ -46,12 +46,19 @@ from textual.widgets.option_list import Option, OptionDoesNotExist
 from textual.worker import Worker, WorkerState
 
 from core.atomic import atomic_write_text
-from core.errors import PlaybackError, PodforgeError, ScriptError, VoiceError
+from core.errors import ConsentError, PlaybackError, PodforgeError, ScriptError, VoiceError
 from core.playback import Player
 from core.script import Episode, Line, parse_script
 from core.synthesis.backends import Backend, Rendered
 from core.synthesis.cache import RenderCache
-from core.synthesis.render import RenderResult, line_key, line_seed, make_backend, render_episode
+from core.synthesis.render import (
+    RenderResult,
+    is_stage,
+    line_key,
+    line_seed,
+    make_backend,
+    render_episode,
+)
 from core.workspace import Workspace
 from tui.styles import STYLES
 from tui.widgets.script_text import ScriptTextArea
@@ -690,6 +697,9 @@ class ScriptEditorScreen(Screen[None]):
         except VoiceError as exc:
             self._notify_threaded(str(exc), "no trained voice", "error")
             return
+        except ConsentError as exc:  # a trained voice is used only with consent to synthesis
+            self._notify_threaded(str(exc), "no consent", "error")
+            return
         except (PodforgeError, OSError) as exc:
             self._notify_threaded(str(exc), "preview failed", "error")
             return
@@ -756,8 +766,11 @@ class ScriptEditorScreen(Screen[None]):
 
         def progress(done: int, total: int, what: str) -> None:
             nonlocal done_lines
-            done_lines = done
-            self.app.call_from_thread(self._render_progress, done, total)
+            if is_stage(what):  # loading the model, mixing, mastering: no line to mark
+                self.app.call_from_thread(self._stage_progress, done, total, what)
+            else:
+                done_lines = done
+                self.app.call_from_thread(self._render_progress, done, total)
             if cancel.is_set():
                 raise _Cancelled
 
@@ -785,6 +798,12 @@ class ScriptEditorScreen(Screen[None]):
             self.app.call_from_thread(self._playback_failed, str(exc))
         except PodforgeError as exc:
             self._notify_threaded(str(exc), "playback failed", "error")
+
+    def _stage_progress(self, done: int, total: int, what: str) -> None:
+        """A stage after the lines (or the model loading): ``done``/``total`` seconds."""
+        self.query_one("#render-progress", ProgressBar).update(total=total or None, progress=done)
+        where = f" {done // 60}:{done % 60:02d} of {total // 60}:{total % 60:02d}" if total else ""
+        self.query_one("#render-status", Static).update(f"{what}{where}")
 
     def _render_progress(self, done: int, total: int) -> None:
         self.query_one("#render-progress", ProgressBar).update(total=total, progress=done)

@@ -215,19 +215,37 @@ class TrainingScreen(Screen[None]):
     def _start_run(self, choice: dict[str, object] | None) -> None:
         if choice is None:
             return
-        from core.training.runs import create_run, launch_worker
+        self.notify(f"checking {choice['speaker']}'s data, model and device …")
+        self._launch(
+            str(choice["speaker"]),
+            int(choice["steps"]),  # type: ignore[call-overload]
+            int(choice["rank"]),  # type: ignore[call-overload]
+            float(choice["lr"]),  # type: ignore[arg-type]
+        )
 
+    @work(thread=True, exclusive=True, group="launch")
+    def _launch(self, speaker: str, steps: int, rank: int, lr: float) -> None:
+        """The same pre-flight checks as `podforge train`, then a detached worker (in a
+        thread: the checks may import torch)."""
+        from core.training.runs import create_run, launch_worker, preflight, run_settings
+
+        ws = self.workspace
         try:
-            run_dir = create_run(
-                self.workspace, str(choice["speaker"]), steps=int(choice["steps"]),  # type: ignore[call-overload]
-                rank=int(choice["rank"]), learning_rate=float(choice["lr"]),  # type: ignore[call-overload, arg-type]
-            )  # fmt: skip
-            pid = launch_worker(self.workspace, run_dir)
+            training = run_settings(ws, steps=steps, rank=rank, learning_rate=lr)
+            warnings = preflight(ws, speaker, training, ws.settings.models.tts,
+                                 ws.settings.models.device)  # fmt: skip
+            run_dir = create_run(ws, speaker, steps=steps, rank=rank, learning_rate=lr)
+            pid = launch_worker(ws, run_dir)
         except PodforgeError as exc:
-            self.notify(str(exc), severity="error", timeout=10)
+            self.app.call_from_thread(self.notify, str(exc), severity="error", timeout=10)
             return
-        self.selected = run_dir.name
-        self.notify(f"started {run_dir.name} (worker pid {pid})")
+        for warning in warnings:
+            self.app.call_from_thread(self.notify, warning, severity="warning", timeout=10)
+        self.app.call_from_thread(self._started, run_dir.name, pid)
+
+    def _started(self, run_id: str, pid: int) -> None:
+        self.selected = run_id
+        self.notify(f"started {run_id} (worker pid {pid})")
         self.action_reload()
 
     def action_stop(self) -> None:

@@ -64,6 +64,8 @@ class SegmentList(ScrollView, can_focus=True):
         self._fetch = fetch
         self.ids: list[int] = []
         self._rows: dict[int, Segment] = {}
+        self.unsaved: set[int] = set()
+        """Segments with a decision still waiting in the review journal (drawn with ``*``)."""
 
     # -- data --------------------------------------------------------------------
     def set_ids(self, ids: list[int], keep: int | None = None) -> None:
@@ -102,6 +104,12 @@ class SegmentList(ScrollView, can_focus=True):
         self._rows[segment.id] = segment
         if segment.id in self.ids:
             self.refresh_line(self.ids.index(segment.id) - self.scroll_offset.y)
+
+    def mark_unsaved(self, ids: set[int]) -> None:
+        """Set the segments whose decision is not yet in the catalog; redraws if changed."""
+        if ids != self.unsaved:
+            self.unsaved = set(ids)
+            self.refresh()
 
     # -- cursor ------------------------------------------------------------------
     def move(self, delta: int) -> None:
@@ -153,8 +161,14 @@ class SegmentList(ScrollView, can_focus=True):
         snr = f"{seg.qc.snr_db:4.0f}" if seg.qc.snr_db is not None else "   –"
         flags = ",".join(seg.flags)
         text = seg.text.replace("\n", " ") or "(no transcript)"
+        glyph = STATUS_GLYPH.get(seg.status, "?")
+        lead: list[tuple[str, Style]] = (
+            [("*", flags_style), (f"{glyph} ", status_style)]  # written once the lock is free
+            if seg.id in self.unsaved
+            else [(f" {glyph} ", status_style)]
+        )
         parts: list[tuple[str, Style]] = [
-            (f" {STATUS_GLYPH.get(seg.status, '?')} ", status_style),
+            *lead,
             (f"{index + 1:>5} ", dim),
             (f"{seg.speaker[:8]:<8} ", Style()),
             (f"{seg.duration_sec:5.1f}s ", Style()),
