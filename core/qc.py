@@ -445,14 +445,23 @@ def clipped_mask(
     if x.shape[0] == 0:
         return mask
     for c in range(x.shape[1]):
+        column = x[:, c]
         for sign in (1.0, -1.0):
-            y = x[:, c] if sign > 0 else -x[:, c]
-            top = float(y.max()) if level is None else float(level)
+            if level is not None:
+                top = float(level)
+            else:
+                top = float(column.max()) if sign > 0 else -float(column.min())
             if top < _CLIP_MIN_LEVEL:
                 continue
-            starts, ends = _runs(y >= top * (1.0 - tolerance))
-            keep = (ends - starts) >= min_run
-            mask[:, c] |= _fill(len(y), starts[keep], ends[keep])
+            # -column >= t exactly where column <= -t (float32 negation is exact).
+            bound = top * (1.0 - tolerance)
+            near = np.flatnonzero(column >= bound if sign > 0 else column <= -bound)
+            if near.size == 0 or near.size < min_run:
+                continue  # too few samples at the extreme to make a run (the usual case)
+            # Runs of consecutive samples among the few ``near`` ones.
+            run = np.concatenate(([0], np.cumsum(np.diff(near) > 1)))
+            keep = np.bincount(run) >= min_run
+            mask[near[keep[run]], c] = True
     return mask
 
 
@@ -460,14 +469,6 @@ def _runs(flags: npt.NDArray[np.bool_]) -> tuple[IntArray, IntArray]:
     """Starts and ends (exclusive) of the runs of True in ``flags``."""
     edges = np.diff(np.concatenate(([0], flags.view(np.int8), [0])))
     return np.flatnonzero(edges == 1), np.flatnonzero(edges == -1)
-
-
-def _fill(n: int, starts: IntArray, ends: IntArray) -> npt.NDArray[np.bool_]:
-    marks = np.zeros(n + 1, dtype=np.int32)
-    np.add.at(marks, starts, 1)
-    np.add.at(marks, ends, -1)
-    filled: npt.NDArray[np.bool_] = np.cumsum(marks[:-1]) > 0
-    return filled
 
 
 def hum_score(audio: npt.ArrayLike, sr: int) -> float:

@@ -1,4 +1,4 @@
-"""The training worker's files: ``status.json`` and ``metrics.jsonl`` (the worker protocol, written down in docs/TRAINING.md).
+"""The training worker's files: ``status.json`` and ``metrics.jsonl`` (docs/TRAINING.md).
 
 The worker rewrites ``status.json`` atomically and appends one JSON object per line to
 ``metrics.jsonl`` (flushed after each). Readers (the dashboard, the home screen, tests)
