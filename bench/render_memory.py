@@ -175,18 +175,22 @@ def child_in_memory(ws_root: Path, script: Path) -> dict[str, object]:
     """The old path: every cached line read into memory, ``mix_episode`` + ``export_episode``
     (what ``render_episode`` did before it streamed; same timeline and settings)."""
     from core.mixing import (
-        MixSettings,
         TimelineChapter,
         TimelineItem,
         TimelineLine,
         TimelinePause,
         export_episode,
         mix_episode,
-        plan_has_music_or_effects,
     )
     from core.script import Chapter, Line, MusicCue, Pause, load_script
     from core.synthesis.cache import RenderCache
-    from core.synthesis.render import _bed, line_key, line_seed, make_backend, master_rate
+    from core.synthesis.render import (
+        _bed,
+        episode_mix_settings,
+        line_key,
+        line_seed,
+        make_backend,
+    )
     from core.workspace import Workspace
 
     ws = Workspace.open(ws_root)
@@ -211,14 +215,7 @@ def child_in_memory(ws_root: Path, script: Path) -> dict[str, object]:
             items.append(TimelineChapter(item.title))
         elif isinstance(item, MusicCue):
             items.append(_bed(item))
-    mix = episode.mix
-    stereo = mix.stereo or ws.settings.episode.stereo
-    settings = MixSettings(
-        sample_rate=master_rate(ws, episode, plan_has_music_or_effects(items)),
-        stereo=stereo,
-        target_lufs=None if stereo else ws.settings.audio.target_lufs,
-        ceiling_dbtp=min(mix.true_peak_dbtp, ws.settings.audio.true_peak_dbtp),
-    )
+    settings = episode_mix_settings(ws, episode, items)
     mixed = mix_episode(items, settings)
     export_episode(mixed, ws.episodes_dir / script.stem, script.stem, title=episode.title)
     return {"seconds": time.perf_counter() - t0, "minutes": mixed.duration_sec / 60,

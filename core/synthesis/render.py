@@ -12,7 +12,7 @@ import hashlib
 import logging
 import time
 import warnings
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Final
@@ -26,6 +26,7 @@ from core.mixing import (
     MixSettings,
     TimelineBed,
     TimelineChapter,
+    TimelineItem,
     TimelineLine,
     TimelinePause,
     TimelineSfx,
@@ -181,22 +182,7 @@ def render_episode(
             sfx, rate = read(item.path)
             timeline.append(TimelineSfx(audio=sfx, sample_rate=rate, volume_db=item.volume_db))
     cache.prune(keys)
-    mix = episode.mix
-    stereo = mix.stereo or ws.settings.episode.stereo
-    settings = MixSettings(
-        sample_rate=master_rate(ws, episode, plan_has_music_or_effects(timeline)),
-        stereo=stereo,
-        gap_ms=mix.gap_ms,
-        fade_ms=mix.fade_ms,
-        duck_attack_ms=mix.duck_attack_ms,
-        duck_release_ms=mix.duck_release_ms,
-        # The script's [mix] wins; else the workspace target (mono), or -16 LUFS for stereo.
-        target_lufs=mix.target_lufs
-        if mix.target_lufs is not None
-        else (None if stereo else ws.settings.audio.target_lufs),
-        ceiling_dbtp=min(mix.true_peak_dbtp, ws.settings.audio.true_peak_dbtp),
-        pan=dict(mix.pan),
-    )
+    settings = episode_mix_settings(ws, episode, timeline)
     exported, mixed = render_episode_files(
         timeline,
         settings,
@@ -226,6 +212,29 @@ def render_episode(
         cached_lines=cached,
         warnings=result_warnings,
         seconds=time.perf_counter() - started,
+    )
+
+
+def episode_mix_settings(
+    ws: Workspace, episode: Episode, timeline: Sequence[TimelineItem]
+) -> MixSettings:
+    """How ``episode`` is mixed and mastered: the script's ``[mix]`` over the workspace's
+    targets, at the master rate :func:`master_rate` picks for ``timeline``."""
+    mix = episode.mix
+    stereo = mix.stereo or ws.settings.episode.stereo
+    return MixSettings(
+        sample_rate=master_rate(ws, episode, plan_has_music_or_effects(timeline)),
+        stereo=stereo,
+        gap_ms=mix.gap_ms,
+        fade_ms=mix.fade_ms,
+        duck_attack_ms=mix.duck_attack_ms,
+        duck_release_ms=mix.duck_release_ms,
+        # The script's [mix] wins; else the workspace target (mono), or -16 LUFS for stereo.
+        target_lufs=mix.target_lufs
+        if mix.target_lufs is not None
+        else (None if stereo else ws.settings.audio.target_lufs),
+        ceiling_dbtp=min(mix.true_peak_dbtp, ws.settings.audio.true_peak_dbtp),
+        pan=dict(mix.pan),
     )
 
 
