@@ -20,10 +20,10 @@ from pathlib import Path
 import numpy as np
 import soundfile as sf
 
-from core.demo_corpus import SENTENCES
-from core.ingest import IngestOptions, ingest
+from core.dataset.ingest import IngestOptions, ingest
+from core.demo.corpus import SENTENCES
+from core.episodes.synthesis.draft import DraftVoice, synthesize
 from core.settings import new_consent
-from core.voices.draft import DraftVoice, synthesize
 from core.workspace import Workspace
 
 SR = 44100

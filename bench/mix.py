@@ -34,11 +34,11 @@ from pathlib import Path
 import numpy as np
 import soundfile as sf
 
-from core.audio import write_wav
-from core.demo import music_bed
-from core.demo_corpus import SENTENCES
-from core.loudness import condition
-from core.mixing import (
+from core.audio.io import write_wav
+from core.audio.loudness import condition
+from core.demo.corpus import SENTENCES
+from core.demo.workspace import music_bed
+from core.episodes.mixing import (
     AudioFile,
     MixSettings,
     TimelineBed,
@@ -51,7 +51,7 @@ from core.mixing import (
     mix_episode,
     render_episode_files,
 )
-from core.voices.draft import DraftVoice, synthesize
+from core.episodes.synthesis.draft import DraftVoice, synthesize
 
 SR = 24000
 LINES = 40

@@ -4,7 +4,7 @@ Builds a workspace in a temp folder whose render cache already holds every line 
 ``--minutes`` long (default 418) two-speaker script: a few synthetic speech-like clips
 (harmonic tones under a syllable envelope and noise) are written once and hard-linked
 into ``episodes/<name>/cache/`` under each line's real cache key (``line_key`` of the
-draft backend), so the real ``core.synthesis.render.render_episode`` finds every line
+draft backend), so the real ``core.episodes.render.render_episode`` finds every line
 in the cache and synthesises nothing, exactly what a user's re-render does. Variants:
 
 * ``stereo48``: a looped music bed, ``[mix] stereo = true`` -> 48 kHz stereo (the worst);
@@ -91,10 +91,10 @@ def script_text(variant: str, minutes: float, lengths: list[list[float]]) -> tup
 
 def build(root: Path, variants: list[str], minutes: dict[str, float]) -> dict[str, Path]:
     """A workspace under ``root`` with one fully cached script per ``(variant, minutes)``."""
-    from core.demo import music_bed
-    from core.script import Line, load_script
-    from core.synthesis.cache import RenderCache
-    from core.synthesis.render import line_key, line_seed, make_backend
+    from core.demo.workspace import music_bed
+    from core.episodes.render import line_key, line_seed, make_backend
+    from core.episodes.script import Line, load_script
+    from core.episodes.synthesis.cache import RenderCache
     from core.workspace import Workspace
 
     ws = Workspace.create(root / "ws", name="bench")
@@ -108,7 +108,7 @@ def build(root: Path, variants: list[str], minutes: dict[str, float]) -> dict[st
     lengths: list[list[float]] = [[], []]
     for who in range(2):
         for k in range(CLIPS):
-            from core.synthesis.backends import Rendered
+            from core.episodes.synthesis.backends import Rendered
 
             audio = clip(who, k)
             clips.put(f"{who}-{k}", Rendered(audio=audio, sample_rate=SR))
@@ -138,7 +138,7 @@ def build(root: Path, variants: list[str], minutes: dict[str, float]) -> dict[st
 
 def child_streamed(ws_root: Path, script: Path) -> dict[str, object]:
     """The real render (draft backend, every line cached), as ``podforge render`` runs it."""
-    from core.synthesis.render import render_episode
+    from core.episodes.render import render_episode
     from core.workspace import Workspace
 
     ws = Workspace.open(ws_root)
@@ -174,7 +174,7 @@ def child_streamed(ws_root: Path, script: Path) -> dict[str, object]:
 def child_in_memory(ws_root: Path, script: Path) -> dict[str, object]:
     """The old path: every cached line read into memory, ``mix_episode`` + ``export_episode``
     (what ``render_episode`` did before it streamed; same timeline and settings)."""
-    from core.mixing import (
+    from core.episodes.mixing import (
         TimelineChapter,
         TimelineItem,
         TimelineLine,
@@ -182,15 +182,15 @@ def child_in_memory(ws_root: Path, script: Path) -> dict[str, object]:
         export_episode,
         mix_episode,
     )
-    from core.script import Chapter, Line, MusicCue, Pause, load_script
-    from core.synthesis.cache import RenderCache
-    from core.synthesis.render import (
+    from core.episodes.render import (
         _bed,
         episode_mix_settings,
         line_key,
         line_seed,
         make_backend,
     )
+    from core.episodes.script import Chapter, Line, MusicCue, Pause, load_script
+    from core.episodes.synthesis.cache import RenderCache
     from core.workspace import Workspace
 
     ws = Workspace.open(ws_root)

@@ -29,7 +29,7 @@ from pathlib import Path
 
 import numpy as np
 
-from core.audio import write_wav
+from core.audio.io import write_wav
 from core.catalog import Catalog
 from core.records import QC, Recording, Segment
 from core.settings import new_consent

@@ -5,3 +5,7 @@ speechbrain) are imported inside the functions that need them.
 """
 
 __version__ = "0.1.0"
+
+from core import _compat
+
+_compat.install()

@@ -117,7 +117,7 @@ _MIGRATIONS: tuple[str, ...] = (
     """,
     # 3: how a recording's segments were grouped when their splits were first assigned
     # ('recording': all in one split; 'block': by ~60 s blocks), so that segments accepted
-    # later join their group's stored split (core.dataset.ensure_splits). NULL: not yet
+    # later join their group's stored split (core.dataset.splits.ensure_splits). NULL: not yet
     # assigned, or assigned before this column existed (then inferred from the splits).
     """
     ALTER TABLE recordings ADD COLUMN split_unit TEXT
@@ -621,7 +621,7 @@ class Catalog:
         """Store each segment's train/val/test split (``None`` clears it) and, in the same
         transaction, recordings' ``split_unit`` (``units``: recording id -> unit or ``None``).
 
-        Splits are assigned by :func:`core.dataset.ensure_splits`; call it, not this."""
+        Splits are assigned by :func:`core.dataset.splits.ensure_splits`; call it, not this."""
         with self._write() as conn:
             conn.executemany(
                 "UPDATE segments SET split = ? WHERE id = ?", [(sp, i) for i, sp in splits]

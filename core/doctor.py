@@ -8,7 +8,7 @@
   for the speaker model, in podforge's own copy of it; a missing one comes with the command
   that fetches it while online (:func:`model_presence`);
 * the torch device ``models.device`` gives, CUDA, the GPU and its memory, the NVIDIA driver
-  found and the one the installed PyTorch's CUDA needs (:mod:`core.cuda_info`);
+  found and the one the installed PyTorch's CUDA needs (:mod:`core.models.cuda_info`);
 * PortAudio and an audio output device (optional: only listening in the app needs them),
   espeak-ng (the draft voice), ffmpeg (optional).
 
@@ -25,7 +25,7 @@ from importlib import metadata
 from pathlib import Path
 from typing import Literal
 
-from core.hub import hub_cache_dir, hub_offline, looks_like_path
+from core.models.hub import hub_cache_dir, hub_offline, looks_like_path
 from core.workspace import Workspace
 
 Level = Literal["ok", "warn", "fail"]
@@ -78,7 +78,7 @@ def model_presence(kind: ModelKind, model_id: str) -> ModelPresence:
     if kind == "asr":
         return _asr_presence(model_id)
     if kind == "speaker":
-        from core.speaker_id import default_savedir
+        from core.models.speaker import default_savedir
 
         copy = default_savedir(model_id)
         if all((copy / name).is_file() for name in _SPEAKER_FILES):
@@ -135,14 +135,14 @@ _SPEAKER_FILES = ("hyperparams.yaml", "embedding_model.ckpt")
 
 def _folder_files(kind: ModelKind) -> tuple[str, ...]:
     if kind == "tts":
-        from core.csm import MODEL_FILES as csm_files
+        from core.models.csm import MODEL_FILES as csm_files
 
         return csm_files
     if kind == "asr":
-        from core.transcribe import MODEL_FILES as asr_files
+        from core.models.asr import MODEL_FILES as asr_files
 
         return asr_files
-    from core.speaker_id import HYPERPARAMS_FILE
+    from core.models.speaker import HYPERPARAMS_FILE
 
     return (HYPERPARAMS_FILE,)
 
@@ -152,7 +152,7 @@ def _hub_files(kind: ModelKind) -> tuple[str, ...]:
         return ("config.json",)
     if kind == "speaker":
         return _SPEAKER_FILES
-    from core.transcribe import MODEL_FILES as asr_files
+    from core.models.asr import MODEL_FILES as asr_files
 
     return asr_files
 
@@ -216,7 +216,7 @@ def _hub_check() -> Check:
 
 
 def _cuda_checks(device: str, tts: str) -> list[Check]:
-    from core.cuda_info import cuda_facts, cuda_unavailable_reason, driver_satisfies
+    from core.models.cuda_info import cuda_facts, cuda_unavailable_reason, driver_satisfies
 
     try:
         facts = cuda_facts()
@@ -260,7 +260,7 @@ def _cuda_checks(device: str, tts: str) -> list[Check]:
 
 
 def _audio_checks() -> list[Check]:
-    from core.playback import check_output
+    from core.audio.playback import check_output
 
     hint = "optional: only listening in the app needs it; see docs/PLAYBACK.md"
     try:
@@ -280,7 +280,7 @@ def _audio_checks() -> list[Check]:
 
 
 def _espeak_check() -> Check:
-    from core.voices import draft
+    from core.episodes.synthesis import draft
 
     if draft.available():
         try:

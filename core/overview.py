@@ -116,7 +116,7 @@ def _voice(ws: Workspace, speaker: str) -> VoiceSummary | None:
         meta = tomllib.loads(meta_path.read_text(encoding="utf-8"))
     except (OSError, tomllib.TOMLDecodeError):
         meta = {}
-    from core.evaluation import latest_report  # lazy: only when a voice exists
+    from core.evaluation.evaluate import latest_report  # lazy: only when a voice exists
 
     report = latest_report(ws, speaker)
     gates = report.get("gates", {}) if report else {}

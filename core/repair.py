@@ -331,8 +331,8 @@ def _register_recording(
     ws: Workspace, conn: sqlite3.Connection, rel: str, known: set[str], report: RepairReport
 ) -> None:
     """Add an original found in ``raw/`` as a recording in state ``imported``."""
-    from core.audio import probe
-    from core.importer import file_sha256, find_sidecar
+    from core.audio.io import probe
+    from core.dataset.importer import file_sha256, find_sidecar
 
     path = ws.root / rel
     try:
@@ -419,7 +419,7 @@ def _insert(
 
 def _raw_files(root: Path) -> set[str]:
     """Originals in ``raw/<speaker>/`` (audio files; sidecars and temporaries are not)."""
-    from core.audio import SUPPORTED_EXTENSIONS
+    from core.audio.io import SUPPORTED_EXTENSIONS
 
     raw = root / "raw"
     found: set[str] = set()

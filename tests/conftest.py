@@ -39,7 +39,7 @@ DEMO_TEST_SECONDS = 20.0
 @pytest.fixture(scope="session")
 def demo_workspace(tmp_path_factory: pytest.TempPathFactory) -> Workspace:
     """One small demo workspace shared by the tests that only read it."""
-    from core.demo import build_demo
+    from core.demo.workspace import build_demo
 
     return build_demo(
         tmp_path_factory.mktemp("demo") / "demo", seed=7, seconds_per_recording=DEMO_TEST_SECONDS
@@ -59,7 +59,7 @@ def make_tiny_voice(ws: Workspace, speaker: str, seed: int) -> None:
     """A speaker voice made the way training exports one, with random (not zero) LoRA weights."""
     import torch
 
-    from core import csm
+    from core.models import csm
 
     bundle = csm.load_csm("tiny")
     torch.manual_seed(seed)

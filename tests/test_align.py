@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from core.align import align_to_reference, normalise_word
+from core.dataset.align import align_to_reference, normalise_word
 
 REFERENCE = (
     "Welcome back to the show. Today we talk about voices, and how a voice becomes data. "

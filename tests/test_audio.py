@@ -1,4 +1,4 @@
-"""Tests for core.audio: probing, streaming, reading, resampling and writing audio."""
+"""Tests for core.audio.io: probing, streaming, reading, resampling and writing audio."""
 
 from __future__ import annotations
 
@@ -16,7 +16,7 @@ import pytest
 import soundfile as sf
 import soxr
 
-from core import audio
+from core.audio import io as audio
 from core.errors import AudioError
 
 TESTDATA = Path(__file__).resolve().parents[2] / "shared" / "testdata"
@@ -371,7 +371,7 @@ def test_truncated_flac_reads_what_is_there(
     path.write_bytes(data[: len(data) * 6 // 10])
 
     assert audio.probe(path).frames == len(src)  # the header still claims the full length
-    with caplog.at_level(logging.WARNING, logger="core.audio"):
+    with caplog.at_level(logging.WARNING, logger="core.audio.io"):
         x = np.concatenate(list(audio.iter_blocks(path, block_sec=block_sec)))
     # Most of what is there decodes, bit-exact, with no seam where FFmpeg took over.
     assert len(src) * 0.45 < len(x) < len(src) * 0.65
@@ -494,7 +494,7 @@ def test_supported_extensions() -> None:
 
 
 def test_import_is_cheap_and_does_not_load_pyav() -> None:
-    code = "import sys, core.audio; print('av' in sys.modules)"
+    code = "import sys, core.audio.io; print('av' in sys.modules)"
     out = subprocess.run(
         [sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, check=True
     )

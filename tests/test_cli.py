@@ -90,7 +90,7 @@ def test_ingest_accept_export_from_the_command_line(tmp_path: Path) -> None:
     import numpy as np
     import soundfile as sf
 
-    from core.voices.draft import DraftVoice, synthesize
+    from core.episodes.synthesis.draft import DraftVoice, synthesize
 
     ws_dir = tmp_path / "show"
     assert _run("init", str(ws_dir)).returncode == 0
@@ -190,7 +190,7 @@ def _snapshot(root: Path) -> dict[str, bytes | None]:
 def test_export_name_outside_exports_is_refused_and_touches_nothing(
     demo_copy: Workspace, tmp_path: Path, name: str
 ) -> None:
-    from core.ingest import accept_passing
+    from core.dataset.ingest import accept_passing
 
     assert accept_passing(demo_copy) > 0  # so that only the name can stop the export
     sentinel = tmp_path / "sentinel"  # an unrelated folder with files, outside the workspace

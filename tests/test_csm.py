@@ -1,4 +1,5 @@
-"""core.csm and core.tiny.csm: the tiny CSM end to end (CPU), LoRA, training inputs, generation."""
+"""core.models.csm and its tiny stand-in: the tiny CSM end to end (CPU), LoRA, training inputs,
+generation."""
 
 from __future__ import annotations
 
@@ -15,9 +16,9 @@ import numpy as np
 import numpy.typing as npt
 import pytest
 
-from core import csm
 from core.errors import ModelError
-from core.tiny.csm import (
+from core.models import csm
+from core.models.tiny.csm import (
     CODEBOOK_SIZE,
     MODEL_FILES,
     NUM_CODEBOOKS,
@@ -493,7 +494,7 @@ def test_cuda_asked_for_without_gpu(monkeypatch: pytest.MonkeyPatch, cache_home:
 
 def test_importing_csm_does_not_import_torch() -> None:
     code = (
-        "import sys, core.csm, core.tiny.csm; "
+        "import sys, core.models.csm, core.models.tiny.csm; "
         "print(sorted(m for m in ('torch', 'transformers', 'peft', 'tokenizers', "
         "'huggingface_hub') if m in sys.modules))"
     )
@@ -504,7 +505,7 @@ def test_importing_csm_does_not_import_torch() -> None:
 
 
 def test_the_codec_stays_in_eval_mode_while_training_and_after_generation() -> None:
-    from core import csm
+    from core.models import csm
 
     bundle = csm.load_csm("tiny")
     model = csm.prepare_for_training(

@@ -11,9 +11,9 @@ import pytest
 import soundfile as sf
 
 from core.catalog import Catalog
-from core.dataset import assign_splits, export
+from core.dataset.ingest import accept_passing
+from core.dataset.splits import assign_splits, export
 from core.errors import ExportError
-from core.ingest import accept_passing
 from core.records import Recording, Segment
 from core.workspace import Workspace
 
@@ -150,9 +150,9 @@ def test_ljspeech_metadata_has_one_three_field_record_per_segment_whatever_the_n
     """File stems (the id) and transcripts with ``|``, line breaks and control characters."""
     import numpy as np
 
-    from core.ingest import IngestOptions, ingest
+    from core.dataset.ingest import IngestOptions, ingest
+    from core.episodes.synthesis.draft import DraftVoice, synthesize
     from core.settings import new_consent
-    from core.voices.draft import DraftVoice, synthesize
 
     ws = Workspace.create(tmp_path / "show")
     ws.add_speaker("dana", new_consent("Dana D", "test consent"))

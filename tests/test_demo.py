@@ -11,10 +11,10 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from core.audio import read
+from core.audio.io import read
 from core.catalog import Catalog
-from core.demo import DEMO_SPEAKERS, build_demo
-from core.demo_corpus import SENTENCES
+from core.demo.corpus import SENTENCES
+from core.demo.workspace import DEMO_SPEAKERS, build_demo
 from core.workspace import Workspace
 from tests.conftest import DEMO_TEST_SECONDS
 
@@ -148,7 +148,7 @@ def test_a_killed_build_is_started_over(tmp_path: Path) -> None:
     import subprocess
     import sys
 
-    from core.demo import BUILDING_MARKER, unfinished_demo
+    from core.demo.workspace import BUILDING_MARKER, unfinished_demo
 
     root = tmp_path / "demo"
     root.mkdir()
@@ -168,7 +168,7 @@ def test_a_killed_build_is_started_over(tmp_path: Path) -> None:
 def test_a_build_in_progress_elsewhere_is_not_touched(tmp_path: Path) -> None:
     import os
 
-    from core.demo import BUILDING_MARKER
+    from core.demo.workspace import BUILDING_MARKER
     from core.errors import WorkspaceError
 
     root = tmp_path / "demo"

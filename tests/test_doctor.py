@@ -1,4 +1,4 @@
-"""``podforge doctor`` and the CUDA/driver facts behind it (core.doctor, core.cuda_info)."""
+"""``podforge doctor`` and the CUDA/driver facts behind it (core.doctor, core.models.cuda_info)."""
 
 from __future__ import annotations
 
@@ -10,14 +10,14 @@ from pathlib import Path
 
 import pytest
 
-from core.cuda_info import (
+from core.doctor import model_presence
+from core.models.cuda_info import (
     PROC_VERSION,
     cuda_unavailable_reason,
     driver_needed,
     driver_satisfies,
     driver_version,
 )
-from core.doctor import model_presence
 from core.workspace import Workspace
 
 ROOT = Path(__file__).resolve().parents[1]

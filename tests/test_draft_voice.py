@@ -15,9 +15,9 @@ import numpy as np
 import numpy.typing as npt
 import pytest
 
+from core.episodes.synthesis import draft
+from core.episodes.synthesis.draft import DraftVoice, synthesize
 from core.errors import VoiceError
-from core.voices import draft
-from core.voices.draft import DraftVoice, synthesize
 
 pytestmark = pytest.mark.skipif(not draft.available(), reason="espeak-ng does not load here")
 
@@ -95,7 +95,7 @@ def test_same_samples_in_a_fresh_process_whose_import_loads_nothing(tmp_path: Pa
         f"""
         import json, sys
         import numpy as np
-        from core.voices import draft
+        from core.episodes.synthesis import draft
         maps = open("/proc/self/maps").read() if sys.platform == "linux" else ""
         print(json.dumps({{"espeak_mapped": "libespeak-ng" in maps,
                            "soxr_imported": "soxr" in sys.modules}}))
@@ -273,7 +273,7 @@ def test_a_killed_process_leaves_no_temporary_files(tmp_path: Path) -> None:
         f"""
         import os, signal
         import numpy as np
-        from core.voices import draft
+        from core.episodes.synthesis import draft
         np.save({str(tmp_path / "killed.npy")!r}, draft.synthesize({SENTENCE!r}))
         os.kill(os.getpid(), signal.SIGKILL)
         """

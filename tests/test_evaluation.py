@@ -11,8 +11,9 @@ import pytest
 from click.testing import CliRunner
 
 from core.catalog import Catalog
+from core.dataset.ingest import accept_passing
 from core.errors import WorkspaceConfigError
-from core.evaluation import (
+from core.evaluation.evaluate import (
     cer,
     corpus_cer,
     corpus_wer,
@@ -22,7 +23,6 @@ from core.evaluation import (
     number_to_words,
     wer,
 )
-from core.ingest import accept_passing
 from core.settings import parse_settings, settings_to_toml
 from core.workspace import Workspace
 from tests.conftest import make_tiny_voice

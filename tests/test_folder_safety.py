@@ -12,9 +12,9 @@ import pytest
 
 from core.atomic import FOLDER_MARKER, folder_kind
 from core.catalog import Catalog
-from core.dataset import export, ljspeech_id
+from core.dataset.ingest import accept_passing
+from core.dataset.splits import export, ljspeech_id
 from core.errors import ExportError, FolderSafetyError, ModelError, TrainingError
-from core.ingest import accept_passing
 from core.workspace import Workspace
 
 
@@ -176,7 +176,7 @@ SCRIPT = '+++\ntitle = "T"\n[speakers]\nA = "alice"\n+++\n\nA: Hello there.\n'
 
 
 def test_a_script_name_that_names_no_episode_folder_is_refused(demo_copy: Workspace) -> None:
-    from core.synthesis.render import render_episode
+    from core.episodes.render import render_episode
 
     episodes = demo_copy.episodes_dir
     (episodes / "cache").mkdir(parents=True)
@@ -191,7 +191,7 @@ def test_a_script_name_that_names_no_episode_folder_is_refused(demo_copy: Worksp
 
 
 def test_the_render_cache_prunes_only_its_own_files(demo_copy: Workspace) -> None:
-    from core.synthesis.render import render_episode
+    from core.episodes.render import render_episode
 
     script = demo_copy.scripts_dir / "short.md"
     script.write_text(SCRIPT)
@@ -211,7 +211,7 @@ def test_the_render_cache_prunes_only_its_own_files(demo_copy: Workspace) -> Non
 def test_the_tiny_ecapa_cache_never_replaces_a_folder_it_did_not_build(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from core.tiny.ecapa import TINY_ECAPA_VERSION, tiny_ecapa_path
+    from core.models.tiny.ecapa import TINY_ECAPA_VERSION, tiny_ecapa_path
 
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
     folder = tmp_path / "podforge" / f"tiny-ecapa-v{TINY_ECAPA_VERSION}"

@@ -9,8 +9,8 @@ import pytest
 import soundfile as sf
 
 from core.catalog import Catalog
+from core.dataset.importer import file_sha256, import_recording
 from core.errors import AudioError, SpeakerError
-from core.importer import file_sha256, import_recording
 from core.workspace import Workspace
 
 

@@ -19,10 +19,10 @@ import soundfile as sf
 from scipy.signal import resample_poly
 
 from core.catalog import Catalog
-from core.demo_corpus import SENTENCES
-from core.ingest import IngestOptions, accept_passing, ingest
+from core.dataset.ingest import IngestOptions, accept_passing, ingest
+from core.demo.corpus import SENTENCES
+from core.episodes.synthesis.draft import DraftVoice, synthesize
 from core.settings import new_consent
-from core.voices.draft import DraftVoice, synthesize
 from core.workspace import Workspace
 from tests.meters import ideal_true_peak_db
 
@@ -161,7 +161,7 @@ def _tiny_workspace(root: Path) -> Workspace:
 _INGEST = (
     "import sys\n"
     "from core.workspace import Workspace\n"
-    "from core.ingest import ingest\n"
+    "from core.dataset.ingest import ingest\n"
     "ingest(Workspace.open(sys.argv[1]), sys.argv[3:], sys.argv[2])\n"
 )
 
@@ -320,7 +320,7 @@ def test_accept_passing_accepts_only_clean_pending(demo_copy: Workspace) -> None
 _INGEST_QUIET = (
     "import sys\n"
     "from core.workspace import Workspace\n"
-    "from core.ingest import IngestOptions, ingest\n"
+    "from core.dataset.ingest import IngestOptions, ingest\n"
     "ingest(Workspace.open(sys.argv[1]), sys.argv[3:], sys.argv[2], IngestOptions(False, False))\n"
 )
 
@@ -445,7 +445,7 @@ def _decoded_frames(path: Path) -> tuple[int, int]:
 def test_a_truncated_file_stores_its_decoded_length_and_is_flagged(
     tmp_path: Path, kind: str
 ) -> None:
-    from core.mixing import encode_mp3
+    from core.episodes.mixing import encode_mp3
 
     ws = Workspace.create(tmp_path / "ws")
     ws.add_speaker("dana", new_consent("Dana D", "test consent"))

@@ -1,4 +1,5 @@
-"""core.mixing: timeline placement, fades, beds and ducking, master, exports, MP3 encoding."""
+"""core.episodes.mixing: timeline placement, fades, beds and ducking, master, exports, MP3
+encoding."""
 
 from __future__ import annotations
 
@@ -16,9 +17,9 @@ import pytest
 import soundfile as sf
 from scipy import signal
 
-from core import mixing
-from core.loudness import true_peak_db
-from core.mixing import (
+from core.audio.loudness import true_peak_db
+from core.episodes import mixing
+from core.episodes.mixing import (
     MixResult,
     MixSettings,
     TimelineBed,
@@ -31,7 +32,7 @@ from core.mixing import (
     export_episode,
     mix_episode,
 )
-from core.voices.draft import DraftVoice, synthesize
+from core.episodes.synthesis.draft import DraftVoice, synthesize
 
 SR = 24000
 FADE = round(0.020 * SR)
@@ -646,7 +647,7 @@ def test_chunked_mp3_is_clean_for_ffmpeg(monkeypatch: pytest.MonkeyPatch) -> Non
     assert strict_mp3_decode(data[: len(data) // 2] + data[len(data) // 2 + 100 :])[2]
 
 
-# --- core.loudness extensions the master uses ---------------------------------------------
+# --- core.audio.loudness extensions the master uses ---------------------------------------------
 # (multichannel loudness, true peak and linked limiting; the capped gain; the chunked
 # path that long audio takes, which never holds the whole 4x signal)
 
@@ -658,7 +659,7 @@ def stereo_speech() -> npt.NDArray[np.float64]:
 
 
 def test_loudness_of_stereo_matches_pyloudnorm() -> None:
-    from core.loudness import integrated_lufs
+    from core.audio.loudness import integrated_lufs
 
     audio = stereo_speech()
     assert integrated_lufs(audio, SR) == pytest.approx(pyloudnorm_lufs(audio, SR), abs=1e-4)
@@ -666,7 +667,7 @@ def test_loudness_of_stereo_matches_pyloudnorm() -> None:
 
 
 def test_linked_stereo_limiter() -> None:
-    from core.loudness import condition
+    from core.audio.loudness import condition
 
     audio = stereo_speech()
     with pytest.raises(ValueError, match="mono"):
@@ -683,7 +684,7 @@ def test_linked_stereo_limiter() -> None:
 
 
 def test_condition_caps_the_gain() -> None:
-    from core.loudness import condition
+    from core.audio.loudness import condition
 
     quiet = speech("Welcome back to the show.").astype(np.float64) * 0.03
     raw = pyloudnorm_lufs(quiet, SR)
@@ -696,8 +697,8 @@ def test_condition_caps_the_gain() -> None:
 def test_long_audio_path_matches_the_whole_signal_path(
     monkeypatch: pytest.MonkeyPatch, stereo: bool
 ) -> None:
-    from core import loudness
-    from core.loudness import condition
+    from core.audio import loudness
+    from core.audio.loudness import condition
 
     host = speech("Welcome back to the show. Today we talk about synthetic voices.")
     mono = np.resize(host, 25 * SR).astype(np.float64) * 0.9 / float(np.abs(host).max())
@@ -719,7 +720,7 @@ def test_long_audio_path_matches_the_whole_signal_path(
 
 
 def test_streamed_loudness_meter_equals_integrated_lufs() -> None:
-    from core.loudness import LoudnessMeter, integrated_lufs
+    from core.audio.loudness import LoudnessMeter, integrated_lufs
 
     rng = np.random.default_rng(3)
     sr = 24000
@@ -752,7 +753,7 @@ def test_streamed_mp3_writer_is_byte_identical_to_encode_mp3(
 
 @pytest.mark.slow
 def test_streamed_render_equals_the_in_memory_mix(tmp_path: Path) -> None:
-    from core.mixing import render_episode_files
+    from core.episodes.mixing import render_episode_files
 
     sr = 24000
     rng = np.random.default_rng(9)

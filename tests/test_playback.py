@@ -1,4 +1,4 @@
-"""core.playback on the real path: sounddevice -> PortAudio -> ALSA, in child processes.
+"""core.audio.playback on the real path: sounddevice -> PortAudio -> ALSA, in child processes.
 
 sounddevice initialises PortAudio when it is imported, and PortAudio's ALSA backend
 reads ``~/.asoundrc`` then, so every scenario runs in a child Python (this very file,
@@ -122,7 +122,7 @@ def needs_portaudio(paced: dict[str, Any]) -> None:
 
 def test_import_does_not_load_sounddevice() -> None:
     code = (
-        "import sys, core.playback\n"
+        "import sys, core.audio.playback\n"
         "print([m for m in ('sounddevice', '_sounddevice') if m in sys.modules])"
     )
     out = subprocess.run(
@@ -369,7 +369,7 @@ def child_paced(home: Path) -> dict[str, Any]:
     _start_paced_sink(home / "sink")
     import soundfile as sf
 
-    from core.playback import Player, check_output, list_output_devices
+    from core.audio.playback import Player, check_output, list_output_devices
 
     out: dict[str, Any] = {}
     player = Player()
@@ -557,7 +557,7 @@ def child_paced(home: Path) -> dict[str, Any]:
 
 
 def child_null(home: Path) -> dict[str, Any]:
-    from core.playback import Player, check_output
+    from core.audio.playback import Player, check_output
 
     fin = _Finish()
     player = Player()
@@ -574,7 +574,7 @@ def child_null(home: Path) -> dict[str, Any]:
 def child_nodevice(home: Path) -> dict[str, Any]:
     import soundfile as sf
 
-    from core.playback import Player, check_output, list_output_devices
+    from core.audio.playback import Player, check_output, list_output_devices
 
     player = Player()
     result: dict[str, Any] = {"constructed": True, "check_output": check_output()}
@@ -592,7 +592,7 @@ def child_nodevice(home: Path) -> dict[str, Any]:
 
 def child_unavailable(home: Path) -> dict[str, Any]:
     """What every scenario sees without libportaudio2."""
-    from core.playback import Player, check_output
+    from core.audio.playback import Player, check_output
 
     player = Player()
     result: dict[str, Any] = {"constructed": True, "check_output": check_output()}
@@ -607,12 +607,12 @@ def child_noportaudio(home: Path) -> dict[str, Any]:
         return None if "portaudio" in name else real_find(name)
 
     ctypes.util.find_library = find_library  # what sounddevice sees without libportaudio2
-    from core.playback import list_output_devices
+    from core.audio.playback import list_output_devices
 
     result = child_unavailable(home)
     result["list_error_type"] = _error(list_output_devices)[0]
     try:
-        from core.playback import _sounddevice
+        from core.audio.playback import _sounddevice
 
         _sounddevice()
     except Exception as exc:

@@ -1,4 +1,4 @@
-"""core.qc: each metric separates a clean segment from a defective one; flags name them."""
+"""core.dataset.qc: each metric separates a clean segment from a defective one; flags name them."""
 
 from __future__ import annotations
 
@@ -10,8 +10,8 @@ import numpy as np
 import numpy.typing as npt
 import pytest
 
-from core.loudness import condition
-from core.qc import (
+from core.audio.loudness import condition
+from core.dataset.qc import (
     DB_FLOOR,
     FLAG_NAMES,
     ClipCounter,
@@ -24,9 +24,9 @@ from core.qc import (
     rms_db,
     snr_db,
 )
+from core.episodes.synthesis.draft import DraftVoice, synthesize
 from core.records import QC
 from core.settings import AudioTargets, QCThresholds
-from core.voices.draft import DraftVoice, synthesize
 
 SR = 24000
 TEXT = (
@@ -376,7 +376,7 @@ def test_importing_qc_leaves_scipy_for_later() -> None:
     import sys
     from pathlib import Path
 
-    code = "import sys, core.qc, core.loudness; print('scipy' in sys.modules)"
+    code = "import sys, core.dataset.qc, core.audio.loudness; print('scipy' in sys.modules)"
     root = Path(__file__).resolve().parents[1]
     out = subprocess.run(
         [sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=root

@@ -13,8 +13,8 @@ import pyloudnorm
 import pytest
 import soundfile as sf
 
+from core.episodes.render import render_episode
 from core.errors import VoiceError
-from core.synthesis.render import render_episode
 from core.workspace import Workspace
 from tests.conftest import make_tiny_voice
 from tests.meters import ideal_true_peak_db
@@ -105,8 +105,8 @@ def test_csm_backend_with_two_tiny_adapters_renders_a_two_speaker_script(
     # own disable_adapter()).
     import dataclasses
 
-    from core.script import load_script
-    from core.synthesis.csm_backend import CsmBackend
+    from core.episodes.script import load_script
+    from core.episodes.synthesis.csm_backend import CsmBackend
 
     backend = CsmBackend(demo_copy)
     line = load_script(script, demo_copy).lines[1]  # B: bob
@@ -188,10 +188,10 @@ def test_a_trained_voice_without_consent_is_not_synthesised(workspace: Workspace
 def test_a_consent_scope_without_synthesis_refuses_the_trained_voice(
     workspace: Workspace,
 ) -> None:
+    from core.episodes.synthesis.csm_backend import CsmBackend
     from core.errors import ConsentError
-    from core.evaluation import evaluate_voice
+    from core.evaluation.evaluate import evaluate_voice
     from core.settings import new_consent
-    from core.synthesis.csm_backend import CsmBackend
 
     script = _carol_with_a_voice(workspace)
     workspace.add_speaker("carol", new_consent("Carol C", "form 3", scope="training only"))
@@ -248,8 +248,8 @@ def test_master_rate_and_stereo_follow_the_script(demo_copy: Workspace) -> None:
 def test_a_line_too_long_for_one_generation_is_split_between_sentences(
     workspace: Workspace,
 ) -> None:
-    from core.script import parse_script, split_text
-    from core.synthesis.csm_backend import MIN_SECONDS, SENTENCE_GAP_S, CsmBackend
+    from core.episodes.script import parse_script, split_text
+    from core.episodes.synthesis.csm_backend import MIN_SECONDS, SENTENCE_GAP_S, CsmBackend
 
     workspace.settings.models.tts = "tiny"
     workspace.save()

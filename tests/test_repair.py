@@ -200,7 +200,7 @@ def test_orphans_and_files_the_catalog_does_not_know(demo_copy: Workspace) -> No
 def test_without_any_backup_the_suggested_ingest_brings_the_segments_back(
     demo_copy: Workspace,
 ) -> None:
-    from core.ingest import IngestOptions, ingest
+    from core.dataset.ingest import IngestOptions, ingest
 
     ws = demo_copy
     before = _rows(ws.catalog_path)

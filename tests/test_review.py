@@ -22,8 +22,8 @@ import pytest
 from textual.pilot import Pilot
 from textual.widgets import Input, Static
 
+from core.audio.playback import Player
 from core.catalog import Catalog
-from core.playback import Player
 from core.workspace import Workspace
 from tests.test_playback import HAVE_PORTAUDIO
 from tui.app import PodforgeApp
@@ -218,7 +218,7 @@ if HAVE_PORTAUDIO:
     _start_paced_sink(Path(os.environ["HOME"]) / "sink")  # before sounddevice is imported
 from core.workspace import Workspace
 from tests.test_review import ReviewApp, _ready
-from core.playback import Player
+from core.audio.playback import Player
 
 async def main():
     app = ReviewApp(Workspace.open(sys.argv[1]), Player())

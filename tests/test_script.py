@@ -14,9 +14,8 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from core.demo import DEMO_SCRIPT
-from core.errors import PodforgeError, ScriptError
-from core.script import (
+from core.demo.workspace import DEMO_SCRIPT
+from core.episodes.script import (
     Break,
     Chapter,
     Episode,
@@ -29,6 +28,7 @@ from core.script import (
     load_script,
     parse_script,
 )
+from core.errors import PodforgeError, ScriptError
 from core.settings import new_consent
 from core.workspace import Workspace
 
@@ -343,7 +343,7 @@ def test_ssml_output() -> None:
 
 
 def test_ssml_is_spoken_by_espeak() -> None:
-    from core.voices import draft
+    from core.episodes.synthesis import draft
 
     if not draft.available():
         pytest.skip("espeak-ng does not load here")
@@ -775,7 +775,7 @@ def test_a_sound_effect_without_a_file_is_skipped_with_a_warning_at_its_place(
 
 
 def test_split_text_cuts_between_sentences_and_keeps_every_word() -> None:
-    from core.script import MAX_PIECE_CHARS, split_text
+    from core.episodes.script import MAX_PIECE_CHARS, split_text
 
     sentences = [
         f"Sentence number {i} says a few more words than the one before." for i in range(20)
@@ -798,7 +798,7 @@ def test_split_text_cuts_between_sentences_and_keeps_every_word() -> None:
 
 
 def test_a_sentence_too_long_for_one_generation_is_a_warning_at_its_line() -> None:
-    from core.script import MAX_PIECE_CHARS
+    from core.episodes.script import MAX_PIECE_CHARS
 
     fine = " ".join(["This sentence is short enough."] * 40)  # long line, short sentences
     long_sentence = " and ".join(["the sentence goes on"] * 30) + "."

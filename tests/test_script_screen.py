@@ -10,7 +10,7 @@ import pytest
 from textual.pilot import Pilot
 from textual.widgets import Input, OptionList, Static
 
-from core.playback import Player
+from core.audio.playback import Player
 from core.workspace import Workspace
 from tui.app import PodforgeApp
 from tui.screens.script import (
@@ -314,7 +314,7 @@ def test_snapshot_outline_after_render(demo_copy: Workspace, snap_compare) -> No
         screen = await _editor(pilot)
         await _render(pilot, screen)
         pilot.app.clear_notifications()
-        # The mix's loudness figures belong to core.mixing (tested there); keep them out.
+        # The mix's loudness figures belong to core.episodes.mixing (tested there); keep them out.
         screen.query_one("#render-status", Static).update("rendered")
         await pilot.press("escape")
         await asyncio.sleep(0.05)

@@ -10,8 +10,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from core.audio import iter_blocks, probe, read
-from core.segment import (
+from core.audio.io import iter_blocks, probe, read
+from core.dataset.segment import (
     Span,
     VadStream,
     plan_adaptive,
@@ -19,7 +19,7 @@ from core.segment import (
     plan_from_vad,
     speech_ratio,
 )
-from core.subtitles import Cue, read_subtitles
+from core.dataset.subtitles import Cue, read_subtitles
 from core.workspace import Workspace
 from tests.conftest import SHARED_TESTDATA
 
@@ -306,8 +306,8 @@ FLOOR_DBFS = -66.0
 def _read_aloud(seconds: float, seed: int, pause: tuple[float, float]) -> np.ndarray:  # type: ignore[type-arg]
     """Draft-voice sentences separated by random pauses in ``pause`` (seconds), over a
     -66 dBFS white noise floor, 24 kHz."""
-    from core.demo_corpus import SENTENCES
-    from core.voices.draft import DraftVoice, synthesize
+    from core.demo.corpus import SENTENCES
+    from core.episodes.synthesis.draft import DraftVoice, synthesize
 
     rng = np.random.default_rng(seed)
     voice = DraftVoice(language="en-us", pitch=40)

@@ -20,7 +20,7 @@ import numpy.typing as npt
 import pytest
 
 from core.errors import ModelError
-from core.speaker_id import (
+from core.models.speaker import (
     SpeakerEncoder,
     cosine,
     default_savedir,
@@ -28,7 +28,7 @@ from core.speaker_id import (
     resolve_speaker_model,
     similarity_to_anchors,
 )
-from core.tiny.ecapa import (
+from core.models.tiny.ecapa import (
     CHECKPOINT_FILES,
     EMBEDDING_DIM,
     TINY_ECAPA_VERSION,
@@ -284,7 +284,7 @@ def test_cosine_shapes() -> None:
 
 def test_demo_recordings_embed(tiny: SpeakerEncoder, demo_workspace: Workspace) -> None:
     """Real (espeak) speech cut at the demo's cue times: the whole path on actual audio."""
-    from core.audio import read
+    from core.audio.io import read
 
     truth = json.loads((demo_workspace.assets_dir / "demo-truth.json").read_text("utf-8"))
     by_speaker: dict[str, list[npt.NDArray[np.float32]]] = {}
@@ -376,7 +376,7 @@ def test_cuda_asked_for_without_a_gpu(cache_home: Path) -> None:
 
 def test_importing_speaker_id_imports_neither_torch_nor_speechbrain() -> None:
     code = (
-        "import sys, core.speaker_id, core.tiny.ecapa\n"
+        "import sys, core.models.speaker, core.models.tiny.ecapa\n"
         "heavy = sorted(m for m in ('torch', 'speechbrain', 'torchaudio', 'huggingface_hub')"
         " if m in sys.modules)\n"
         "assert not heavy, heavy\n"

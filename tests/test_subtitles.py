@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
+from core.dataset.subtitles import Cue, decode_text_file, read_subtitles, read_text
 from core.errors import PodforgeError, TranscriptError
-from core.subtitles import Cue, decode_text_file, read_subtitles, read_text
 
 
 def _write(tmp_path: Path, name: str, text: str, encoding: str = "utf-8") -> Path:
@@ -156,7 +156,7 @@ def test_a_malformed_block_is_skipped_with_a_warning(
         "3\n00:00:05,000 --> 00:00:06,000\nAlso good\n"
     )
     path = _write(tmp_path, "i.srt", srt)
-    with caplog.at_level(logging.WARNING, logger="core.subtitles"):
+    with caplog.at_level(logging.WARNING, logger="core.dataset.subtitles"):
         cues = read_subtitles(path)
     assert cues == [Cue(1.0, 2.0, "Good"), Cue(5.0, 6.0, "Also good")]
     assert any("line 6" in r.getMessage() and str(path) in r.getMessage() for r in caplog.records)

@@ -114,7 +114,7 @@ def test_the_demo_builds_its_sources_inside_the_workspace(
     workspace's .tmp/, never in the system's temporary folder."""
     import tempfile
 
-    from core.demo import build_demo
+    from core.demo.workspace import build_demo
 
     system_tmp = tmp_path / "system-tmp"
     system_tmp.mkdir()

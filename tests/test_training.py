@@ -13,8 +13,8 @@ from pathlib import Path
 
 import pytest
 
+from core.dataset.ingest import accept_passing
 from core.errors import ConsentError
-from core.ingest import accept_passing
 from core.training.protocol import effective_status, read_metrics, read_status
 from core.training.runs import create_run, launch_worker, resume_run
 from core.workspace import Workspace
@@ -86,7 +86,7 @@ def test_detached_worker_trains_and_exports_a_loadable_adapter(trainable: Worksp
 
     from peft import PeftModel
 
-    from core.csm import load_csm
+    from core.models.csm import load_csm
 
     bundle = load_csm("tiny")
     model = PeftModel.from_pretrained(bundle.model, str(voice / "adapter"))
@@ -156,7 +156,7 @@ def _assert_names_the_driver(message: str) -> None:
     """The driver found (none on a machine without one) and the one torch's CUDA needs."""
     import torch
 
-    from core.cuda_info import driver_needed, driver_version
+    from core.models.cuda_info import driver_needed, driver_version
 
     found, _ = driver_version()
     assert (found or "no NVIDIA driver found") in message, message

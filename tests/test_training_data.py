@@ -9,8 +9,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from core.dataset.ingest import accept_passing
 from core.errors import TrainingError
-from core.ingest import accept_passing
 from core.training.data import CodeCache, batch_for_step, speaker_examples
 from core.workspace import Workspace
 
@@ -50,7 +50,9 @@ def test_code_cache_encodes_once_per_audio(accepted: Workspace) -> None:
     seg = speaker_examples(accepted, "alice", seed=42).train[0].target
     calls = []
 
-    def encode(audio: np.ndarray) -> np.ndarray:  # the real path passes core.csm.encode_audio
+    def encode(
+        audio: np.ndarray,
+    ) -> np.ndarray:  # the real path passes core.models.csm.encode_audio
         calls.append(len(audio))
         return np.arange(8 * 10, dtype=np.int64).reshape(8, 10)
 
@@ -74,7 +76,7 @@ def test_training_never_sees_what_evaluation_holds_out(
     """Over catalog sizes (1 and 2 recordings: split by blocks; 5: by recording) and odd
     training seeds: no segment evaluation holds out is a training target or context, and
     every context turn comes from its target's split."""
-    from core.evaluation import held_out_segments
+    from core.evaluation.evaluate import held_out_segments
     from tests.splitdata import add_recordings, stored_splits
 
     for catalog_seed in range(4):

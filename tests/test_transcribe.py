@@ -1,4 +1,5 @@
-"""core.transcribe and core.tiny.whisper: the tiny model end to end, load errors, lazy imports."""
+"""core.models.asr and core.models.tiny.whisper: the tiny model end to end, load errors, lazy
+imports."""
 
 from __future__ import annotations
 
@@ -13,16 +14,16 @@ import numpy as np
 import numpy.typing as npt
 import pytest
 
-from core.audio import read
+from core.audio.io import read
 from core.errors import ModelError
-from core.tiny.whisper import (
+from core.models.asr import SAMPLE_RATE, AsrModel, Transcript, load_asr, resolve_asr_model
+from core.models.tiny.whisper import (
     MODEL_FILES,
     STAMP_FILE,
     TINY_WHISPER_VERSION,
     build_tiny_whisper,
     tiny_whisper_path,
 )
-from core.transcribe import SAMPLE_RATE, AsrModel, Transcript, load_asr, resolve_asr_model
 from tests.conftest import SHARED_TESTDATA
 
 JFK = SHARED_TESTDATA / "jfk.flac"
@@ -161,7 +162,8 @@ def test_tiny_whisper_path_is_in_the_user_cache(cache_home: Path) -> None:
 
 def test_building_the_tiny_model_does_not_import_torch(tmp_path: Path) -> None:
     code = (
-        "import sys; from pathlib import Path; from core.tiny.whisper import build_tiny_whisper; "
+        "import sys; from pathlib import Path; "
+        "from core.models.tiny.whisper import build_tiny_whisper; "
         f"build_tiny_whisper(Path({str(tmp_path / 'm')!r})); "
         "print(sorted(m for m in sys.modules if m == 'torch' or m.startswith('ctranslate2.specs')))"
     )
@@ -297,7 +299,7 @@ def test_bad_device(cache_home: Path) -> None:
 
 def test_importing_transcribe_does_not_import_faster_whisper() -> None:
     code = (
-        "import sys, core.transcribe, core.tiny.whisper; "
+        "import sys, core.models.asr, core.models.tiny.whisper; "
         "print(sorted(m for m in ('faster_whisper', 'ctranslate2', 'tokenizers', "
         "'huggingface_hub', 'torch') if m in sys.modules))"
     )
@@ -311,7 +313,8 @@ def test_concurrent_builds_agree(tmp_path: Path) -> None:
     """Processes racing to build the same folder all end with one complete model."""
     folder = tmp_path / "shared" / "tiny-whisper"
     code = (
-        "import sys; from pathlib import Path; from core.tiny.whisper import build_tiny_whisper; "
+        "import sys; from pathlib import Path; "
+        "from core.models.tiny.whisper import build_tiny_whisper; "
         f"print(build_tiny_whisper(Path({str(folder)!r})))"
     )
     racers = [

@@ -1,4 +1,4 @@
-"""Waveform peaks (core.waveform) and the braille Waveform widget: Pilot and snapshot."""
+"""Waveform peaks (core.audio.waveform) and the braille Waveform widget: Pilot and snapshot."""
 
 from __future__ import annotations
 
@@ -9,12 +9,12 @@ from rich.style import Style
 from textual.app import App, ComposeResult
 from textual.pilot import Pilot
 
-from core.waveform import Peaks, column_of, compute_peaks
+from core.audio.waveform import Peaks, column_of, compute_peaks
 from tui.widgets.waveform import Waveform, braille_glyphs
 
 RATE = 24_000
 
-# ------------------------------------------------------------------ core.waveform
+# ------------------------------------------------------------------ core.audio.waveform
 
 
 def _sine(amplitude: float, seconds: float, rate: int = RATE, freq: float = 220.0) -> np.ndarray:

@@ -100,13 +100,13 @@ def demo(directory: Path, no_open: bool, seed: int, seconds: float) -> None:
     Two consented speakers with generated long recordings (draft voice, room noise,
     planted defects), a music bed and an episode script; no download, no GPU.
     """
-    from core.demo import unfinished_demo
+    from core.demo.workspace import unfinished_demo
     from core.workspace import CONFIG_NAME, Workspace
 
     if not (directory / CONFIG_NAME).exists() or unfinished_demo(directory):
         from rich.progress import Progress
 
-        from core.demo import build_demo
+        from core.demo.workspace import build_demo
 
         with Progress(transient=True) as progress:
             task = progress.add_task("building demo workspace", total=None)
@@ -256,7 +256,7 @@ def ingest(
 @_user_errors
 def accept(workspace: Path, passing: bool, speaker: str | None) -> None:
     """Accept every pending segment that passed QC (recorded in the review history)."""
-    from core.ingest import accept_passing
+    from core.dataset.ingest import accept_passing
     from core.workspace import Workspace
 
     ws = Workspace.open(workspace)
@@ -307,7 +307,7 @@ def export(
     workspace: Path, fmt: str, seed: int | None, name: str | None, speaker: str | None
 ) -> None:
     """Export accepted segments in their stored train/val/test splits (about 80/10/10)."""
-    from core.dataset import export as export_dataset
+    from core.dataset.splits import export as export_dataset
     from core.workspace import Workspace
     from tui.format import minutes
 
@@ -342,7 +342,7 @@ def splits(workspace: Path, speaker: str | None, reassign: bool, seed: int | Non
     --reassign (optionally with --seed) to deal every split again.
     """
     from core.catalog import Catalog
-    from core.dataset import SPLITS, ensure_splits, reassign_splits
+    from core.dataset.splits import SPLITS, ensure_splits, reassign_splits
     from core.errors import ExportError
     from core.workspace import Workspace
     from tui.format import minutes
@@ -394,7 +394,7 @@ def render(workspace: Path, script: Path, draft: bool, seed: int) -> None:
     from rich.console import Console
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
 
-    from core.synthesis.render import STAGE_LOADING, is_stage, render_episode
+    from core.episodes.render import STAGE_LOADING, is_stage, render_episode
     from core.workspace import Workspace
 
     ws = Workspace.open(workspace)
@@ -558,7 +558,7 @@ def eval_cmd(workspace: Path, voice: str, texts_file: Path | None, seed: int, dr
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
     from rich.table import Table
 
-    from core.evaluation import evaluate_voice, read_texts
+    from core.evaluation.evaluate import evaluate_voice, read_texts
     from core.workspace import Workspace
 
     ws = Workspace.open(workspace)

@@ -1,7 +1,7 @@
 """Training data: a speaker's accepted segments as CSM conversations, with cached codec codes.
 
 Examples are the speaker's **accepted** segments that have a transcript, in the splits
-stored in the catalog (:func:`core.dataset.ensure_splits` assigns the ones that have none
+stored in the catalog (:func:`core.dataset.splits.ensure_splits` assigns the ones that have none
 first; ``training.seed`` plays no part in them): train and val are used here, test is kept
 for evaluation. Each example is a conversation of two turns: a context turn and the target
 turn. The context is always from the target's own split: the previous segment of the same
@@ -33,7 +33,7 @@ import numpy as np
 import numpy.typing as npt
 
 from core.catalog import Catalog
-from core.dataset import ensure_splits, usable
+from core.dataset.splits import ensure_splits, usable
 from core.errors import TrainingError
 from core.records import Segment
 from core.workspace import Workspace
@@ -170,7 +170,7 @@ class CodeCache:
 
     def codes(self, segment: Segment, encode: Encoder) -> Codes:
         from core.atomic import atomic_path
-        from core.audio import read
+        from core.audio.io import read
 
         path = self.root / segment.audio
         digest = hashlib.sha256(path.read_bytes()).hexdigest()[:32]

@@ -51,7 +51,7 @@ def train(
     """Train until ``max_steps`` (``finished``) or until asked to stop (``stopped``)."""
     import torch
 
-    from core import csm
+    from core.models import csm
 
     t = config.training
     warmup = warmup_warning(t)
@@ -204,7 +204,7 @@ def evaluate(
     """Mean loss over (up to 16) validation conversations, without dropout or gradients."""
     import torch
 
-    from core import csm
+    from core.models import csm
 
     examples = data.val[:EVAL_EXAMPLES]
     model.eval()

@@ -26,9 +26,9 @@ class QualityProbe:
 
     def __init__(self, ws: Workspace, speaker: str, bundle: Any, cache: CodeCache) -> None:
         from core.catalog import Catalog
-        from core.ingest import anchor_paths
-        from core.speaker_id import load_speaker_encoder
-        from core.transcribe import load_asr
+        from core.dataset.ingest import anchor_paths
+        from core.models.asr import load_asr
+        from core.models.speaker import load_speaker_encoder
 
         self.ws, self.bundle, self.cache = ws, bundle, cache
         device = ws.settings.models.device
@@ -36,7 +36,7 @@ class QualityProbe:
         self.encoder = load_speaker_encoder(ws.settings.models.speaker, device=device)
         with Catalog.open(ws.catalog_path) as catalog:
             segments = catalog.segments(speaker=speaker, status="accepted")
-        from core.audio import read
+        from core.audio.io import read
 
         clips = [read(p, target_rate=VAD_RATE)[0] for p in anchor_paths(ws, speaker, segments)]
         self.anchors = self.encoder.embed_many(clips) if clips else None
@@ -44,10 +44,10 @@ class QualityProbe:
     def measure(self, examples: Sequence[Example], seed: int) -> dict[str, float]:
         import torch
 
-        from core import csm
-        from core.audio import resample
-        from core.evaluation import corpus_wer
-        from core.speaker_id import similarity_to_anchors
+        from core.audio.io import resample
+        from core.evaluation.evaluate import corpus_wer
+        from core.models import csm
+        from core.models.speaker import similarity_to_anchors
 
         def encode(audio: Any) -> Any:
             return csm.encode_audio(self.bundle, audio).numpy()

@@ -102,7 +102,7 @@ def warmup_warning(training: Training) -> str | None:
 
 def cuda_problem() -> str | None:
     """``None`` when PyTorch sees a CUDA GPU, else why not, naming the driver found and the
-    one PyTorch's CUDA needs (:func:`core.cuda_info.cuda_unavailable_reason`)."""
+    one PyTorch's CUDA needs (:func:`core.models.cuda_info.cuda_unavailable_reason`)."""
     import warnings
 
     import torch
@@ -111,7 +111,7 @@ def cuda_problem() -> str | None:
         warnings.simplefilter("ignore")  # torch's "driver too old" warning: said by us
         if torch.cuda.is_available():
             return None
-    from core.cuda_info import cuda_unavailable_reason, driver_version
+    from core.models.cuda_info import cuda_unavailable_reason, driver_version
 
     driver, _ = driver_version()
     return cuda_unavailable_reason(str(torch.__version__), torch.version.cuda, driver)
@@ -141,7 +141,7 @@ def preflight(
     """
     from core.doctor import model_check, model_presence
     from core.errors import ModelError
-    from core.hub import hub_offline
+    from core.models.hub import hub_offline
     from core.training.data import speaker_examples
 
     ws.require_consent(speaker)  # ConsentError says how to record it
@@ -159,7 +159,7 @@ def preflight(
             raise ModelError(f"{check.item}: {check.detail}; {check.fix}")
     require_device(device)
     if device == "auto":
-        from core.cuda_info import driver_version
+        from core.models.cuda_info import driver_version
 
         driver, _ = driver_version()
         reason = cuda_problem() if driver is not None else None  # a GPU here, unusable?

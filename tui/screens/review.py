@@ -27,10 +27,10 @@ from textual.screen import Screen
 from textual.timer import Timer
 from textual.widgets import Footer, Header, Input, Static
 
+from core.audio.playback import Player
 from core.catalog import ORDERS, VIEWS, Catalog, StatusCounts
 from core.errors import PlaybackError, PodforgeError
 from core.journal import Applied, Decision, DecisionJournal, Op, Outcome
-from core.playback import Player
 from core.records import ReviewAction, Segment, SegmentStatus
 from core.workspace import Workspace
 from tui.format import duration
@@ -228,7 +228,7 @@ class ReviewScreen(Screen[None]):
 
     @work(thread=True, exclusive=True, group="waveform")
     def _load_waveform(self, seg: Segment) -> None:
-        from core.audio import read
+        from core.audio.io import read
 
         try:
             audio, rate = read(self.workspace.root / seg.audio)

@@ -7,7 +7,7 @@ outline shows each chapter and line with its render state, read from the render 
 rendered), *rendering* or *error*. Previews, renders and mixes run in thread workers;
 typing never waits for them. See ``docs/SCRIPT_EDITOR.md`` for the keys.
 
-Cancelling a render (``c``): :func:`~core.synthesis.render.render_episode` has no cancel
+Cancelling a render (``c``): :func:`~core.episodes.render.render_episode` has no cancel
 hook, so its ``progress`` callback checks a flag after every line and raises a private
 exception that unwinds the render. Every line finished before that is already in the cache,
 so the next render continues where this one stopped.
@@ -46,12 +46,8 @@ from textual.widgets.option_list import Option, OptionDoesNotExist
 from textual.worker import Worker, WorkerState
 
 from core.atomic import atomic_write_text
-from core.errors import ConsentError, PlaybackError, PodforgeError, ScriptError, VoiceError
-from core.playback import Player
-from core.script import Episode, Line, parse_script
-from core.synthesis.backends import Backend, Rendered
-from core.synthesis.cache import RenderCache
-from core.synthesis.render import (
+from core.audio.playback import Player
+from core.episodes.render import (
     RenderResult,
     is_stage,
     line_key,
@@ -59,6 +55,10 @@ from core.synthesis.render import (
     make_backend,
     render_episode,
 )
+from core.episodes.script import Episode, Line, parse_script
+from core.episodes.synthesis.backends import Backend, Rendered
+from core.episodes.synthesis.cache import RenderCache
+from core.errors import ConsentError, PlaybackError, PodforgeError, ScriptError, VoiceError
 from core.workspace import Workspace
 from tui.styles import STYLES
 from tui.widgets.script_text import ScriptTextArea

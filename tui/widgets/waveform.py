@@ -30,7 +30,7 @@ from textual.reactive import reactive
 from textual.strip import Strip
 from textual.widget import Widget
 
-from core.waveform import CLIP_LEVEL, Peaks, column_of, compute_peaks
+from core.audio.waveform import CLIP_LEVEL, Peaks, column_of, compute_peaks
 
 BLANK, PEAK, RMS, CLIP = 0, 1, 2, 3
 """Cell kinds in :attr:`Glyphs.kinds`."""

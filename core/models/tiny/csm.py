@@ -42,7 +42,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from core.tiny.build import cache_folder, is_replaceable_build, publish_build
+from core.models.tiny.build import cache_folder, is_replaceable_build, publish_build
 
 TINY_CSM_VERSION = 1
 """Bumped whenever the files built here change, so that caches of older builds are ignored."""

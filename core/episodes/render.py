@@ -17,9 +17,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Final
 
-from core.audio import read
-from core.errors import FolderSafetyError, VoiceError
-from core.mixing import (
+from core.audio.io import read
+from core.episodes.mixing import (
     STAGE_MASTER,
     STAGE_MIX,
     ExportedEpisode,
@@ -33,9 +32,10 @@ from core.mixing import (
     plan_has_music_or_effects,
     render_episode_files,
 )
-from core.script import Chapter, Episode, Line, MusicCue, Pause, SfxCue, load_script
-from core.synthesis.backends import Backend, DraftBackend
-from core.synthesis.cache import RenderCache, cache_key
+from core.episodes.script import Chapter, Episode, Line, MusicCue, Pause, SfxCue, load_script
+from core.episodes.synthesis.backends import Backend, DraftBackend
+from core.episodes.synthesis.cache import RenderCache, cache_key
+from core.errors import FolderSafetyError, VoiceError
 from core.workspace import Workspace
 
 Progress = Callable[[int, int, str], None]
@@ -72,7 +72,7 @@ def make_backend(ws: Workspace, name: str) -> Backend:
         return DraftBackend(ws.settings.speakers, ws.settings.audio.sample_rate)
     if name != "csm":
         raise VoiceError(f"unknown synthesis backend {name!r}; use draft or csm")
-    from core.synthesis.csm_backend import CsmBackend
+    from core.episodes.synthesis.csm_backend import CsmBackend
 
     backend: Backend = CsmBackend(ws)
     return backend

@@ -8,7 +8,7 @@
 - a local folder holding a speechbrain model (``hyperparams.yaml`` + checkpoints), read in
   place: every file is fetched from the folder itself (``pretrained_path`` is overridden with
   it), nothing is copied and the network is never used;
-- ``"tiny"``: the random-init stand-in of :mod:`core.tiny.ecapa`, built in the user's cache
+- ``"tiny"``: the random-init stand-in of :mod:`core.models.tiny.ecapa`, built in the user's cache
   and then loaded like any local folder, through the same ``EncoderClassifier.from_hparams``.
 
 Audio in is mono float32 at 16 kHz (callers resample). Embeddings come back as float32 numpy
@@ -33,7 +33,7 @@ import numpy as np
 import numpy.typing as npt
 
 from core.errors import ModelError
-from core.tiny.ecapa import podforge_cache_dir, tiny_ecapa_path
+from core.models.tiny.ecapa import podforge_cache_dir, tiny_ecapa_path
 
 if TYPE_CHECKING:
     import torch

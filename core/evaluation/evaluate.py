@@ -34,13 +34,13 @@ import numpy.typing as npt
 
 from core.atomic import atomic_write_text
 from core.catalog import Catalog
+from core.episodes.script import Line, Span
 from core.errors import EvaluationError, at
 from core.records import Segment
-from core.script import Line, Span
 from core.workspace import Workspace
 
 if TYPE_CHECKING:
-    from core.synthesis.backends import Backend
+    from core.episodes.synthesis.backends import Backend
 
 __all__ = [
     "EvalItem",
@@ -350,10 +350,10 @@ class EvalReport:
 
 def held_out_segments(ws: Workspace, speaker: str) -> tuple[list[Segment], str, list[str]]:
     """The speaker's accepted, transcribed segments in the test split stored in the catalog
-    (the one training leaves out; :func:`core.dataset.ensure_splits` assigns the segments
+    (the one training leaves out; :func:`core.dataset.splits.ensure_splits` assigns the segments
     that have none first), with the val split added when the test split has fewer than
     :data:`MIN_HELD_OUT`: ``(segments, source, notes)``."""
-    from core.dataset import ensure_splits
+    from core.dataset.splits import ensure_splits
 
     with Catalog.open(ws.catalog_path) as catalog:
         ensure_splits(catalog, speaker=speaker)
@@ -403,11 +403,11 @@ def evaluate_voice(
     adapter and anchors) or ``"draft"`` (espeak-ng, a baseline). Raises a one-line
     :class:`~core.errors.PodforgeError` when the voice, its model or held-out text is missing.
     """
-    from core.audio import read, resample
-    from core.dataset import split_seed
-    from core.ingest import anchor_paths
-    from core.speaker_id import MIN_SAMPLES, load_speaker_encoder, similarity_to_anchors
-    from core.transcribe import load_asr
+    from core.audio.io import read, resample
+    from core.dataset.ingest import anchor_paths
+    from core.dataset.splits import split_seed
+    from core.models.asr import load_asr
+    from core.models.speaker import MIN_SAMPLES, load_speaker_encoder, similarity_to_anchors
 
     if backend not in BACKENDS:
         raise ValueError(f"backend must be one of {', '.join(BACKENDS)}, not {backend!r}")
@@ -623,10 +623,10 @@ def latest_report(ws: Workspace, voice: str) -> dict[str, Any] | None:
 
 def _make_backend(ws: Workspace, backend: str, voice: str) -> Backend:
     if backend == "draft":
-        from core.synthesis.backends import DraftBackend
+        from core.episodes.synthesis.backends import DraftBackend
 
         return DraftBackend(ws.settings.speakers)
-    from core.synthesis.csm_backend import CsmBackend
+    from core.episodes.synthesis.csm_backend import CsmBackend
 
     csm = CsmBackend(ws)
     csm.voice_folder(voice)  # no trained voice: a one-line VoiceError before any model loads

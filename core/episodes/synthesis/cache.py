@@ -17,9 +17,9 @@ from pathlib import Path
 
 import soundfile as sf
 
-from core.audio import write_wav
-from core.mixing import AudioFile
-from core.synthesis.backends import Rendered
+from core.audio.io import write_wav
+from core.episodes.mixing import AudioFile
+from core.episodes.synthesis.backends import Rendered
 
 _KEY = re.compile(r"[0-9a-f]{32}")
 
@@ -48,7 +48,7 @@ class RenderCache:
         return Rendered(audio=audio, sample_rate=int(rate))
 
     def file(self, key: str) -> AudioFile | None:
-        """The cached line as an :class:`~core.mixing.AudioFile` (its audio stays on disk
+        """The cached line as an :class:`~core.episodes.mixing.AudioFile` (its audio stays on disk
         until it is mixed); ``None`` if absent or unreadable."""
         path = self.path(key)
         if not path.is_file():

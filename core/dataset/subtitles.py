@@ -19,7 +19,7 @@ subtitle editor commonly gets wrong is fatal:
   decoded (``&amp;`` -> ``&``), and multi-line cue text is joined with single spaces.
 
 A block whose timing line is malformed (e.g. ``00:00:01,000 -> 00:0x``) is skipped
-with a warning on the ``core.subtitles`` logger; a file with no usable cue at all
+with a warning on the ``core.dataset.subtitles`` logger; a file with no usable cue at all
 raises :class:`~core.errors.TranscriptError`, naming the file and, when there was
 one, the line of the first malformed timestamp.
 

@@ -2,13 +2,13 @@
 
 Pure numpy/scipy functions on mono audio at any sample rate; no I/O. A 10 s segment
 at 24 kHz was measured in about 3 ms on one core when its loudness and true peak come
-from :func:`core.loudness.condition`, about 8 ms when they are measured here too (one
+from :func:`core.audio.loudness.condition`, about 8 ms when they are measured here too (one
 pass per metric, no per-sample Python loops).
 
 Which audio is measured
 -----------------------
 ``measure(audio, sr, raw=cut)`` takes the segment as it is stored (after
-:func:`core.loudness.condition`; passing the :class:`~core.loudness.Conditioned`
+:func:`core.audio.loudness.condition`; passing the :class:`~core.audio.loudness.Conditioned`
 result itself reuses its loudness and true peak instead of measuring them again)
 and, optionally, ``raw``: the same cut before any gain or limiting, at any sample
 rate and as ``(n,)`` or ``(n, channels)``, ideally as read from the recording (before
@@ -107,7 +107,7 @@ noise floor, cut with 150 ms margins (7 voices x 4 texts).
     same speech through 8 kHz and back up to 24 kHz reads 4.05 kHz (the empty band is
     100 dB or more below the speech).
 ``lufs``, ``true_peak_db``
-    From :mod:`core.loudness`: BS.1770 integrated loudness (``None`` when the segment
+    From :mod:`core.audio.loudness`: BS.1770 integrated loudness (``None`` when the segment
     is shorter than 0.4 s or silent) and the 4x oversampled true peak in dBTP
     (floored at -120).
 
@@ -141,7 +141,7 @@ import numpy as np
 import numpy.typing as npt
 import soxr
 
-from core.loudness import Conditioned, integrated_lufs, true_peak_db
+from core.audio.loudness import Conditioned, integrated_lufs, true_peak_db
 from core.records import QC
 from core.settings import AudioTargets, QCThresholds
 
@@ -232,7 +232,7 @@ def measure(
 ) -> QC:
     """Measure one segment; see the module docstring for each metric.
 
-    ``audio`` is the segment as stored, or the :class:`~core.loudness.Conditioned`
+    ``audio`` is the segment as stored, or the :class:`~core.audio.loudness.Conditioned`
     that made it (its ``lufs`` and ``true_peak_db`` are then reused). ``raw`` is the
     same cut before gain, at any rate and as ``(n,)`` or ``(n, channels)``: ``rms_db``
     and ``clipped`` are measured on it. ``similarity`` is left ``None``.

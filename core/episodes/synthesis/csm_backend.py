@@ -8,8 +8,8 @@ honoured by generating the text on either side separately and joining them with 
 emphasis and prosody are not (the renderer warns once).
 
 One generation is at most 40 s (``MAX_SECONDS``), about 440 characters
-(:data:`core.script.MAX_PIECE_CHARS`). Longer text is never cut off: it is split between
-sentences (:func:`core.script.split_text`), each piece generated with its own seed and the
+(:data:`core.episodes.script.MAX_PIECE_CHARS`). Longer text is never cut off: it is split between
+sentences (:func:`core.episodes.script.split_text`), each piece generated with its own seed and the
 pieces joined with ``SENTENCE_GAP_S`` of silence; a single sentence longer than that is cut
 at commas or between words (the parser warns about it at its line).
 """
@@ -26,9 +26,9 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
+from core.episodes.script import MAX_PIECE_CHARS, Break, Line, Span, split_text
+from core.episodes.synthesis.backends import Rendered
 from core.errors import VoiceError
-from core.script import MAX_PIECE_CHARS, Break, Line, Span, split_text
-from core.synthesis.backends import Rendered
 from core.workspace import Workspace
 
 SECONDS_PER_CHAR = 0.09  # generous: ~11 characters a second of speech
@@ -97,8 +97,8 @@ class CsmBackend:
             return self._voices[speaker]
         from peft import PeftModel
 
-        from core import csm
-        from core.audio import read
+        from core.audio.io import read
+        from core.models import csm
 
         folder = self.voice_folder(speaker)
         if self._bundle is None:
@@ -121,7 +121,7 @@ class CsmBackend:
 
     # -- rendering ---------------------------------------------------------------
     def render(self, line: Line, seed: int) -> Rendered:
-        from core import csm
+        from core.models import csm
 
         voice = self._load(line.voice)
         self._model.set_adapter(line.voice)

@@ -47,7 +47,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from core.tiny.build import cache_folder, is_replaceable_build, publish_build
+from core.models.tiny.build import cache_folder, is_replaceable_build, publish_build
 
 TINY_WHISPER_VERSION = 1
 """Bumped whenever the files built here change, so that caches of older builds are ignored."""

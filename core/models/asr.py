@@ -2,7 +2,7 @@
 
 ``load_asr(model_id)`` loads the model named by ``models.asr`` in ``workspace.toml``:
 
-* ``"tiny"``: the random-init stand-in of :mod:`core.tiny.whisper`, built in the user's cache
+* ``"tiny"``: the random-init stand-in of :mod:`core.models.tiny.whisper`, built in the user's cache
   on first use (for tests and the demo; its text is garbage). Note that this shadows
   faster-whisper's own ``"tiny"`` size: ask for ``"Systran/faster-whisper-tiny"`` for that;
 * an existing local folder holding a CTranslate2 Whisper model (``model.bin``,
@@ -37,11 +37,11 @@ import numpy as np
 import numpy.typing as npt
 
 from core.errors import ModelError, at
-from core.hub import hub_cache_dir as _hub_cache_dir
-from core.hub import hub_offline as _hub_offline
-from core.hub import looks_like_path as _looks_like_path
-from core.hub import one_line as _one_line
-from core.tiny.whisper import tiny_whisper_path
+from core.models.hub import hub_cache_dir as _hub_cache_dir
+from core.models.hub import hub_offline as _hub_offline
+from core.models.hub import looks_like_path as _looks_like_path
+from core.models.hub import one_line as _one_line
+from core.models.tiny.whisper import tiny_whisper_path
 
 __all__ = [
     "SAMPLE_RATE",

@@ -59,7 +59,7 @@ Master
 ------
 The mix is brought to the target loudness (``target_lufs``, default -19 LUFS mono /
 -16 LUFS stereo) and its true peak held at or under ``ceiling_dbtp`` (-1 dBTP) by
-:func:`core.loudness.condition` (BS.1770 loudness, a look-ahead limiter checked on a
+:func:`core.audio.loudness.condition` (BS.1770 loudness, a look-ahead limiter checked on a
 4x-oversampled signal; stereo: channel-weighted loudness, one linked gain curve). The
 loudness gain is capped at ``max_gain_db`` (+24 dB): near-silence is not blown up into
 loud noise, it stays quiet and the result reports its real loudness. Audio with no
@@ -117,9 +117,9 @@ import numpy as np
 import numpy.typing as npt
 
 from core.atomic import atomic_path, atomic_write_bytes, atomic_write_text
-from core.audio import downmix, resample, write_wav
+from core.audio.io import downmix, resample, write_wav
+from core.audio.loudness import condition, integrated_lufs, true_peak_db
 from core.errors import AudioError
-from core.loudness import condition, integrated_lufs, true_peak_db
 
 __all__ = [
     "CHAPTERS_VERSION",
@@ -1726,9 +1726,9 @@ def render_episode_files(
     The same timeline, mix and master as :func:`mix_episode` + :func:`export_episode`,
     streamed (see "Long episodes" in the module docstring): the mix is made in
     ``window_sec`` windows into a float32 file in ``tmp_dir`` while its loudness is
-    measured (:class:`core.loudness.LoudnessMeter`); then each window is read back with
-    :data:`core.loudness.LIMIT_CONTEXT` samples of context, gained and limited
-    (:func:`core.loudness.limit_window`), measured again and fed to the WAV writer and
+    measured (:class:`core.audio.loudness.LoudnessMeter`); then each window is read back with
+    :data:`core.audio.loudness.LIMIT_CONTEXT` samples of context, gained and limited
+    (:func:`core.audio.loudness.limit_window`), measured again and fed to the WAV writer and
     the MP3 encoder (:class:`Mp3Writer`). If limiting took the loudness more than 0.1 LU
     off the target, the second pass is made again with the gain corrected (at most 3
     rounds). Lines given as :class:`AudioFile` are read only while their span is mixed.
@@ -1741,7 +1741,7 @@ def render_episode_files(
         raise ValueError(f"not a usable file name: {name!r}")
     import soundfile as sf
 
-    from core.loudness import LIMIT_CONTEXT, LoudnessMeter, limit_window
+    from core.audio.loudness import LIMIT_CONTEXT, LoudnessMeter, limit_window
 
     report: StageProgress = progress or (lambda stage, done, total: None)
     plan = _plan(items, settings)

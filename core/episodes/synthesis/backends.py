@@ -13,9 +13,9 @@ from typing import Protocol
 import numpy as np
 import numpy.typing as npt
 
-from core.script import Line
+from core.episodes.script import Line
+from core.episodes.synthesis.draft import DraftVoice, synthesize
 from core.settings import Speaker
-from core.voices.draft import DraftVoice, synthesize
 
 Audio = npt.NDArray[np.float32]
 

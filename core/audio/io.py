@@ -27,14 +27,14 @@ Decoding reads what is there and succeeds:
   the real length);
 * a FLAC (or any libsndfile stream) whose decoder fails part-way is finished by
   PyAV, which decodes every complete packet after the samples already delivered,
-  then stops at the damaged tail, with a warning logged on ``core.audio``;
+  then stops at the damaged tail, with a warning logged on ``core.audio.io``;
   ``probe`` still reports the header's length;
 * a truncated MP3 or Ogg decodes up to the cut (``probe`` reports the header's
   estimate);
 * a packet that FFmpeg cannot decode is skipped, with a warning.
 
 A file that yields no samples at all raises :class:`AudioError`. Since ``probe`` cannot
-tell a truncated FLAC/MP3 from a whole one, :mod:`core.ingest` counts the frames it decodes,
+tell a truncated FLAC/MP3 from a whole one, :mod:`core.dataset.ingest` counts the frames it decodes,
 stores that length and marks a recording that decodes to clearly less than its header says
 as truncated.
 """

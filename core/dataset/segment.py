@@ -63,7 +63,7 @@ import numpy as np
 import numpy.typing as npt
 import webrtcvad
 
-from core.subtitles import Cue, tidy_cues
+from core.dataset.subtitles import Cue, tidy_cues
 
 __all__ = [
     "PlanReport",
@@ -265,9 +265,9 @@ def plan_from_cues(
 ) -> list[Span]:
     """Group consecutive ``cues`` into utterances of ``min_sec``-``max_sec``, preferring
     cuts after sentence ends and at long pauses; each span's text is its cues' texts
-    joined with spaces. The cues are tidied first (:func:`core.subtitles.tidy_cues`:
+    joined with spaces. The cues are tidied first (:func:`core.dataset.subtitles.tidy_cues`:
     sorted, overlaps trimmed or merged, empty ones dropped; a no-op for the output of
-    :func:`core.subtitles.read_subtitles`); any part past ``total_sec`` is cut off
+    :func:`core.dataset.subtitles.read_subtitles`); any part past ``total_sec`` is cut off
     and cues wholly past it are ignored."""
     _check_range(min_sec, max_sec)
     ordered = [c for c in tidy_cues(list(cues)) if c.start_sec < total_sec and c.end_sec > 0.0]

@@ -4,7 +4,7 @@ Training (:mod:`core.training`) and synthesis both go through this module.
 
 ``load_csm(model_id)`` loads the model named by ``models.tts`` in ``workspace.toml``:
 
-* ``"tiny"``: the random-init stand-in of :mod:`core.tiny.csm`, built in the user's cache on
+* ``"tiny"``: the random-init stand-in of :mod:`core.models.tiny.csm`, built in the user's cache on
   first use (for tests and the demo; its speech is noise);
 * an existing local folder holding a CSM model in transformers' format (``config.json``,
   ``model.safetensors``, the tokenizer and processor files, as in ``sesame/csm-1b``);
@@ -94,11 +94,11 @@ import numpy as np
 import numpy.typing as npt
 
 from core.errors import ModelError, at
-from core.hub import hub_cache_dir as _hub_cache_dir
-from core.hub import hub_offline as _hub_offline
-from core.hub import looks_like_path as _looks_like_path
-from core.hub import one_line as _one_line
-from core.tiny.csm import tiny_csm_path
+from core.models.hub import hub_cache_dir as _hub_cache_dir
+from core.models.hub import hub_offline as _hub_offline
+from core.models.hub import looks_like_path as _looks_like_path
+from core.models.hub import one_line as _one_line
+from core.models.tiny.csm import tiny_csm_path
 
 if TYPE_CHECKING:
     import peft

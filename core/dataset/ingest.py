@@ -1,15 +1,16 @@
 """Ingest: long recordings in, conditioned and quality-checked 5-15 s utterances out.
 
-Per file: import the original into ``raw/`` (:mod:`core.importer`), stream-decode it to
+Per file: import the original into ``raw/`` (:mod:`core.dataset.importer`), stream-decode it to
 the workspace rate (mono float32 spilled to a temporary file, so memory stays bounded for
 a 3-hour file), plan utterances from its subtitle cues or from voice activity
-(:mod:`core.segment`), condition each cut to the loudness targets (:mod:`core.loudness`),
-measure QC (:mod:`core.qc`), write ``segments/<speaker>/<recording>-NNNN.wav`` and store all
-of a recording's segments in one catalog transaction.
+(:mod:`core.dataset.segment`), condition each cut to the loudness targets
+(:mod:`core.audio.loudness`), measure QC (:mod:`core.dataset.qc`), write
+``segments/<speaker>/<recording>-NNNN.wav`` and store all of a recording's segments in one
+catalog transaction.
 
 Then two analysis passes over the speaker's segments that still lack results: transcription
-(faster-whisper, :mod:`core.transcribe`) for segments without subtitle text, and the speaker
-filter (ECAPA, :mod:`core.speaker_id`). Both commit batch by batch.
+(faster-whisper, :mod:`core.models.asr`) for segments without subtitle text, and the speaker
+filter (ECAPA, :mod:`core.models.speaker`). Both commit batch by batch.
 
 Idempotent and resumable: a recording already segmented is skipped; a kill mid-recording
 leaves no rows for it (its segment files are rewritten identically on the next run); the
@@ -39,16 +40,16 @@ from typing import BinaryIO
 import numpy as np
 import numpy.typing as npt
 
-from core.align import align_to_reference
-from core.audio import SUPPORTED_EXTENSIONS, downmix, iter_blocks, probe, read, write_wav
+from core.audio.io import SUPPORTED_EXTENSIONS, downmix, iter_blocks, probe, read, write_wav
+from core.audio.loudness import condition, hum_notch
 from core.catalog import Catalog
+from core.dataset.align import align_to_reference
+from core.dataset.importer import import_recording
+from core.dataset.qc import ClipCounter, bandwidth_hz, flags_for, measure
+from core.dataset.segment import PlanReport, Span, VadStream, plan_adaptive, plan_from_cues
+from core.dataset.subtitles import read_subtitles, read_text
 from core.errors import ModelError, PodforgeError
-from core.importer import import_recording
-from core.loudness import condition, hum_notch
-from core.qc import ClipCounter, bandwidth_hz, flags_for, measure
 from core.records import Recording, Segment, SegmentUpdate
-from core.segment import PlanReport, Span, VadStream, plan_adaptive, plan_from_cues
-from core.subtitles import read_subtitles, read_text
 from core.tempfiles import clean_stale, workspace_tempdir
 from core.workspace import Workspace
 
@@ -497,7 +498,7 @@ def transcribe_segments(
     ws: Workspace, catalog: Catalog, todo: Sequence[Segment], emit: Reporter
 ) -> int:
     """ASR for segments without text; ``.txt`` sidecars replace ASR words by aligned text."""
-    from core.transcribe import load_asr
+    from core.models.asr import load_asr
 
     model = load_asr(ws.settings.models.asr, device=ws.settings.models.device)
     references = _txt_references(ws, catalog, todo)
@@ -546,7 +547,7 @@ def check_speaker(
     emit: Reporter,
 ) -> int:
     """ECAPA cosine of each segment to the speaker's anchors; flags segments below threshold."""
-    from core.speaker_id import load_speaker_encoder, similarity_to_anchors
+    from core.models.speaker import load_speaker_encoder, similarity_to_anchors
 
     encoder = load_speaker_encoder(ws.settings.models.speaker, device=ws.settings.models.device)
     anchor_clips = [read(p, target_rate=VAD_RATE)[0] for p in anchor_paths(ws, speaker, everyone)]

@@ -11,7 +11,7 @@ plumbing that loads and runs it is the real one (``EncoderClassifier.from_hparam
 
 As in the real model, every pretrainer path is ``<pretrained_path>/<file>``. Here
 ``pretrained_path`` is a ``!PLACEHOLDER``: loading must pass
-``overrides={"pretrained_path": folder}``, which is what :mod:`core.speaker_id` does for
+``overrides={"pretrained_path": folder}``, which is what :mod:`core.models.speaker` does for
 every local folder. ``tiny_ecapa_path()`` builds the folder once per user, in the cache.
 """
 
@@ -20,7 +20,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from core.tiny.build import cache_folder, is_replaceable_build, publish_build
+from core.models.tiny.build import cache_folder, is_replaceable_build, publish_build
 
 TINY_ECAPA_VERSION = 1
 """Bumped whenever the files built here change, so that caches of older builds are ignored."""
@@ -110,7 +110,7 @@ def build_tiny_ecapa(folder: Path) -> Path:
     Idempotent: a folder already holding this version's complete build is left as it is.
     The weights come from a fixed seed, drawn without touching torch's global RNG state.
     The model is built in a temporary folder beside ``folder`` and renamed into place
-    (:func:`core.tiny.build.publish_build`): a concurrent reader never sees half a model, and
+    (:func:`core.models.tiny.build.publish_build`): a concurrent reader never sees half a model, and
     a ``folder`` holding anything but an empty folder or one of our builds is refused with
     :class:`~core.errors.ModelError`, never deleted.
     """

@@ -389,11 +389,11 @@ def load_script(path: Path, workspace: Workspace) -> Episode:
 
 def check_cue_files(episode: Episode) -> None:
     """Open every music and sound-effect file of ``episode`` far enough to know it is audio
-    podforge can decode (its headers, :func:`core.audio.probe`); a file that is not is a
+    podforge can decode (its headers, :func:`core.audio.io.probe`); a file that is not is a
     :class:`ScriptError` at the cue's ``FILE:LINE:COL``, before anything is synthesised.
     :func:`load_script` (what a render reads) calls it; :func:`parse_script` does not open
     files, so the editor stays fast on every keystroke."""
-    from core.audio import probe
+    from core.audio.io import probe
     from core.errors import AudioError
 
     checked: set[Path] = set()
@@ -1355,7 +1355,7 @@ class _Parser:
     def check_audio_name(self, name: str, real: Path, lineno: int, col: int) -> None:
         """Refuse a cue file podforge cannot decode by its name (``[sfx ../workspace.toml]``)
         here, with its place, rather than when the render reads it."""
-        from core.audio import SUPPORTED_EXTENSIONS
+        from core.audio.io import SUPPORTED_EXTENSIONS
 
         ext = real.suffix.lower()
         if ext not in SUPPORTED_EXTENSIONS:

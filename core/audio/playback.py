@@ -20,7 +20,7 @@ then :attr:`Player.playing` is already False. ``on_finished`` is not called for 
 the caller stopped (:meth:`Player.stop`, :meth:`Player.close`) or replaced (another
 :meth:`Player.play`), nor when such a call came in between the end and the notification;
 a notification already marshalled may still arrive after a newer ``play``, so a UI should
-tie each callback to what it started. Exceptions it raises are logged on ``core.playback``.
+tie each callback to what it started. Exceptions it raises are logged on ``core.audio.playback``.
 
 Failures a user can cause (no PortAudio library, no output device, a
 ``PODFORGE_AUDIO_DEVICE`` that matches nothing) raise :class:`~core.errors.PlaybackError`
@@ -211,7 +211,7 @@ def _candidates(info: dict[str, Any], rate: int, channels: int) -> list[tuple[in
 def _fit(audio: FloatArray, rate: int, out_rate: int, out_channels: int) -> FloatArray:
     """Resample and remap ``(n, ch)`` audio to what the stream was opened with."""
     if out_rate != rate:
-        from core.audio import resample
+        from core.audio.io import resample
 
         audio = resample(audio, rate, out_rate)
     ch = audio.shape[1]
@@ -384,12 +384,12 @@ class Player:
         start_sec: float = 0.0,
         on_finished: Callable[[], None] | None = None,
     ) -> None:
-        """Decode ``path`` with :func:`core.audio.read` (all channels) and :meth:`play` it.
+        """Decode ``path`` with :func:`core.audio.io.read` (all channels) and :meth:`play` it.
 
         Decoding happens on the calling thread (use a worker for long files); a bad
         file raises :class:`~core.errors.AudioError`.
         """
-        from core.audio import read
+        from core.audio.io import read
 
         audio, rate = read(path, mono=False)
         self.play(audio, rate, start_sec=start_sec, on_finished=on_finished)

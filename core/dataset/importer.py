@@ -3,7 +3,7 @@
 Originals are copied byte for byte (atomically) and never changed afterwards; a file
 whose content is already in the catalog is not imported twice (content hash): the existing
 recording is returned, whichever speaker it belongs to (the caller compares
-``recording.speaker``; :mod:`core.ingest` reports whose it is). ``duration_sec`` is the
+``recording.speaker``; :mod:`core.dataset.ingest` reports whose it is). ``duration_sec`` is the
 header's length here; the ingest replaces it by the decoded length.
 Sidecar transcripts (``.srt``, ``.vtt``, ``.txt`` with the same stem) travel with it.
 """
@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from core.atomic import atomic_path
-from core.audio import SUPPORTED_EXTENSIONS, probe
+from core.audio.io import SUPPORTED_EXTENSIONS, probe
 from core.catalog import Catalog
 from core.errors import AudioError
 from core.records import Recording

@@ -33,17 +33,17 @@ import numpy.typing as npt
 import soundfile as sf
 
 from core.atomic import atomic_path, atomic_write_text
-from core.audio import write_wav
+from core.audio.io import write_wav
 from core.catalog import Catalog
-from core.demo_corpus import SENTENCES
+from core.dataset.importer import import_recording
+from core.dataset.ingest import IngestOptions
+from core.dataset.ingest import ingest as run_ingest
+from core.demo.corpus import SENTENCES
+from core.episodes.synthesis.draft import DraftVoice, synthesize
 from core.errors import WorkspaceError
-from core.importer import import_recording
-from core.ingest import IngestOptions
-from core.ingest import ingest as run_ingest
 from core.settings import Consent, Models
 from core.tempfiles import workspace_tempdir
 from core.training.protocol import pid_alive
-from core.voices.draft import DraftVoice, synthesize
 from core.workspace import Workspace
 
 Progress = Callable[[int, int, str], None]
