@@ -16,12 +16,12 @@ import os
 import sqlite3
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 from core import backup as _backup
 from core.errors import CatalogBusyError, CatalogError, SchemaTooNewError
+from core.progress import now_iso
 from core.records import QC, Recording, ReviewAction, Run, Segment, SegmentStatus, SegmentUpdate
 
 log = logging.getLogger(__name__)
@@ -148,11 +148,6 @@ ORDERS = {
     "qc": "(flags != '') DESC, LENGTH(flags) DESC, COALESCE(snr_db, -1e9), id",
 }
 """Review orders: recording order, longest first, worst SNR first, most QC trouble first."""
-
-
-def now_iso() -> str:
-    """The current UTC time as ISO 8601 with milliseconds."""
-    return datetime.now(UTC).isoformat(timespec="milliseconds")
 
 
 @dataclass(frozen=True)

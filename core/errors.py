@@ -7,6 +7,7 @@ nothing else; a traceback means a bug in podforge, not a user mistake.
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 
@@ -104,3 +105,11 @@ class ScriptError(PodforgeError):
 def at(path: Path | str, message: str) -> str:
     """Format ``message`` so that it names ``path`` first, the one-line convention."""
     return f"{path}: {message}"
+
+
+def one_line(exc: BaseException, limit: int = 200) -> str:
+    """A library's reason for ``exc`` on one line: its error string (or ``str``), whitespace
+    collapsed, at most ``limit`` characters; the exception's type name when it says nothing."""
+    reason = getattr(exc, "error_string", None) or getattr(exc, "strerror", None) or str(exc)
+    text = re.sub(r"\s+", " ", str(reason)).strip() or type(exc).__name__
+    return text if len(text) <= limit else text[: limit - 3] + "..."

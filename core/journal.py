@@ -37,8 +37,9 @@ from pathlib import Path
 from typing import IO, Literal
 
 from core.atomic import atomic_write_text
-from core.catalog import Catalog, now_iso
+from core.catalog import Catalog
 from core.errors import CatalogBusyError, CatalogError, WorkspaceError
+from core.progress import now_iso
 from core.records import ReviewAction, SegmentStatus
 
 JOURNAL_DIR = ".journal"

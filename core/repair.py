@@ -38,8 +38,9 @@ from pathlib import Path
 from typing import Any
 
 from core import backup
-from core.catalog import SCHEMA_VERSION, Catalog, now_iso
+from core.catalog import SCHEMA_VERSION, Catalog
 from core.errors import AudioError, CatalogError, SchemaTooNewError
+from core.progress import now_iso
 from core.workspace import CATALOG_NAME, Workspace
 
 REPLACED_PREFIX = "replaced-"

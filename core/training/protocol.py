@@ -13,11 +13,11 @@ import json
 import os
 import time
 from dataclasses import asdict, dataclass, field, replace
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Literal
 
 from core.atomic import atomic_write_text
+from core.progress import now_iso
 
 State = Literal["starting", "running", "stopping", "finished", "failed", "stopped"]
 LIVE_STATES: frozenset[str] = frozenset({"starting", "running", "stopping"})
@@ -26,10 +26,6 @@ STATUS_NAME = "status.json"
 METRICS_NAME = "metrics.jsonl"
 LOG_NAME = "worker.log"
 CONFIG_NAME = "config.toml"
-
-
-def now_iso() -> str:
-    return datetime.now(UTC).isoformat(timespec="seconds")
 
 
 @dataclass(frozen=True)

@@ -24,6 +24,7 @@ import tomli_w
 from core.atomic import atomic_write_text
 from core.catalog import Catalog
 from core.errors import TrainingError
+from core.progress import now_iso
 from core.records import Run
 from core.settings import Training
 from core.training.protocol import (
@@ -31,7 +32,6 @@ from core.training.protocol import (
     LOG_NAME,
     Status,
     effective_status,
-    now_iso,
     pid_alive,
     read_status,
     write_status,
