@@ -92,8 +92,9 @@ def script_text(variant: str, minutes: float, lengths: list[list[float]]) -> tup
 def build(root: Path, variants: list[str], minutes: dict[str, float]) -> dict[str, Path]:
     """A workspace under ``root`` with one fully cached script per ``(variant, minutes)``."""
     from core.demo.workspace import music_bed
-    from core.episodes.render import line_key, line_seed, make_backend
+    from core.episodes.render import line_key, line_seed
     from core.episodes.script import Line, load_script
+    from core.episodes.synthesis.backends import make_backend
     from core.episodes.synthesis.cache import RenderCache
     from core.workspace import Workspace
 
@@ -187,9 +188,9 @@ def child_in_memory(ws_root: Path, script: Path) -> dict[str, object]:
         episode_mix_settings,
         line_key,
         line_seed,
-        make_backend,
     )
     from core.episodes.script import Chapter, Line, MusicCue, Pause, load_script
+    from core.episodes.synthesis.backends import make_backend
     from core.episodes.synthesis.cache import RenderCache
     from core.workspace import Workspace
 

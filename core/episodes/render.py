@@ -33,7 +33,7 @@ from core.episodes.mixing import (
     render_episode_files,
 )
 from core.episodes.script import Chapter, Episode, Line, MusicCue, Pause, SfxCue, load_script
-from core.episodes.synthesis.backends import Backend, DraftBackend
+from core.episodes.synthesis.backends import Backend, make_backend
 from core.episodes.synthesis.cache import RenderCache, cache_key
 from core.errors import FolderSafetyError, VoiceError
 from core.workspace import Workspace
@@ -64,18 +64,6 @@ class RenderResult:
     cached_lines: list[int] = field(default_factory=list)  # indexes read from the cache
     warnings: list[str] = field(default_factory=list)
     seconds: float = 0.0
-
-
-def make_backend(ws: Workspace, name: str) -> Backend:
-    """``"draft"`` (espeak-ng) or ``"csm"`` (the base model + each speaker's adapter)."""
-    if name == "draft":
-        return DraftBackend(ws.settings.speakers, ws.settings.audio.sample_rate)
-    if name != "csm":
-        raise VoiceError(f"unknown synthesis backend {name!r}; use draft or csm")
-    from core.episodes.synthesis.csm_backend import CsmBackend
-
-    backend: Backend = CsmBackend(ws)
-    return backend
 
 
 def line_key(backend: Backend, line: Line, seed: int, settings: dict[str, object]) -> str:

@@ -52,11 +52,10 @@ from core.episodes.render import (
     is_stage,
     line_key,
     line_seed,
-    make_backend,
     render_episode,
 )
 from core.episodes.script import Episode, Line, parse_script
-from core.episodes.synthesis.backends import Backend, Rendered
+from core.episodes.synthesis.backends import Backend, Rendered, make_backend
 from core.episodes.synthesis.cache import RenderCache
 from core.errors import ConsentError, PlaybackError, PodforgeError, ScriptError, VoiceError
 from core.workspace import Workspace

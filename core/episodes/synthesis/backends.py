@@ -8,14 +8,18 @@ about the backend and the voice that shapes the audio, for the render cache key.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 import numpy as np
 import numpy.typing as npt
 
 from core.episodes.script import Line
 from core.episodes.synthesis.draft import DraftVoice, synthesize
+from core.errors import VoiceError
 from core.settings import Speaker
+
+if TYPE_CHECKING:
+    from core.workspace import Workspace
 
 Audio = npt.NDArray[np.float32]
 
@@ -69,3 +73,16 @@ class DraftBackend:
     def render(self, line: Line, seed: int) -> Rendered:
         audio = synthesize(line.ssml(), self._voice(line.voice), self.sample_rate, ssml=True)
         return Rendered(audio=audio, sample_rate=self.sample_rate)
+
+
+def make_backend(ws: Workspace, name: str) -> Backend:
+    """The one backend factory: ``"draft"`` (espeak-ng at the workspace rate) or ``"csm"``
+    (the base model + each speaker's adapter). Unknown names are a one-line VoiceError."""
+    if name == "draft":
+        return DraftBackend(ws.settings.speakers, ws.settings.audio.sample_rate)
+    if name != "csm":
+        raise VoiceError(f"unknown synthesis backend {name!r}; use draft or csm")
+    from core.episodes.synthesis.csm_backend import CsmBackend
+
+    backend: Backend = CsmBackend(ws)
+    return backend
