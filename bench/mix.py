@@ -34,10 +34,13 @@ from pathlib import Path
 import numpy as np
 import soundfile as sf
 
+from core.audio.conditioning import condition
 from core.audio.io import write_wav
-from core.audio.loudness import condition
+from core.audio.mp3 import encode_mp3
 from core.demo.corpus import SENTENCES
 from core.demo.workspace import music_bed
+from core.episodes.export import export_episode
+from core.episodes.master import mix_episode, render_episode_files
 from core.episodes.mixing import (
     AudioFile,
     MixSettings,
@@ -46,10 +49,6 @@ from core.episodes.mixing import (
     TimelineItem,
     TimelineLine,
     TimelinePause,
-    encode_mp3,
-    export_episode,
-    mix_episode,
-    render_episode_files,
 )
 from core.episodes.synthesis.draft import DraftVoice, synthesize
 

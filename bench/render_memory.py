@@ -175,21 +175,11 @@ def child_streamed(ws_root: Path, script: Path) -> dict[str, object]:
 def child_in_memory(ws_root: Path, script: Path) -> dict[str, object]:
     """The old path: every cached line read into memory, ``mix_episode`` + ``export_episode``
     (what ``render_episode`` did before it streamed; same timeline and settings)."""
-    from core.episodes.mixing import (
-        TimelineChapter,
-        TimelineItem,
-        TimelineLine,
-        TimelinePause,
-        export_episode,
-        mix_episode,
-    )
-    from core.episodes.render import (
-        _bed,
-        episode_mix_settings,
-        line_key,
-        line_seed,
-    )
-    from core.episodes.script import Chapter, Line, MusicCue, Pause, load_script
+    from core.episodes.export import export_episode
+    from core.episodes.master import mix_episode
+    from core.episodes.mixing import TimelineItem, TimelineLine
+    from core.episodes.render import _cue_item, episode_mix_settings, line_cache_key, line_seed
+    from core.episodes.script import Line, SfxCue, load_script
     from core.episodes.synthesis.backends import make_backend
     from core.episodes.synthesis.cache import RenderCache
     from core.workspace import Workspace
@@ -203,19 +193,13 @@ def child_in_memory(ws_root: Path, script: Path) -> dict[str, object]:
     for item in episode.items:
         if isinstance(item, Line):
             seed = line_seed(0, item)
-            got = cache.get(
-                line_key(engine, item, seed, {"sample_rate": ws.settings.audio.sample_rate})
-            )
+            got = cache.get(line_cache_key(ws, engine, item, 0))
             assert got is not None, "the bench's cache is incomplete"
             line = TimelineLine(item.index, item.speaker, item.text, got.audio,
                                 got.sample_rate, seed, engine.name, item.chapter)  # fmt: skip
             items.append(line)
-        elif isinstance(item, Pause):
-            items.append(TimelinePause(item.seconds))
-        elif isinstance(item, Chapter):
-            items.append(TimelineChapter(item.title))
-        elif isinstance(item, MusicCue):
-            items.append(_bed(item))
+        elif not isinstance(item, SfxCue):  # this path leaves sound effects out
+            items.append(_cue_item(item))
     settings = episode_mix_settings(ws, episode, items)
     mixed = mix_episode(items, settings)
     export_episode(mixed, ws.episodes_dir / script.stem, script.stem, title=episode.title)

@@ -127,14 +127,24 @@ _MIGRATIONS: tuple[str, ...] = (
 
 SCHEMA_VERSION = len(_MIGRATIONS)
 
-_SEGMENT_COLUMNS = (
-    "id, recording_id, speaker, audio, start_sec, end_sec, duration_sec, sample_rate, bit_depth, "
-    "num_channels, text, text_source, rms_db, snr_db, clipped, hum_score, plosive_ratio, lufs, "
-    "true_peak_db, similarity, flags, status, split"
+# Whole statements, written out: the only SQL composed at run time is a WHERE clause of fixed
+# column names and ? placeholders (_where, segment_ids) and an ORDER BY from ORDERS.
+_SELECT_SEGMENTS = (
+    "SELECT id, recording_id, speaker, audio, start_sec, end_sec, duration_sec, "
+    "sample_rate, bit_depth, num_channels, text, text_source, rms_db, snr_db, clipped, "
+    "hum_score, plosive_ratio, lufs, true_peak_db, similarity, flags, status, split "
+    "FROM segments"
 )
-_RECORDING_COLUMNS = (
-    "id, speaker, path, original_name, sha256, sample_rate, channels, duration_sec, format, "
-    "subtype, transcript, state, error, imported_at"
+_SELECT_RECORDINGS = (
+    "SELECT id, speaker, path, original_name, sha256, sample_rate, channels, duration_sec, "
+    "format, subtype, transcript, state, error, imported_at FROM recordings"
+)
+_INSERT_SEGMENT = (
+    "INSERT INTO segments (recording_id, speaker, audio, start_sec, end_sec, duration_sec, "
+    "sample_rate, bit_depth, num_channels, text, text_source, rms_db, snr_db, clipped, "
+    "hum_score, plosive_ratio, lufs, true_peak_db, similarity, flags, status, split, "
+    "created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, "
+    "?, ?, ?, ?, ?, ?)"
 )
 
 
@@ -367,25 +377,21 @@ class Catalog:
             return int(cur.lastrowid or 0)
 
     def recording_by_hash(self, sha256: str) -> Recording | None:
-        rows = self._read(
-            f"SELECT {_RECORDING_COLUMNS} FROM recordings WHERE sha256 = ?", (sha256,)
-        )
+        rows = self._read(_SELECT_RECORDINGS + " WHERE sha256 = ?", (sha256,))
         return _recording(rows[0]) if rows else None
 
     def recording(self, recording_id: int) -> Recording:
-        rows = self._read(
-            f"SELECT {_RECORDING_COLUMNS} FROM recordings WHERE id = ?", (recording_id,)
-        )
+        rows = self._read(_SELECT_RECORDINGS + " WHERE id = ?", (recording_id,))
         if not rows:
             raise CatalogError(f"{self.path}: no recording with id {recording_id}")
         return _recording(rows[0])
 
     def recordings(self, speaker: str | None = None) -> list[Recording]:
         if speaker is None:
-            rows = self._read(f"SELECT {_RECORDING_COLUMNS} FROM recordings ORDER BY id")
+            rows = self._read(_SELECT_RECORDINGS + " ORDER BY id")
         else:
             rows = self._read(
-                f"SELECT {_RECORDING_COLUMNS} FROM recordings WHERE speaker = ? ORDER BY id",
+                _SELECT_RECORDINGS + " WHERE speaker = ? ORDER BY id",
                 (speaker,),
             )
         return [_recording(r) for r in rows]
@@ -408,9 +414,7 @@ class Catalog:
     def _insert_segment(conn: sqlite3.Connection, s: Segment, stamp: str) -> int:
         q = s.qc
         cur = conn.execute(
-            f"INSERT INTO segments ({_SEGMENT_COLUMNS.removeprefix('id, ')}, created_at, "
-            "updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, "
-            "?, ?, ?, ?, ?)",
+            _INSERT_SEGMENT,
             (
                 s.recording_id, s.speaker, s.audio, s.start_sec, s.end_sec,
                 s.duration_sec, s.sample_rate, s.bit_depth, s.num_channels, s.text,
@@ -498,7 +502,7 @@ class Catalog:
                     )
 
     def segment(self, segment_id: int) -> Segment:
-        rows = self._read(f"SELECT {_SEGMENT_COLUMNS} FROM segments WHERE id = ?", (segment_id,))
+        rows = self._read(_SELECT_SEGMENTS + " WHERE id = ?", (segment_id,))
         if not rows:
             raise CatalogError(f"{self.path}: no segment with id {segment_id}")
         return _segment(rows[0])
@@ -514,7 +518,7 @@ class Catalog:
     ) -> list[Segment]:
         """Segments in catalog order, optionally filtered and paged."""
         where, params = _where(speaker=speaker, status=status, recording_id=recording_id)
-        sql = f"SELECT {_SEGMENT_COLUMNS} FROM segments{where} ORDER BY recording_id, start_sec, id"
+        sql = f"{_SELECT_SEGMENTS}{where} ORDER BY recording_id, start_sec, id"
         if limit is not None:
             sql += " LIMIT ? OFFSET ?"
             params += [limit, offset]
@@ -542,7 +546,10 @@ class Catalog:
             clauses.append("speaker = ?")
             params.append(speaker)
         where = f" WHERE {' AND '.join(clauses)}" if clauses else ""
-        rows = self._read(f"SELECT id FROM segments{where} ORDER BY {ORDERS[order]}", params)
+        # Fixed clauses and ORDER BY from ORDERS (checked above); values are ? parameters.
+        order_by = " ORDER BY " + ORDERS[order]
+        sql = "SELECT id FROM segments" + where + order_by  # nosec B608
+        rows = self._read(sql, params)
         return [int(r[0]) for r in rows]
 
     def segments_by_ids(self, ids: Sequence[int]) -> list[Segment]:
@@ -551,9 +558,7 @@ class Catalog:
         for start in range(0, len(ids), 500):
             chunk = list(ids[start : start + 500])
             marks = ",".join("?" * len(chunk))
-            for row in self._read(
-                f"SELECT {_SEGMENT_COLUMNS} FROM segments WHERE id IN ({marks})", chunk
-            ):
+            for row in self._read(f"{_SELECT_SEGMENTS} WHERE id IN ({marks})", chunk):
                 found[int(row["id"])] = _segment(row)
         return [found[i] for i in ids if i in found]
 
@@ -561,7 +566,7 @@ class Catalog:
         """Segment counts and durations by status (flagged = any QC flag, any status)."""
         where, params = _where(speaker=speaker)
         row = self._read(
-            "SELECT "
+            "SELECT "  # nosec B608  # WHERE from _where: constant column names; values are ? parameters
             "COALESCE(SUM(status = 'pending'), 0), COALESCE(SUM(status = 'accepted'), 0), "
             "COALESCE(SUM(status = 'rejected'), 0), COALESCE(SUM(flags != ''), 0), "
             "COALESCE(SUM(CASE WHEN status = 'accepted' THEN duration_sec END), 0.0), "
@@ -631,7 +636,8 @@ class Catalog:
         """Recording id -> how its segments were grouped for splits (``'recording'``,
         ``'block'``, or ``None`` when not recorded)."""
         where, params = _where(speaker=speaker)
-        rows = self._read(f"SELECT id, split_unit FROM recordings{where}", params)
+        sql = "SELECT id, split_unit FROM recordings" + where  # nosec B608  # where: _where's
+        rows = self._read(sql, params)
         return {int(r[0]): (str(r[1]) if r[1] is not None else None) for r in rows}
 
     def set_text(self, segment_id: int, text: str, *, source: str = "key") -> ReviewAction:
@@ -659,17 +665,20 @@ class Catalog:
             if row is None:
                 return None
             conn.execute("UPDATE review_history SET undone = 1 WHERE id = ?", (row["id"],))
-            text_clause = ", text = ?, text_source = ?" if row["action"] == "edit" else ""
-            params: list[Any] = [row["old_status"], now_iso()]
-            if text_clause:
+            if row["action"] == "edit":
                 old_source = row["old_text_source"]
                 if old_source is None:  # written before schema 2 kept it
                     old_source = self._previous_text_source(conn, row)
-                params += [row["old_text"], old_source]
-            conn.execute(
-                f"UPDATE segments SET status = ?, updated_at = ?{text_clause} WHERE id = ?",
-                [*params, row["segment_id"]],
-            )
+                conn.execute(
+                    "UPDATE segments SET status = ?, updated_at = ?, text = ?, text_source = ? "
+                    "WHERE id = ?",
+                    (row["old_status"], now_iso(), row["old_text"], old_source, row["segment_id"]),
+                )
+            else:
+                conn.execute(
+                    "UPDATE segments SET status = ?, updated_at = ? WHERE id = ?",
+                    (row["old_status"], now_iso(), row["segment_id"]),
+                )
             done = _action(row)
         self._decided(1)
         return done
@@ -699,14 +708,14 @@ class Catalog:
 
     def history(self, segment_id: int | None = None) -> list[ReviewAction]:
         """The review history, oldest first (undone entries included, marked)."""
-        where, params = (
-            ("WHERE segment_id = ?", [segment_id]) if segment_id is not None else ("", [])
-        )
-        rows = self._read(
+        sql = (
             "SELECT id, segment_id, action, old_status, new_status, old_text, new_text, source, "
-            f"at, undone FROM review_history {where} ORDER BY id",
-            params,
+            "at, undone FROM review_history"
         )
+        if segment_id is None:
+            rows = self._read(sql + " ORDER BY id")
+        else:
+            rows = self._read(sql + " WHERE segment_id = ? ORDER BY id", [segment_id])
         return [_action(r) for r in rows]
 
     @staticmethod

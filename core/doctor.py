@@ -73,7 +73,7 @@ def model_presence(kind: ModelKind, model_id: str) -> ModelPresence:
                 kind, model_id, False, f"local folder {folder} has no {', '.join(missing)}"
             )
         return ModelPresence(kind, model_id, True, f"local folder {folder}")
-    if looks_like_path(model_id) or model_id.startswith("~"):
+    if looks_like_path(model_id):
         return ModelPresence(kind, model_id, False, f"local folder {folder} does not exist")
     if kind == "asr":
         return _asr_presence(model_id)
@@ -158,22 +158,17 @@ def _hub_files(kind: ModelKind) -> tuple[str, ...]:
 
 
 def _asr_presence(model_id: str) -> ModelPresence:
-    if "/" in model_id:
-        repo = model_id
-    else:
+    """A faster-whisper name or hub id, resolved to its repository as the ASR loader does."""
+    from core.models.asr import asr_hub_repo
+
+    repo = asr_hub_repo(model_id)
+    if repo is None:
         from faster_whisper.utils import available_models
 
-        known = available_models()
-        if model_id not in known:
-            return ModelPresence(
-                "asr", model_id, False,
-                f"unknown faster-whisper model name (known: {', '.join(known)})",
-            )  # fmt: skip
-        from faster_whisper import utils
-
-        repo = str(
-            getattr(utils, "_MODELS", {}).get(model_id, f"Systran/faster-whisper-{model_id}")
-        )
+        return ModelPresence(
+            "asr", model_id, False,
+            f"unknown faster-whisper model name (known: {', '.join(available_models())})",
+        )  # fmt: skip
     return _hub_presence("asr", model_id, repo, _hub_files("asr"))
 
 
@@ -191,7 +186,9 @@ def _hub_presence(
     )
     fetch = f"uv run hf download {repo}{gated}"
     try:
-        folder = Path(snapshot_download(repo, cache_dir=cache, local_files_only=True))
+        # Only reads the cache (local_files_only): nothing is downloaded, so no revision to pin.
+        found = snapshot_download(repo, cache_dir=cache, local_files_only=True)  # nosec B615
+        folder = Path(found)
     except Exception:  # LocalEntryNotFoundError, a bad repo id, an unreadable cache
         where = f"not in the Hugging Face cache ({cache})"
         if hub_offline():

@@ -107,9 +107,14 @@ def at(path: Path | str, message: str) -> str:
     return f"{path}: {message}"
 
 
-def one_line(exc: BaseException, limit: int = 200) -> str:
+def one_line(exc: BaseException, limit: int = 200, *, first_line: bool = False) -> str:
     """A library's reason for ``exc`` on one line: its error string (or ``str``), whitespace
-    collapsed, at most ``limit`` characters; the exception's type name when it says nothing."""
+    collapsed, at most ``limit`` characters; the exception's type name when it says nothing.
+
+    ``first_line=True`` keeps only the first non-blank line, for libraries (transformers,
+    CTranslate2) whose later lines are advice or a listing rather than the reason."""
     reason = getattr(exc, "error_string", None) or getattr(exc, "strerror", None) or str(exc)
+    if first_line:
+        reason = next((line for line in str(reason).splitlines() if line.strip()), "")
     text = re.sub(r"\s+", " ", str(reason)).strip() or type(exc).__name__
     return text if len(text) <= limit else text[: limit - 3] + "..."

@@ -13,7 +13,9 @@ from pathlib import Path
 from typing import Any
 
 from core.catalog import Catalog, StatusCounts
+from core.errors import VoiceError
 from core.records import Recording
+from core.voices.folder import VoiceFolder
 from core.workspace import Workspace
 
 
@@ -107,16 +109,14 @@ def load_overview(ws: Workspace, catalog: Catalog) -> Overview:
 
 def _voice(ws: Workspace, speaker: str) -> VoiceSummary | None:
     """The speaker's exported voice and its newest evaluation report."""
-    import tomllib
-
-    meta_path = ws.voices_dir / speaker / "voice.toml"
-    if not meta_path.is_file():
+    folder = VoiceFolder.for_speaker(ws, speaker)
+    if not folder.toml.is_file():
         return None
     try:
-        meta = tomllib.loads(meta_path.read_text(encoding="utf-8"))
-    except (OSError, tomllib.TOMLDecodeError):
+        meta = folder.read_meta()
+    except VoiceError:
         meta = {}
-    from core.evaluation.evaluate import latest_report  # lazy: only when a voice exists
+    from core.evaluation.report import latest_report  # lazy: only when a voice exists
 
     report = latest_report(ws, speaker)
     gates = report.get("gates", {}) if report else {}

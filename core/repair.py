@@ -118,28 +118,21 @@ class RepairReport:
             f"{_n(self.history, 'history entry', 'history entries')}, {_n(self.runs, 'run')}, "
             f"{_n(self.meta, 'meta entry', 'meta entries')}"
         )
-        if self.registered_recordings:
-            out.append(
-                f"registered from raw/ (not in the source): {_some(self.registered_recordings)}"
-            )
-        if self.registered_runs:
-            out.append(f"registered from runs/: {_some(self.registered_runs)}")
-        if self.originals_missing:
-            out.append(
-                "original missing (recording kept for its segments): "
-                f"{_some(self.originals_missing)}"
-            )
-        if self.unreadable_raw:
-            out.append(
-                f"not restored, unreadable in raw/ (left in place): {_some(self.unreadable_raw)}"
-            )
-        if self.recordings_gone:
-            out.append(f"not restored, original and segments gone: {_some(self.recordings_gone)}")
-        if self.segments_gone:
-            described = [f"{audio} ({status})" for audio, status in self.segments_gone]
-            out.append(f"not restored, segment file gone: {_some(described)}")
-        if self.runs_gone:
-            out.append(f"not restored, run folder gone: {_some(self.runs_gone)}")
+        listed: list[tuple[str, list[str]]] = [
+            ("registered from raw/ (not in the source)", self.registered_recordings),
+            ("registered from runs/", self.registered_runs),
+            ("original missing (recording kept for its segments)", self.originals_missing),
+            ("not restored, unreadable in raw/ (left in place)", self.unreadable_raw),
+            ("not restored, original and segments gone", self.recordings_gone),
+            (
+                "not restored, segment file gone",
+                [f"{audio} ({status})" for audio, status in self.segments_gone],
+            ),
+            ("not restored, run folder gone", self.runs_gone),
+        ]
+        for label, items in listed:
+            if items:
+                out.append(f"{label}: {_some(items)}")
         for raw, files in self.to_reingest.items():
             out.append(
                 f"not restored, {_n(len(files), 'segment file')} of {raw} without a catalog row "
@@ -217,8 +210,8 @@ def _choose_source(path: Path, folder: Path, report: RepairReport) -> None:
     copies: list[tuple[datetime, Path, bool]] = []
     for b in backup.list_backups(folder):
         when = backup.backup_time(b)
-        assert when is not None
-        copies.append((when, b, True))
+        if when is not None:  # always, for what list_backups returns
+            copies.append((when, b, True))
     with contextlib.suppress(OSError):
         for aside in folder.glob(f"{REPLACED_PREFIX}*/{CATALOG_NAME}"):
             when = _replaced_time(aside.parent.name)
@@ -390,7 +383,8 @@ def _read_source(source: Path) -> dict[str, list[dict[str, Any]]]:
     try:
         tables = {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type='table'")}
         return {
-            t: [dict(r) for r in conn.execute(f"SELECT * FROM {t}")] if t in tables else []
+            # t is one of _TABLES (our names), read only where the source has it.
+            t: [dict(r) for r in conn.execute(f"SELECT * FROM {t}")] if t in tables else []  # nosec B608
             for t in _TABLES
         }
     except sqlite3.Error as exc:
@@ -411,11 +405,11 @@ def _insert(
     if not rows:
         return
     cols = [c for c in columns if c in rows[0]]
-    marks = ", ".join("?" * len(cols))
-    conn.executemany(
-        f"INSERT INTO {table} ({', '.join(cols)}) VALUES ({marks})",
-        [[row[c] for c in cols] for row in rows],
-    )
+    names, marks = ", ".join(cols), ", ".join("?" * len(cols))
+    # table is one of _TABLES and cols the new catalog's own column names (PRAGMA table_info);
+    # the values go as ? parameters.
+    sql = f"INSERT INTO {table} ({names}) VALUES ({marks})"  # nosec B608
+    conn.executemany(sql, [[row[c] for c in cols] for row in rows])
 
 
 def _raw_files(root: Path) -> set[str]:

@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import ast
+import subprocess
+import sys
+from collections.abc import Callable, Iterable, Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -13,7 +17,9 @@ import tomli_w
 from core.settings import new_consent
 from core.workspace import Workspace
 
-SHARED_TESTDATA = Path(__file__).resolve().parents[2] / "shared" / "testdata"
+REPO = Path(__file__).resolve().parents[1]
+"""The repository root: the working folder for code run in a child process."""
+SHARED_TESTDATA = REPO.parent / "shared" / "testdata"
 
 
 @pytest.fixture
@@ -30,6 +36,37 @@ def workspace(tmp_path: Path) -> Workspace:
     )
     ws.add_speaker("carol", None)
     return ws
+
+
+@pytest.fixture(scope="module")
+def cache_home(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+    """``XDG_CACHE_HOME`` in a temporary folder for the module that asks for it, so its tiny
+    models are built there once and tests never touch the user's cache."""
+    home = tmp_path_factory.mktemp("xdg-cache")
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("XDG_CACHE_HOME", str(home))
+        yield home
+
+
+@pytest.fixture
+def own_cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """``XDG_CACHE_HOME`` in this test's own ``tmp_path / "cache"``: its tiny models are built
+    afresh and shared with no other test."""
+    home = tmp_path / "cache"
+    monkeypatch.setenv("XDG_CACHE_HOME", str(home))
+    return home
+
+
+def loaded_after(imports: str, modules: Iterable[str]) -> list[str]:
+    """Which of ``modules`` a fresh interpreter has loaded after ``import <imports>``, sorted
+    (heavy libraries must wait until a function needs them)."""
+    code = (
+        f"import sys, {imports}; print(sorted(m for m in {tuple(modules)!r} if m in sys.modules))"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, check=True
+    )
+    return list(ast.literal_eval(done.stdout.strip()))
 
 
 DEMO_TEST_SECONDS = 20.0
@@ -85,6 +122,36 @@ def make_tiny_voice(ws: Workspace, speaker: str, seed: int) -> None:
         "anchors": [{"file": "anchors/anchor-1.wav", "text": "Hello there."}],
     }
     (folder / "voice.toml").write_text(tomli_w.dumps(meta))
+
+
+def delete_catalog(ws: Workspace) -> None:
+    """Remove the workspace's catalog with its SQLite side files."""
+    for suffix in ("", "-wal", "-shm"):
+        Path(f"{ws.catalog_path}{suffix}").unlink(missing_ok=True)
+
+
+NO_DEVICE = "podforge-test-no-such-device"
+"""An audio output device that does not exist: players in app tests never make a sound."""
+
+
+@pytest.fixture
+def no_color_unset(monkeypatch: pytest.MonkeyPatch) -> None:
+    """``NO_COLOR`` unset: it changes snapshot colours, and snapshots are recorded without it.
+    App test modules use it for every test: ``pytestmark = pytest.mark.usefixtures(...)``."""
+    monkeypatch.delenv("NO_COLOR", raising=False)
+
+
+async def notified(
+    pilot: object, check: Callable[[list[str]], bool] = bool, steps: int = 100
+) -> list[str]:
+    """The app's notification messages, once ``check`` holds for them (or after ``steps``
+    pauses of 20 ms)."""
+    for _ in range(steps):
+        await pilot.pause(0.02)  # type: ignore[attr-defined]
+        messages = [n.message for n in pilot.app._notifications]  # type: ignore[attr-defined]
+        if check(messages):
+            break
+    return messages
 
 
 async def tables_settled(pilot: object) -> None:

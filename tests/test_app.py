@@ -9,9 +9,12 @@ from textual.pilot import Pilot
 from textual.widgets import DataTable
 
 from core.workspace import Workspace
+from tests.conftest import delete_catalog, notified
 from tui.app import PodforgeApp
 from tui.screens.home import HomeScreen
 from tui.widgets.target_bar import TargetBar
+
+pytestmark = pytest.mark.usefixtures("no_color_unset")
 
 
 async def _loaded(pilot: Pilot[None], recordings: int) -> None:
@@ -99,16 +102,11 @@ async def test_bindings_have_ids_and_descriptions(workspace: Workspace) -> None:
 
 
 async def test_a_broken_catalog_is_a_notification_not_a_crash(workspace: Workspace) -> None:
-    for suffix in ("", "-wal", "-shm"):
-        Path(f"{workspace.catalog_path}{suffix}").unlink(missing_ok=True)
+    delete_catalog(workspace)
     workspace.catalog_path.write_bytes(b"definitely not sqlite" * 200)
     app = PodforgeApp(workspace)
     async with app.run_test(size=(120, 36)) as pilot:
-        for _ in range(100):
-            await pilot.pause(0.02)
-            if app._notifications:
-                break
-        messages = [n.message for n in app._notifications]
+        messages = await notified(pilot)
         assert any(
             "not a valid catalog" in m and str(workspace.catalog_path) in m for m in messages
         )
@@ -128,12 +126,6 @@ def test_snapshot_empty_workspace(tmp_path: Path, snap_compare) -> None:  # type
             await pilot.pause()
 
     assert snap_compare(app, terminal_size=SNAPSHOT_SIZE, run_before=settle)
-
-
-@pytest.fixture(autouse=True)
-def _no_color(monkeypatch: pytest.MonkeyPatch) -> None:
-    """NO_COLOR changes snapshot colours; snapshots are recorded without it."""
-    monkeypatch.delenv("NO_COLOR", raising=False)
 
 
 async def test_home_shows_each_voice_and_its_last_evaluation(workspace: Workspace) -> None:
@@ -170,8 +162,7 @@ async def test_home_shows_each_voice_and_its_last_evaluation(workspace: Workspac
 
 
 async def test_v_on_a_broken_catalog_is_a_notification_not_a_crash(workspace: Workspace) -> None:
-    for suffix in ("", "-wal", "-shm"):
-        Path(f"{workspace.catalog_path}{suffix}").unlink(missing_ok=True)
+    delete_catalog(workspace)
     workspace.catalog_path.write_bytes(b"definitely not sqlite" * 200)
     app = PodforgeApp(workspace)
     async with app.run_test(size=(120, 36)) as pilot:
@@ -256,16 +247,13 @@ async def test_decisions_left_in_the_journal_survive_a_damaged_catalog(
     journal.record("status", 1, status="accepted")
     journal.close()
     kept = journal.path.read_bytes()
-    for suffix in ("", "-wal", "-shm"):
-        Path(f"{workspace.catalog_path}{suffix}").unlink(missing_ok=True)
+    delete_catalog(workspace)
     workspace.catalog_path.write_bytes(b"definitely not sqlite" * 200)
     app = PodforgeApp(workspace)
     async with app.run_test(size=(120, 36)) as pilot:
-        for _ in range(150):
-            await pilot.pause(0.02)
-            if any("kept in the journal" in n.message for n in app._notifications):
-                break
-        messages = [n.message for n in app._notifications]
+        messages = await notified(
+            pilot, lambda ms: any("kept in the journal" in m for m in ms), steps=150
+        )
         assert any("1 decision kept in the journal" in m and "not a valid" in m for m in messages)
         assert app.is_running and app.pending_decisions == 1
     journals = list((workspace.root / ".journal").glob("review-*.jsonl"))

@@ -20,6 +20,7 @@ from core.atomic import (
     swap_in_folder,
 )
 from core.errors import FolderSafetyError
+from tests.conftest import REPO
 
 
 def test_replaces_content(tmp_path: Path) -> None:
@@ -60,12 +61,11 @@ def test_kill_mid_write_never_leaves_a_partial_file(tmp_path: Path) -> None:
         "        print('writing', flush=True)\n"
         "        time.sleep(0.001)\n"
     )
-    root = Path(__file__).resolve().parents[1]
     proc = subprocess.Popen(
         [sys.executable, "-c", code, str(target)],
         stdout=subprocess.PIPE,
-        cwd=root,
-        env={**os.environ, "PYTHONPATH": str(root)},
+        cwd=REPO,
+        env={**os.environ, "PYTHONPATH": str(REPO)},
     )
     assert proc.stdout is not None
     proc.stdout.readline()

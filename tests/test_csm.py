@@ -5,8 +5,6 @@ from __future__ import annotations
 
 import hashlib
 import re
-import subprocess
-import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -27,21 +25,12 @@ from core.models.tiny.csm import (
     build_tiny_csm,
     tiny_csm_path,
 )
+from tests.conftest import loaded_after
 
-REPO = Path(__file__).resolve().parents[1]
 SR = 24000
 PROJECTIONS = ("q_proj", "k_proj", "v_proj", "o_proj")
 
 torch = pytest.importorskip("torch")
-
-
-@pytest.fixture(scope="module")
-def cache_home(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
-    """``XDG_CACHE_HOME`` for this module, so the tiny model is built in a temporary cache."""
-    home = tmp_path_factory.mktemp("xdg-cache")
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setenv("XDG_CACHE_HOME", str(home))
-        yield home
 
 
 @pytest.fixture(scope="module")
@@ -493,15 +482,8 @@ def test_cuda_asked_for_without_gpu(monkeypatch: pytest.MonkeyPatch, cache_home:
 
 
 def test_importing_csm_does_not_import_torch() -> None:
-    code = (
-        "import sys, core.models.csm, core.models.tiny.csm; "
-        "print(sorted(m for m in ('torch', 'transformers', 'peft', 'tokenizers', "
-        "'huggingface_hub') if m in sys.modules))"
-    )
-    done = subprocess.run(
-        [sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, check=True
-    )
-    assert done.stdout.strip() == "[]"
+    heavy = ("torch", "transformers", "peft", "tokenizers", "huggingface_hub")
+    assert loaded_after("core.models.csm, core.models.tiny.csm", heavy) == []
 
 
 def test_the_codec_stays_in_eval_mode_while_training_and_after_generation() -> None:

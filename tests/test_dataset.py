@@ -11,8 +11,9 @@ import pytest
 import soundfile as sf
 
 from core.catalog import Catalog
+from core.dataset.exports import export
 from core.dataset.ingest import accept_passing
-from core.dataset.splits import assign_splits, export
+from core.dataset.splits import assign_splits
 from core.errors import ExportError
 from core.records import Recording, Segment
 from core.workspace import Workspace

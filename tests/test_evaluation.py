@@ -25,7 +25,7 @@ from core.evaluation.evaluate import (
 )
 from core.settings import parse_settings, settings_to_toml
 from core.workspace import Workspace
-from tests.conftest import make_tiny_voice
+from tests.conftest import REPO, make_tiny_voice
 from tui.cli import main
 
 # ----------------------------------------------------------------------------- metrics
@@ -130,13 +130,9 @@ def _three_recordings(ws: Workspace, speaker: str) -> None:
 
 
 @pytest.fixture
-def evaluable(
-    demo_workspace: Workspace, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> Workspace:
+def evaluable(own_cache: Path, demo_copy: Workspace) -> Workspace:
     """The demo (tiny models) with its clean segments accepted and a tiny trained voice."""
-    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
-    shutil.copytree(demo_workspace.root, tmp_path / "demo")
-    ws = Workspace.open(tmp_path / "demo")
+    ws = demo_copy
     ws.settings.models = dataclasses.replace(
         ws.settings.models, tts="tiny", asr="tiny", speaker="tiny", device="cpu"
     )
@@ -266,7 +262,7 @@ def test_missing_model_is_one_line(evaluable: Workspace, tmp_path: Path) -> None
 
 @pytest.mark.slow
 def test_a_trained_voice_is_evaluated_only_on_segments_it_never_trained_on(
-    demo_workspace: Workspace, tmp_path: Path
+    demo_copy: Workspace, tmp_path: Path
 ) -> None:
     """End to end with the tiny models, in real processes: `podforge train` records the ids
     it trained and validated on (runs/<id>/split.json), `podforge eval` the ids it scored;
@@ -276,8 +272,7 @@ def test_a_trained_voice_is_evaluated_only_on_segments_it_never_trained_on(
     import subprocess
     import sys
 
-    shutil.copytree(demo_workspace.root, tmp_path / "demo")
-    ws = Workspace.open(tmp_path / "demo")
+    ws = demo_copy
     ws.settings.models = dataclasses.replace(
         ws.settings.models, tts="tiny", asr="tiny", speaker="tiny", device="cpu"
     )
@@ -289,7 +284,7 @@ def test_a_trained_voice_is_evaluated_only_on_segments_it_never_trained_on(
     assert accept_passing(ws) > 0
     _three_recordings(ws, "alice")
     env = {**os.environ, "XDG_CACHE_HOME": str(tmp_path / "cache"),
-           "PYTHONPATH": str(Path(__file__).resolve().parents[1])}  # fmt: skip
+           "PYTHONPATH": str(REPO)}  # fmt: skip
     exe = str(Path(sys.executable).with_name("podforge"))
     trained = subprocess.run(
         [exe, "train", str(ws.root), "--speaker", "alice", "--foreground"],
@@ -316,3 +311,22 @@ def test_a_trained_voice_is_evaluated_only_on_segments_it_never_trained_on(
     assert {split_of[i] for i in record["train"]} == {"train"}
     assert {split_of[i] for i in record["val"]} == {"val"}
     assert {split_of[i] for i in doc["segment_ids"]} <= {"test", "val"}
+
+
+def test_gates_hold_each_figure_in_its_direction() -> None:
+    from core.evaluation.gates import GATES, apply_gates, bound
+    from core.settings import Evaluation
+
+    limits = Evaluation(max_wer=0.1, max_cer=0.05, min_similarity=0.7, max_rtf=1.0)
+    results = apply_gates(limits, {"wer": 0.1, "cer": 0.06, "similarity": 0.7, "rtf": None})
+    assert results == {
+        "wer": (0.1, 0.1, True),
+        "cer": (0.06, 0.05, False),
+        "similarity": (0.7, 0.7, True),
+        "rtf": (None, 1.0, False),  # nothing measured fails
+    }
+    assert not apply_gates(limits, {"wer": 0, "cer": 0, "similarity": 0.69, "rtf": 0.5})[
+        "similarity"
+    ][2]
+    assert [g.name for g in GATES] == ["wer", "cer", "similarity", "rtf"]
+    assert [bound(g.name) for g in GATES] == ["<=", "<=", ">=", "<="]

@@ -12,8 +12,8 @@ import pytest
 
 from core.atomic import FOLDER_MARKER, folder_kind
 from core.catalog import Catalog
+from core.dataset.exports import export, ljspeech_id
 from core.dataset.ingest import accept_passing
-from core.dataset.splits import export, ljspeech_id
 from core.errors import ExportError, FolderSafetyError, ModelError, TrainingError
 from core.workspace import Workspace
 

@@ -445,7 +445,7 @@ def _decoded_frames(path: Path) -> tuple[int, int]:
 def test_a_truncated_file_stores_its_decoded_length_and_is_flagged(
     tmp_path: Path, kind: str
 ) -> None:
-    from core.episodes.mixing import encode_mp3
+    from core.audio.mp3 import encode_mp3
 
     ws = Workspace.create(tmp_path / "ws")
     ws.add_speaker("dana", new_consent("Dana D", "test consent"))

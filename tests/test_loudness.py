@@ -1,4 +1,5 @@
-"""core.audio.loudness: BS.1770 loudness, true peak, conditioning with a peak limiter, hum notch."""
+"""core.audio.meter, core.audio.limiter, core.audio.conditioning: BS.1770 loudness, true peak,
+conditioning with a peak limiter, hum notch."""
 
 from __future__ import annotations
 
@@ -11,13 +12,8 @@ import pyloudnorm
 import pytest
 from scipy import signal
 
-from core.audio.loudness import (
-    condition,
-    hum_notch,
-    integrated_lufs,
-    sample_peak_db,
-    true_peak_db,
-)
+from core.audio.conditioning import condition, hum_notch
+from core.audio.meter import integrated_lufs, sample_peak_db, true_peak_db
 from core.episodes.synthesis.draft import DraftVoice, synthesize
 
 SR = 24000
@@ -385,7 +381,8 @@ def test_the_reconstruction_is_skipped_only_where_its_bound_holds(name: str, sr:
     """The envelope makes the band-limited reconstruction only where a bound on it (the
     8x reading of soxr's band, widened, plus what soxr removed) may exceed the level: that
     bound is never below the reconstruction, so skipping it changes no decision."""
-    from core.audio.loudness import _AIM, _Envelope, _oversampled, _strict_peaks
+    from core.audio.limiter import _AIM, _Envelope, _strict_peaks
+    from core.audio.meter import _oversampled
 
     if name == "speech":
         rng = np.random.default_rng(sr)
@@ -418,7 +415,7 @@ def test_the_reconstruction_is_skipped_only_where_its_bound_holds(name: str, sr:
 def test_the_short_interpolator_reads_at_least_what_ffmpeg_reads(sr: int) -> None:
     """The limiter's model of ffmpeg's meter (swresample's default 32-tap Kaiser filter,
     read between the samples) is never below ffmpeg's own reading, and close to it."""
-    from core.audio.loudness import _short_peaks
+    from core.audio.limiter import _short_peaks
     from tests.meters import ffmpeg_ebur128
 
     rng = np.random.default_rng(sr)
@@ -451,7 +448,8 @@ def test_condition_holds_the_ceiling_up_to_nyquist(name: str, sr: int) -> None:
 
 @pytest.mark.parametrize("sr", [24000, 44100, 48000])
 def test_episode_master_holds_the_ceiling_up_to_nyquist(sr: int) -> None:
-    from core.episodes.mixing import MixSettings, TimelineLine, mix_episode
+    from core.episodes.master import mix_episode
+    from core.episodes.mixing import MixSettings, TimelineLine
     from tests.meters import ffmpeg_ebur128, ideal_true_peak_db
 
     items = [

@@ -17,20 +17,18 @@ import pytest
 import soundfile as sf
 from scipy import signal
 
-from core.audio.loudness import true_peak_db
-from core.episodes import mixing
+from core.audio import mp3
+from core.audio.meter import true_peak_db
+from core.audio.mp3 import encode_mp3
+from core.episodes import master, mixing
+from core.episodes.export import export_episode
+from core.episodes.master import MixResult, mix_episode
 from core.episodes.mixing import (
-    MixResult,
     MixSettings,
     TimelineBed,
-    TimelineChapter,
     TimelineItem,
     TimelineLine,
     TimelinePause,
-    TimelineSfx,
-    encode_mp3,
-    export_episode,
-    mix_episode,
 )
 from core.episodes.synthesis.draft import DraftVoice, synthesize
 
@@ -164,7 +162,7 @@ def test_pauses_add_silence() -> None:
 def test_sound_effect_is_placed_like_a_line_and_advances_the_timeline() -> None:
     a, fx, b = noise(1.0, seed=1), tone(1000.0, 0.6), noise(0.5, seed=2)
     result = mix_episode(
-        [line(0, "HOST", a), TimelineSfx(fx, SR, volume_db=-6.0), line(1, "HOST", b)]
+        [line(0, "HOST", a), mixing.TimelineSfx(fx, SR, volume_db=-6.0), line(1, "HOST", b)]
     )
     gap = round(0.250 * SR)
     fx_start = a.size + gap
@@ -204,13 +202,13 @@ def test_chapters_start_at_the_next_line() -> None:
     result = mix_episode(
         [
             TimelinePause(0.4),
-            TimelineChapter("Intro"),
+            mixing.TimelineChapter("Intro"),
             line(0, "HOST", a),
-            TimelineChapter("Main"),
+            mixing.TimelineChapter("Main"),
             TimelinePause(1.0),
-            TimelineSfx(tone(800.0, 0.3), SR),
+            mixing.TimelineSfx(tone(800.0, 0.3), SR),
             line(1, "GUEST", b),
-            TimelineChapter("Outro"),
+            mixing.TimelineChapter("Outro"),
         ]
     )
     fx_start = round(0.4 * SR) + a.size + round(0.25 * SR) + SR
@@ -423,11 +421,11 @@ def test_bad_input_is_refused() -> None:
 def episode() -> MixResult:
     bed = tone(440.0, 1.3, amplitude=0.2)
     items: list[TimelineItem] = [
-        TimelineChapter("Cold open"),
+        mixing.TimelineChapter("Cold open"),
         TimelineBed("start", bed, SR, fade_in=0.5, fade_out=1.0, duck_db=-14.0),
         TimelinePause(0.5),
         *dialogue(),
-        TimelineChapter("Ünïcode chapter"),
+        mixing.TimelineChapter("Ünïcode chapter"),
         line(3, "GUEST", speech("One more thing.", pitch=70, language="en-gb")),
     ]
     return mix_episode(items)
@@ -546,15 +544,15 @@ def test_chunked_mp3_decodes_like_one_encode(
 ) -> None:
     audio = program(23.3, sr, stereo)
     single = encode_mp3(audio, sr)
-    monkeypatch.setattr(mixing, "_MP3_CHUNK_SEC", 4.0)  # 6 chunks, 5 joins
+    monkeypatch.setattr(mp3, "_MP3_CHUNK_SEC", 4.0)  # 6 chunks, 5 joins
     joins: list[int | None] = []
-    find = mixing._find_join
+    find = mp3._find_join
 
     def spy(*args: object) -> int | None:
         joins.append(find(*args))  # type: ignore[arg-type]
         return joins[-1]
 
-    monkeypatch.setattr(mixing, "_find_join", spy)
+    monkeypatch.setattr(mp3, "_find_join", spy)
     chunked = encode_mp3(audio, sr)
     assert len(joins) == 5 and None not in joins
     assert chunked == encode_mp3(audio, sr)  # deterministic
@@ -582,7 +580,7 @@ def test_chunked_mp3_decodes_like_one_encode(
         assert chunked_err[around].max() <= 1.5 * single_err.max()
 
     # The Info/LAME tag describes the joined stream and its CRCs are right.
-    frames = mixing._frames(chunked)
+    frames = mp3._frames(chunked)
     info = chunked[frames[0].pos : frames[0].pos + frames[0].size]
     tag = info.find(b"Info")
     assert int.from_bytes(info[tag + 8 : tag + 12], "big") == len(frames) - 1
@@ -597,7 +595,7 @@ def test_crc16_matches_the_bytewise_one() -> None:
     rng = np.random.default_rng(3)
     for size in (0, 1, 2047, 2048, 2049, 10000):
         data = rng.integers(0, 256, size, dtype=np.uint8).tobytes()
-        assert mixing._crc16(data) == crc16_slow(data)
+        assert mp3._crc16(data) == crc16_slow(data)
 
 
 def strict_mp3_decode(data: bytes) -> tuple[int, str | None, list[str]]:
@@ -633,7 +631,7 @@ def strict_mp3_decode(data: bytes) -> tuple[int, str | None, list[str]]:
 
 
 def test_chunked_mp3_is_clean_for_ffmpeg(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(mixing, "_MP3_CHUNK_SEC", 4.0)
+    monkeypatch.setattr(mp3, "_MP3_CHUNK_SEC", 4.0)
     data = encode_mp3(program(13.0, SR, False), SR, title="Tëst")
     samples, title, problems = strict_mp3_decode(data)
     assert problems == []
@@ -647,7 +645,7 @@ def test_chunked_mp3_is_clean_for_ffmpeg(monkeypatch: pytest.MonkeyPatch) -> Non
     assert strict_mp3_decode(data[: len(data) // 2] + data[len(data) // 2 + 100 :])[2]
 
 
-# --- core.audio.loudness extensions the master uses ---------------------------------------------
+# --- core.audio meter/conditioning extensions the master uses ----------------------------
 # (multichannel loudness, true peak and linked limiting; the capped gain; the chunked
 # path that long audio takes, which never holds the whole 4x signal)
 
@@ -659,7 +657,7 @@ def stereo_speech() -> npt.NDArray[np.float64]:
 
 
 def test_loudness_of_stereo_matches_pyloudnorm() -> None:
-    from core.audio.loudness import integrated_lufs
+    from core.audio.meter import integrated_lufs
 
     audio = stereo_speech()
     assert integrated_lufs(audio, SR) == pytest.approx(pyloudnorm_lufs(audio, SR), abs=1e-4)
@@ -667,7 +665,7 @@ def test_loudness_of_stereo_matches_pyloudnorm() -> None:
 
 
 def test_linked_stereo_limiter() -> None:
-    from core.audio.loudness import condition
+    from core.audio.conditioning import condition
 
     audio = stereo_speech()
     with pytest.raises(ValueError, match="mono"):
@@ -684,7 +682,7 @@ def test_linked_stereo_limiter() -> None:
 
 
 def test_condition_caps_the_gain() -> None:
-    from core.audio.loudness import condition
+    from core.audio.conditioning import condition
 
     quiet = speech("Welcome back to the show.").astype(np.float64) * 0.03
     raw = pyloudnorm_lufs(quiet, SR)
@@ -697,8 +695,8 @@ def test_condition_caps_the_gain() -> None:
 def test_long_audio_path_matches_the_whole_signal_path(
     monkeypatch: pytest.MonkeyPatch, stereo: bool
 ) -> None:
-    from core.audio import loudness
-    from core.audio.loudness import condition
+    from core.audio import conditioning, limiter, meter
+    from core.audio.conditioning import condition
 
     host = speech("Welcome back to the show. Today we talk about synthetic voices.")
     mono = np.resize(host, 25 * SR).astype(np.float64) * 0.9 / float(np.abs(host).max())
@@ -706,8 +704,10 @@ def test_long_audio_path_matches_the_whole_signal_path(
     whole = condition(audio, SR, target_lufs=-12.0, multichannel=True)
     whole_peak = true_peak_db(audio, SR)
     # Make 25 s "long": chunks of 8192 samples, resampled on threads.
-    monkeypatch.setattr(loudness, "_LONG_SAMPLES", 1 << 14)
-    monkeypatch.setattr(loudness, "_CHUNK_SAMPLES", 1 << 13)
+    for module in (meter, limiter, conditioning):  # each holds its own binding of the names
+        for name, value in (("_LONG_SAMPLES", 1 << 14), ("_CHUNK_SAMPLES", 1 << 13)):
+            if hasattr(module, name):
+                monkeypatch.setattr(module, name, value)
     chunked = condition(audio, SR, target_lufs=-12.0, multichannel=True)
     assert chunked.limited
     assert float(np.abs(chunked.audio - whole.audio).max()) < 1e-5
@@ -720,7 +720,7 @@ def test_long_audio_path_matches_the_whole_signal_path(
 
 
 def test_streamed_loudness_meter_equals_integrated_lufs() -> None:
-    from core.audio.loudness import LoudnessMeter, integrated_lufs
+    from core.audio.meter import LoudnessMeter, integrated_lufs
 
     rng = np.random.default_rng(3)
     sr = 24000
@@ -738,28 +738,28 @@ def test_streamed_loudness_meter_equals_integrated_lufs() -> None:
 def test_streamed_mp3_writer_is_byte_identical_to_encode_mp3(
     monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
-    monkeypatch.setattr(mixing, "_MP3_CHUNK_SEC", 4.0)  # many chunks in a short signal
+    monkeypatch.setattr(mp3, "_MP3_CHUNK_SEC", 4.0)  # many chunks in a short signal
     sr = 24000
     n = sr * 21 + 77
     t = np.arange(n) / sr
     audio = (0.3 * np.sin(2 * np.pi * 330 * t) * np.sin(t)).astype(np.float32)
     path = tmp_path / "s.mp3"
-    writer = mixing.Mp3Writer(path, n, sr, 1, title="T")
+    writer = mp3.Mp3Writer(path, n, sr, 1, title="T")
     for start in range(0, n, 50_000):
         writer.feed(audio[start : start + 50_000])
     writer.close()
-    assert path.read_bytes() == mixing.encode_mp3(audio, sr, title="T")
+    assert path.read_bytes() == mp3.encode_mp3(audio, sr, title="T")
 
 
 @pytest.mark.slow
 def test_streamed_render_equals_the_in_memory_mix(tmp_path: Path) -> None:
-    from core.episodes.mixing import render_episode_files
+    from core.episodes.master import render_episode_files
 
     sr = 24000
     rng = np.random.default_rng(9)
     bed = (0.2 * rng.standard_normal(sr * 3)).astype(np.float32)
     items: list[mixing.TimelineItem] = [
-        TimelineChapter("One"),
+        mixing.TimelineChapter("One"),
         TimelineBed("start", bed, sr, fade_in=1.0, fade_out=1.0, duck_db=-12.0),
     ]
     for k in range(12):
@@ -788,7 +788,7 @@ def test_streamed_render_equals_the_in_memory_mix(tmp_path: Path) -> None:
     ours, _ = sf.read(str(files.wav), dtype="float32")
     whole = np.clip(reference.audio, -1, 1)
     assert ours.shape == whole.shape and np.abs(ours - whole).max() < 2e-4
-    assert mixing.STAGE_MIX in stages and mixing.STAGE_MASTER in stages
+    assert master.STAGE_MIX in stages and master.STAGE_MASTER in stages
     assert not list((tmp_path / "tmp").iterdir())  # the intermediate is gone
     manifest = json.loads(files.manifest.read_text())
     assert manifest["sample_rate"] == sr and manifest["channels"] == 2

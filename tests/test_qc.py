@@ -10,7 +10,7 @@ import numpy as np
 import numpy.typing as npt
 import pytest
 
-from core.audio.loudness import condition
+from core.audio.conditioning import condition
 from core.dataset.qc import (
     DB_FLOOR,
     FLAG_NAMES,
@@ -267,16 +267,13 @@ def test_quiet_recording_is_too_quiet() -> None:
 # --- flags_for ------------------------------------------------------------------------
 
 
+GOOD = QC(rms_db=-20.0, snr_db=40.0, clipped=0.0, hum_score=0.0, plosive_ratio=0.0,
+          lufs=-19.0, true_peak_db=-1.0)  # fmt: skip
+"""A record that passes every check at the default thresholds and targets."""
+
+
 def test_flags_for_each_check() -> None:
-    good = QC(
-        rms_db=-20.0,
-        snr_db=40.0,
-        clipped=0.0,
-        hum_score=0.0,
-        plosive_ratio=0.0,
-        lufs=-19.0,
-        true_peak_db=-1.0,
-    )
+    good = GOOD
     assert flags_for(good, THRESHOLDS, 10.0, TARGETS) == ()
     cases = {
         "too_quiet": {"rms_db": -41.0},
@@ -300,15 +297,8 @@ def test_flags_for_each_check() -> None:
 
 
 def test_flags_come_in_a_stable_order_and_unmeasured_metrics_raise_none() -> None:
-    everything = QC(
-        rms_db=-80.0,
-        snr_db=1.0,
-        clipped=0.5,
-        hum_score=0.9,
-        plosive_ratio=0.5,
-        lufs=None,
-        true_peak_db=3.0,
-    )
+    everything = QC(rms_db=-80.0, snr_db=1.0, clipped=0.5, hum_score=0.9, plosive_ratio=0.5,
+                    lufs=None, true_peak_db=3.0)  # fmt: skip
     flags = flags_for(everything, THRESHOLDS, 20.0, TARGETS, bandwidth=3000.0)
     assert flags == tuple(f for f in FLAG_NAMES if f != "too_short")
     assert flags_for(QC(), THRESHOLDS, 10.0, TARGETS) == ("loudness_unmeasured",)
@@ -376,7 +366,7 @@ def test_importing_qc_leaves_scipy_for_later() -> None:
     import sys
     from pathlib import Path
 
-    code = "import sys, core.dataset.qc, core.audio.loudness; print('scipy' in sys.modules)"
+    code = "import sys, core.dataset.qc, core.audio.conditioning; print('scipy' in sys.modules)"
     root = Path(__file__).resolve().parents[1]
     out = subprocess.run(
         [sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=root

@@ -303,3 +303,70 @@ def test_a_sound_effect_by_words_is_skipped_with_one_warning_naming_its_line(
     ]
     manifest = json.loads(result.exported.manifest.read_text())
     assert manifest["warnings"] == result.warnings
+
+
+# -- the master's target and ceiling, cancelling --------------------------------------------
+
+
+def test_master_target_mono_stereo_script_override_and_the_lower_ceiling() -> None:
+    from core.episodes.script import ScriptMix
+    from core.episodes.target import master_target
+    from core.settings import Settings
+
+    ws = Settings()
+    ws.audio.target_lufs, ws.audio.true_peak_dbtp = -20.0, -1.5
+    mono = master_target(ScriptMix(), ws)
+    assert (mono.lufs, mono.ceiling_dbtp, mono.tolerance_lu) == (-20.0, -1.5, 0.5)
+    assert master_target(ScriptMix(stereo=True), ws).lufs == -16.0  # not the workspace's
+    ws.episode.stereo = True  # a stereo workspace: the same stereo default
+    assert master_target(ScriptMix(), ws).lufs == -16.0
+    override = master_target(ScriptMix(stereo=True, target_lufs=-23.0, true_peak_dbtp=-2.0), ws)
+    assert (override.lufs, override.ceiling_dbtp) == (-23.0, -2.0)  # the script wins
+    assert master_target(ScriptMix(true_peak_dbtp=-0.5), ws).ceiling_dbtp == -1.5  # the lower
+    assert master_target(None, Settings()).lufs == -19.0  # no script: the workspace target
+    assert ScriptMix(stereo=True).loudness_lufs == -16.0  # the deprecated property agrees
+
+
+def test_the_manifest_records_the_target_and_ceiling_the_script_asked_for(
+    demo_copy: Workspace,
+) -> None:
+    script = demo_copy.scripts_dir / "welcome.md"
+    text = script.read_text()
+    assert "[mix]" not in text
+    head, rest = text.split("+++\n", 2)[1:]
+    script.write_text(f"+++\n{head}[mix]\ntarget_lufs = -21.0\ntrue_peak_dbtp = -3.0\n+++\n{rest}")
+    result = render_episode(demo_copy, "scripts/welcome.md", backend="draft")
+    manifest = json.loads(result.exported.manifest.read_text())
+    assert (manifest["target_lufs"], manifest["ceiling_dbtp"]) == (-21.0, -3.0)
+    for key in ("lufs", "true_peak_dbtp", "sample_rate", "channels", "lines", "warnings"):
+        assert key in manifest  # the keys it always had
+    lufs, true_peak = _measure(result.exported.wav)
+    assert lufs == pytest.approx(-21.0, abs=0.5) and true_peak <= -3.0 + 0.05
+
+
+def test_a_cancelled_render_keeps_its_finished_lines_and_writes_no_episode(
+    demo_copy: Workspace,
+) -> None:
+    from core.episodes.editor import line_states
+    from core.episodes.parser import load_script
+    from core.progress import Cancelled
+
+    reports: list[str] = []
+
+    def progress(done: int, total: int, what: str) -> None:
+        reports.append(what)
+
+    with pytest.raises(Cancelled):
+        render_episode(
+            demo_copy, "scripts/welcome.md", backend="draft", progress=progress,
+            cancel=lambda: len(reports) >= 2,
+        )  # fmt: skip
+    assert len(reports) == 2  # it stopped at the first poll that said so
+    folder = demo_copy.episodes_dir / "welcome"
+    assert not (folder / "manifest.json").exists() and not (folder / "welcome.wav").exists()
+    # The editor reads the states with the render's own cache key: two lines are cached.
+    episode = load_script(demo_copy.scripts_dir / "welcome.md", demo_copy)
+    states = line_states(demo_copy, "welcome", episode)
+    assert [i for i, s in states.items() if s.state == "cached"] == [0, 1]
+    again = render_episode(demo_copy, "scripts/welcome.md", backend="draft")
+    assert again.cached_lines[:2] == [0, 1] and 0 not in again.rendered_lines

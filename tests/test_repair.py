@@ -18,6 +18,7 @@ from core.catalog import Catalog
 from core.errors import CatalogError
 from core.repair import repair
 from core.workspace import Workspace
+from tests.conftest import delete_catalog, notified
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -59,11 +60,6 @@ def _user_files(root: Path) -> dict[str, str]:
     }
 
 
-def _delete_catalog(ws: Workspace) -> None:
-    for suffix in ("", "-wal", "-shm"):
-        Path(f"{ws.catalog_path}{suffix}").unlink(missing_ok=True)
-
-
 def _decide_then_back_up(ws: Workspace) -> tuple[list[str], Path]:
     """Decisions and an edit, then a later open takes the backup (as the app's next start
     would); returns the segments' audio paths in review order and the backup."""
@@ -98,7 +94,7 @@ def test_a_deleted_catalog_is_rebuilt_by_the_cli(demo_copy: Workspace) -> None:
         cat.set_status(by_audio[audio[5]], "rejected")
         cat.set_text(by_audio[audio[6]], "typed after the backup")
     assert backup.list_backups(ws.root / backup.BACKUPS_DIR) == [made]  # within the interval
-    _delete_catalog(ws)
+    delete_catalog(ws)
 
     with pytest.raises(CatalogError, match=f"podforge repair {ws.root}"):
         Catalog.open(ws.catalog_path)
@@ -135,7 +131,7 @@ def test_a_damaged_catalog_is_moved_aside_and_rebuilt(demo_copy: Workspace) -> N
     ws = demo_copy
     _audio, made = _decide_then_back_up(ws)
     at_backup = _rows(ws.catalog_path)
-    _delete_catalog(ws)
+    delete_catalog(ws)
     junk = b"a disk error wrote this" * 500
     ws.catalog_path.write_bytes(junk)
     with pytest.raises(CatalogError, match="podforge repair"):
@@ -176,7 +172,7 @@ def test_orphans_and_files_the_catalog_does_not_know(demo_copy: Workspace) -> No
     )
     (ws.raw_dir / "alice" / "notes.md").write_text("not audio: ignored")
     files = _user_files(ws.root)
-    _delete_catalog(ws)
+    delete_catalog(ws)
 
     report = repair(ws)
     assert report.segments_gone == [(audio[0], "accepted")]
@@ -204,7 +200,7 @@ def test_without_any_backup_the_suggested_ingest_brings_the_segments_back(
 
     ws = demo_copy
     before = _rows(ws.catalog_path)
-    _delete_catalog(ws)
+    delete_catalog(ws)
     report = repair(ws)
     assert report.source is None and report.recordings == 0
     assert len(report.registered_recordings) == 4 and len(report.to_reingest) == 4
@@ -238,14 +234,10 @@ async def test_the_app_shows_a_missing_catalog_instead_of_an_empty_one(
     from tui.app import PodforgeApp
     from tui.screens.home import HomeScreen
 
-    _delete_catalog(demo_copy)
+    delete_catalog(demo_copy)
     app = PodforgeApp(Workspace.open(demo_copy.root))
     async with app.run_test(size=(120, 36)) as pilot:
-        for _ in range(100):
-            await pilot.pause(0.02)
-            if app._notifications:
-                break
-        messages = [n.message for n in app._notifications]
+        messages = await notified(pilot)
         assert any("catalog is missing" in m and "podforge repair" in m for m in messages)
         assert isinstance(app.screen, HomeScreen)
     assert not demo_copy.catalog_path.exists()

@@ -16,6 +16,8 @@ import subprocess
 import sys
 import termios
 import time
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
 from pathlib import Path
 
 import pytest
@@ -25,6 +27,7 @@ from textual.widgets import Input, Static
 from core.audio.playback import Player
 from core.catalog import Catalog
 from core.workspace import Workspace
+from tests.conftest import NO_DEVICE, notified
 from tests.test_playback import HAVE_PORTAUDIO
 from tui.app import PodforgeApp
 from tui.screens.review import ReviewScreen
@@ -34,12 +37,9 @@ from tui.widgets.waveform import Waveform
 
 ROOT = Path(__file__).resolve().parents[1]
 SIZE = (130, 34)
-NO_DEVICE = "podforge-test-no-such-device"
 
 
-@pytest.fixture(autouse=True)
-def _no_color(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.delenv("NO_COLOR", raising=False)
+pytestmark = pytest.mark.usefixtures("no_color_unset")
 
 
 class ReviewApp(PodforgeApp):
@@ -62,16 +62,24 @@ async def _ready(pilot: Pilot[None]) -> ReviewScreen:
     raise AssertionError("review screen never showed a segment")
 
 
+@asynccontextmanager
+async def _reviewing(
+    ws: Workspace,
+) -> AsyncIterator[tuple[Pilot[None], ReviewScreen, SegmentList]]:
+    """The app on the review screen of ``ws`` (with no sound), once the screen is ready."""
+    app = ReviewApp(ws, Player(device=NO_DEVICE))
+    async with app.run_test(size=SIZE) as pilot:
+        screen = await _ready(pilot)
+        yield pilot, screen, screen.query_one(SegmentList)
+
+
 def _status(ws: Workspace, segment_id: int) -> str:
     with Catalog.open(ws.catalog_path) as cat:
         return cat.segment(segment_id).status
 
 
 async def test_accept_reject_commit_at_once_and_advance(demo_copy: Workspace) -> None:
-    app = ReviewApp(demo_copy, Player(device=NO_DEVICE))
-    async with app.run_test(size=SIZE) as pilot:
-        screen = await _ready(pilot)
-        seg_list = screen.query_one(SegmentList)
+    async with _reviewing(demo_copy) as (pilot, screen, seg_list):
         first, second = seg_list.ids[0], seg_list.ids[1]
         await pilot.press("a")
         assert _status(demo_copy, first) == "accepted"  # committed by the key handler
@@ -85,10 +93,7 @@ async def test_accept_reject_commit_at_once_and_advance(demo_copy: Workspace) ->
 
 
 async def test_undo_restores_and_returns_to_the_segment(demo_copy: Workspace) -> None:
-    app = ReviewApp(demo_copy, Player(device=NO_DEVICE))
-    async with app.run_test(size=SIZE) as pilot:
-        screen = await _ready(pilot)
-        seg_list = screen.query_one(SegmentList)
+    async with _reviewing(demo_copy) as (pilot, _, seg_list):
         first = seg_list.ids[0]
         await pilot.press("a", "j", "j")
         assert seg_list.cursor == 3
@@ -98,14 +103,11 @@ async def test_undo_restores_and_returns_to_the_segment(demo_copy: Workspace) ->
         assert seg_list.current.status == "pending"
         await pilot.press("u")  # nothing left to undo
         await pilot.pause()
-        assert any("nothing to undo" in n.message for n in app._notifications)
+        assert any("nothing to undo" in n.message for n in pilot.app._notifications)
 
 
 async def test_movement_keys_and_next_pending(demo_copy: Workspace) -> None:
-    app = ReviewApp(demo_copy, Player(device=NO_DEVICE))
-    async with app.run_test(size=SIZE) as pilot:
-        screen = await _ready(pilot)
-        seg_list = screen.query_one(SegmentList)
+    async with _reviewing(demo_copy) as (pilot, screen, seg_list):
         await pilot.press("j", "down", "j")
         assert seg_list.cursor == 3
         await pilot.press("k", "up")
@@ -125,10 +127,7 @@ async def test_movement_keys_and_next_pending(demo_copy: Workspace) -> None:
 
 
 async def test_edit_transcript_enter_saves_escape_cancels(demo_copy: Workspace) -> None:
-    app = ReviewApp(demo_copy, Player(device=NO_DEVICE))
-    async with app.run_test(size=SIZE) as pilot:
-        screen = await _ready(pilot)
-        seg_list = screen.query_one(SegmentList)
+    async with _reviewing(demo_copy) as (pilot, screen, seg_list):
         seg_id = seg_list.ids[0]
         await pilot.press("e")
         edit = screen.query_one("#edit", Input)
@@ -143,17 +142,14 @@ async def test_edit_transcript_enter_saves_escape_cancels(demo_copy: Workspace) 
         await pilot.press("e", *" more", "escape")
         with Catalog.open(demo_copy.catalog_path) as cat:
             assert cat.segment(seg_id).text == "fixed words"
-        assert isinstance(app.screen, ReviewScreen)  # escape cancelled the edit only
+        assert isinstance(pilot.app.screen, ReviewScreen)  # escape cancelled the edit only
         await pilot.press("u")  # an edit can be undone like a decision
         with Catalog.open(demo_copy.catalog_path) as cat:
             assert cat.segment(seg_id).text != "fixed words"
 
 
 async def test_filter_and_sort_cycle(demo_copy: Workspace) -> None:
-    app = ReviewApp(demo_copy, Player(device=NO_DEVICE))
-    async with app.run_test(size=SIZE) as pilot:
-        screen = await _ready(pilot)
-        seg_list = screen.query_one(SegmentList)
+    async with _reviewing(demo_copy) as (pilot, screen, seg_list):
         total = len(seg_list.ids)
         await pilot.press("f")
         assert screen.view == "flagged"
@@ -315,48 +311,49 @@ def test_a_decision_survives_sigkill_right_after_the_key(demo_copy: Workspace) -
 # -- snapshots ----------------------------------------------------------------------
 
 
-def _snapshot_app(ws: Workspace) -> ReviewApp:
-    return ReviewApp(ws, Player(device=NO_DEVICE))
+Step = Callable[[Pilot[None]], Awaitable[object]]
+"""One thing a snapshot does to the screen before it is taken."""
+
+
+def _press(key: str) -> Step:
+    return lambda pilot: pilot.press(key)
+
+
+def _sleep(seconds: float) -> Step:
+    return lambda pilot: asyncio.sleep(seconds)
+
+
+async def _pause(pilot: Pilot[None]) -> None:
+    await pilot.pause()
+
+
+def _snapshot(snap_compare: Callable[..., bool], ws: Workspace, *steps: Step) -> bool:
+    """Whether the review screen on ``ws`` matches its snapshot once it is ready and ``steps``
+    have run in turn."""
+
+    async def settle(pilot: Pilot[None]) -> None:
+        await _ready(pilot)
+        for step in steps:
+            await step(pilot)
+
+    app = ReviewApp(ws, Player(device=NO_DEVICE))
+    return snap_compare(app, terminal_size=SIZE, run_before=settle)
 
 
 def test_snapshot_review_list(demo_workspace: Workspace, snap_compare) -> None:  # type: ignore[no-untyped-def]
-    async def settle(pilot: Pilot[None]) -> None:
-        await _ready(pilot)
-        await asyncio.sleep(0.05)
-
-    assert snap_compare(_snapshot_app(demo_workspace), terminal_size=SIZE, run_before=settle)
+    assert _snapshot(snap_compare, demo_workspace, _sleep(0.05))
 
 
 def test_snapshot_review_edit_mode(demo_copy: Workspace, snap_compare) -> None:  # type: ignore[no-untyped-def]
-    async def settle(pilot: Pilot[None]) -> None:
-        await _ready(pilot)
-        await pilot.press("e")
-        await pilot.pause()
-
-    assert snap_compare(_snapshot_app(demo_copy), terminal_size=SIZE, run_before=settle)
+    assert _snapshot(snap_compare, demo_copy, _press("e"), _pause)
 
 
 def test_snapshot_review_flagged_view(demo_copy: Workspace, snap_compare) -> None:  # type: ignore[no-untyped-def]
-    async def settle(pilot: Pilot[None]) -> None:
-        await _ready(pilot)
-        await pilot.press("f")
-        await _ready(pilot)
-        await asyncio.sleep(0.1)
-
-    assert snap_compare(_snapshot_app(demo_copy), terminal_size=SIZE, run_before=settle)
+    assert _snapshot(snap_compare, demo_copy, _press("f"), _ready, _sleep(0.1))
 
 
 def test_snapshot_review_no_device_notification(demo_copy: Workspace, snap_compare) -> None:  # type: ignore[no-untyped-def]
-    async def settle(pilot: Pilot[None]) -> None:
-        await _ready(pilot)
-        await pilot.press("space")
-        for _ in range(100):
-            await pilot.pause(0.02)
-            if pilot.app._notifications:
-                break
-        await asyncio.sleep(0.1)
-
-    assert snap_compare(_snapshot_app(demo_copy), terminal_size=SIZE, run_before=settle)
+    assert _snapshot(snap_compare, demo_copy, _press("space"), notified, _sleep(0.1))
 
 
 # -- a locked catalog: decisions go through the on-disk journal, never block the UI ------
@@ -402,15 +399,12 @@ async def _until(pilot: Pilot[None], check: object, steps: int = 300) -> bool:
 async def test_a_locked_catalog_queues_the_decision_and_writes_it_when_released(
     demo_copy: Workspace,
 ) -> None:
-    app = ReviewApp(demo_copy, Player(device=NO_DEVICE))
-    async with app.run_test(size=SIZE) as pilot:
-        screen = await _ready(pilot)
-        seg_list = screen.query_one(SegmentList)
+    async with _reviewing(demo_copy) as (pilot, screen, seg_list):
         first = seg_list.ids[0]
         lock = _Locked(demo_copy.catalog_path)
         try:
             await pilot.press("a")  # handled while the other writer still holds the lock
-            assert app.is_running and lock.conn.in_transaction
+            assert pilot.app.is_running and lock.conn.in_transaction
             assert seg_list.cursor == 1  # the screen moved on
             assert screen.pending_count == 1
             assert "1 pending" in _status_text(screen)
@@ -435,10 +429,7 @@ async def test_a_locked_catalog_queues_the_decision_and_writes_it_when_released(
 
 
 async def test_decisions_queued_behind_a_lock_keep_their_order(demo_copy: Workspace) -> None:
-    app = ReviewApp(demo_copy, Player(device=NO_DEVICE))
-    async with app.run_test(size=SIZE) as pilot:
-        screen = await _ready(pilot)
-        seg_list = screen.query_one(SegmentList)
+    async with _reviewing(demo_copy) as (pilot, screen, seg_list):
         first, second = seg_list.ids[0], seg_list.ids[1]
         lock = _Locked(demo_copy.catalog_path)
         try:

@@ -7,28 +7,30 @@ import json
 from collections.abc import Callable
 
 import pytest
+from rich.text import Text
 from textual.pilot import Pilot
 from textual.widgets import Input, OptionList, Static
 
 from core.audio.playback import Player
+from core.episodes.editor import Diagnostic, mix_report
+from core.episodes.parser import parse_script
 from core.workspace import Workspace
+from tests.conftest import NO_DEVICE
 from tui.app import PodforgeApp
 from tui.screens.script import (
     ScriptEditorScreen,
     ScriptListScreen,
     UnsavedChanges,
     analyse,
+    format_report,
     template,
 )
 from tui.widgets.script_text import ScriptTextArea
 
 SIZE = (130, 34)
-NO_DEVICE = "podforge-test-no-such-device"
 
 
-@pytest.fixture(autouse=True)
-def _no_color(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.delenv("NO_COLOR", raising=False)
+pytestmark = pytest.mark.usefixtures("no_color_unset")
 
 
 class EditorApp(PodforgeApp):
@@ -89,6 +91,48 @@ def test_template_parses_with_the_workspace_speakers(demo_copy: Workspace) -> No
     assert result.episode.speakers == {"HOST": "alice", "GUEST": "bob"}
     assert [line.speaker for line in result.episode.lines] == ["HOST", "GUEST"]
     assert len(result.episode.chapters) == 1
+
+
+def test_warnings_become_diagnostics_from_their_fields(demo_copy: Workspace) -> None:
+    text = template("ep2", list(demo_copy.settings.speakers)) + "[music stop]\n"
+    result = analyse(demo_copy, text, demo_copy.scripts_dir / "ep2.md")
+    assert result.diagnostics == (
+        Diagnostic("warning", text.count("\n"), 1, "[music stop] but no music is playing"),
+    )
+
+
+def _manifest(lufs: float, peak: float) -> dict[str, object]:
+    return {"title": "T", "lufs": lufs, "true_peak_dbtp": peak, "duration_sec": 3.0,
+            "sample_rate": 24000, "channels": 1, "backend": "draft", "warnings": ["w"]}  # fmt: skip
+
+
+def _style_of(text: Text, piece: str) -> str:
+    at = text.plain.index(piece)
+    return " ".join(str(s.style) for s in text.spans if s.start <= at < s.end)
+
+
+def test_the_report_holds_the_mix_to_half_a_loudness_unit(demo_copy: Workspace) -> None:
+    near = mix_report(demo_copy, _manifest(-19.4, -1.0), None)
+    assert (near.target.lufs, near.target.ceiling_dbtp, near.target.tolerance_lu) == (
+        -19.0, -1.0, 0.5,
+    )  # fmt: skip
+    assert near.loudness_ok and near.peak_ok
+    far = mix_report(demo_copy, _manifest(-19.7, -0.9), None)  # within 1 LU, not 0.5
+    assert not far.loudness_ok and not far.peak_ok
+    shown = format_report(far)
+    assert _style_of(shown, "-19.7 LUFS") == "bold red"
+    assert _style_of(shown, "-0.9 dBTP") == "bold red"
+    assert _style_of(format_report(near), "-19.4 LUFS") == "green"
+    assert shown.plain == (
+        "T\n\nloudness   -19.7 LUFS  (target -19.0)\ntrue peak  -0.9 dBTP  (ceiling -1.0)\n"
+        "length     3.0 s\nformat     24000 Hz, 1 ch, draft voice\n\n⚠ w"
+    )
+    # The script's [mix] moves the target the report measures against, as it moves the render's.
+    episode = parse_script(
+        template("ep2", ["alice"]).replace("+++\n\n", "[mix]\ntarget_lufs = -19.6\n+++\n\n"),
+        workspace=demo_copy,
+    )
+    assert mix_report(demo_copy, _manifest(-19.7, -1.0), episode).loudness_ok
 
 
 # -- live diagnostics and saving ------------------------------------------------------------

@@ -12,7 +12,7 @@ import pytest
 
 from core.audio.io import iter_blocks, probe, read
 from core.dataset.segment import (
-    Span,
+    TimeSpan,
     VadStream,
     plan_adaptive,
     plan_from_cues,
@@ -26,8 +26,8 @@ from tests.conftest import SHARED_TESTDATA
 MARGIN = 0.15
 
 
-def _regions(*pairs: tuple[float, float]) -> list[Span]:
-    return [Span(a, b) for a, b in pairs]
+def _regions(*pairs: tuple[float, float]) -> list[TimeSpan]:
+    return [TimeSpan(a, b) for a, b in pairs]
 
 
 def _sentences(
@@ -41,11 +41,13 @@ def _sentences(
     return out
 
 
-def _in_range(spans: list[Span]) -> float:
+def _in_range(spans: list[TimeSpan]) -> float:
     return sum(5.0 - 1e-9 <= s.duration <= 15.0 + 1e-9 for s in spans) / len(spans)
 
 
-def _assert_well_formed(spans: list[Span], speech: list[tuple[float, float]], total: float) -> None:
+def _assert_well_formed(
+    spans: list[TimeSpan], speech: list[tuple[float, float]], total: float
+) -> None:
     """Spans are ordered, inside the file, never overlap, and never cut through speech."""
     assert all(0.0 <= s.start_sec < s.end_sec <= total for s in spans)
     for left, right in itertools.pairwise(spans):
@@ -224,7 +226,7 @@ def _demo_truth(ws: Workspace) -> dict[str, dict[str, object]]:
     return recordings
 
 
-def _vad(path: Path, mode: int = 2) -> tuple[list[Span], float]:
+def _vad(path: Path, mode: int = 2) -> tuple[list[TimeSpan], float]:
     vad = VadStream(mode=mode)
     for block in iter_blocks(path, target_rate=16000):
         vad.feed(block)
@@ -247,8 +249,8 @@ def test_odd_block_sizes_give_the_same_regions(demo_workspace: Workspace) -> Non
 
 
 def test_vad_plans_on_the_demo_recordings(demo_workspace: Workspace) -> None:
-    vad_spans: list[Span] = []
-    cue_spans: list[Span] = []
+    vad_spans: list[TimeSpan] = []
+    cue_spans: list[TimeSpan] = []
     sidecars = 0
     for rec in _demo_truth(demo_workspace).values():
         path = demo_workspace.root / str(rec["raw"])
@@ -323,7 +325,7 @@ def _read_aloud(seconds: float, seed: int, pause: tuple[float, float]) -> np.nda
     return (audio + noise).astype(np.float32)
 
 
-def _regions_of(audio: np.ndarray, mode: int = 2) -> list[Span]:  # type: ignore[type-arg]
+def _regions_of(audio: np.ndarray, mode: int = 2) -> list[TimeSpan]:  # type: ignore[type-arg]
     import soxr
 
     vad = VadStream(mode)
@@ -363,7 +365,7 @@ def test_a_region_without_any_pause_is_cut_at_its_quietest_points() -> None:
     t = np.arange(n) / SR
     envelope = 10 ** ((-10.0 * (1 + np.sin(2 * np.pi * 3.7 * t + 2 * np.sin(0.3 * t)))) / 20)
     audio = (rng.standard_normal(n) * 0.1 * envelope).astype(np.float32)
-    regions = [Span(0.0, 40.0)]
+    regions = [TimeSpan(0.0, 40.0)]
     assert plan_from_vad(regions, 40.0)[0].duration > 15.0  # what a plain plan does
     spans, report = plan_adaptive(regions, audio, SR, vad_mode=3)
     assert len(spans) >= 3 and all(5.0 <= s.duration <= 15.0 for s in spans)

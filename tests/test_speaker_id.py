@@ -12,7 +12,6 @@ import json
 import shutil
 import subprocess
 import sys
-from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -20,6 +19,7 @@ import numpy.typing as npt
 import pytest
 
 from core.errors import ModelError
+from core.models.device import resolve_device
 from core.models.speaker import (
     SpeakerEncoder,
     cosine,
@@ -36,6 +36,7 @@ from core.models.tiny.ecapa import (
     tiny_ecapa_path,
 )
 from core.workspace import Workspace
+from tests.conftest import REPO
 
 SR = 16000
 HUB_ID = "speechbrain/spkrec-ecapa-voxceleb"
@@ -52,15 +53,6 @@ def _voice(seconds: float, f0: float, seed: int) -> npt.NDArray[np.float32]:
 
 def _hashes(folder: Path) -> dict[str, str]:
     return {p.name: hashlib.sha256(p.read_bytes()).hexdigest() for p in sorted(folder.iterdir())}
-
-
-@pytest.fixture(scope="module")
-def cache_home(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
-    """XDG_CACHE_HOME in a temporary folder, so tests never touch the user's cache."""
-    home = tmp_path_factory.mktemp("xdg-cache")
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setenv("XDG_CACHE_HOME", str(home))
-        yield home
 
 
 @pytest.fixture(scope="module")
@@ -368,7 +360,48 @@ def test_cuda_asked_for_without_a_gpu(cache_home: Path) -> None:
         pytest.skip("this machine has a CUDA GPU")
     with pytest.raises(ModelError) as exc:
         load_speaker_encoder("tiny", device="cuda")
-    _assert_one_line(exc, "'cuda'", "no CUDA GPU")
+    _assert_one_line(exc, '"cuda"', "no CUDA GPU")
+
+
+def test_device_rules() -> None:
+    """One resolver for every model: PyTorch and CTranslate2 only say how many GPUs."""
+
+    def never() -> int:
+        raise AssertionError("the CPU needs no GPU count")
+
+    def two() -> int:
+        return 2
+
+    def none() -> int:
+        return 0
+
+    speaker = {"first_gpu": "cuda:0"}  # speechbrain warns about a bare "cuda"
+    assert resolve_device("cpu", "speaker model", never, "PyTorch", **speaker) == "cpu"
+    assert resolve_device("auto", "speaker model", two, "PyTorch", **speaker) == "cuda:0"
+    assert resolve_device("cuda", "speaker model", two, "PyTorch", **speaker) == "cuda:0"
+    assert resolve_device("cuda:1", "speaker model", two, "PyTorch", **speaker) == "cuda:1"
+    assert resolve_device("auto", "speaker model", none, "PyTorch", **speaker) == "cpu"
+    assert resolve_device("auto", "TTS model", two, "PyTorch") == "cuda"
+    assert resolve_device("cuda", "TTS model", two, "PyTorch") == "cuda"
+    assert resolve_device("auto", "ASR model", two, "CTranslate2", indexed=False) == "cuda"
+    for device in ("cuda", "cuda:0"):
+        with pytest.raises(ModelError) as exc:
+            resolve_device(device, "TTS model", none, "PyTorch")
+        _assert_one_line(exc, f'models.device = "{device}"', "PyTorch sees no CUDA GPU")
+    for device in ("tpu", "", "cuda:x", "cuda:", "CUDA", " cpu"):
+        with pytest.raises(ModelError) as exc:
+            resolve_device(device, "speaker model", never, "PyTorch")
+        _assert_one_line(exc, f"speaker model device {device!r}", "cuda:N", "models.device")
+    with pytest.raises(ModelError) as exc:
+        resolve_device("cuda:0", "ASR model", never, "CTranslate2", indexed=False)
+    _assert_one_line(exc, "ASR model device 'cuda:0' is not one of auto, cpu, cuda:")
+
+
+@pytest.mark.parametrize("model_id", ["./nowhere/ecapa", "../nowhere/ecapa", "~/nowhere/ecapa"])
+def test_a_missing_relative_folder(model_id: str, cache_home: Path) -> None:
+    with pytest.raises(ModelError) as exc:
+        load_speaker_encoder(model_id, device="cpu")
+    _assert_one_line(exc, f"'{model_id}'", "does not exist")
 
 
 # ------------------------------------------------------------------ import cost
@@ -381,8 +414,7 @@ def test_importing_speaker_id_imports_neither_torch_nor_speechbrain() -> None:
         " if m in sys.modules)\n"
         "assert not heavy, heavy\n"
     )
-    root = Path(__file__).resolve().parents[1]
     result = subprocess.run(
-        [sys.executable, "-c", code], cwd=root, capture_output=True, text=True, timeout=60
+        [sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, timeout=60
     )
     assert result.returncode == 0, result.stderr

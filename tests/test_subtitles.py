@@ -10,6 +10,18 @@ import pytest
 from core.dataset.subtitles import Cue, decode_text_file, read_subtitles, read_text
 from core.errors import PodforgeError, TranscriptError
 
+SAMPLES = Path(__file__).parent / "data" / "subtitles"
+"""Sample sidecars kept byte for byte (line endings, stray spaces and markup included), each
+with a ``.cues`` file of the cues it must parse to."""
+
+
+def _expected_cues(sample: Path) -> list[Cue]:
+    """A sample's ``.cues`` file: one cue a line as ``start<TAB>end<TAB>text``; lines starting
+    with ``#`` say what the sample exercises."""
+    lines = sample.with_suffix(".cues").read_text(encoding="utf-8").splitlines()
+    rows = [line.split("\t") for line in lines if line and not line.startswith("#")]
+    return [Cue(float(start), float(end), text) for start, end, text in rows]
+
 
 def _write(tmp_path: Path, name: str, text: str, encoding: str = "utf-8") -> Path:
     path = tmp_path / name
@@ -17,79 +29,29 @@ def _write(tmp_path: Path, name: str, text: str, encoding: str = "utf-8") -> Pat
     return path
 
 
-def test_plain_srt_with_crlf_numbering_gaps_multiline_and_markup(tmp_path: Path) -> None:
-    srt = (
-        "1\r\n00:00:01,000 --> 00:00:03,500\r\nHello <i>there</i>,\r\n"
-        "  how are you?  \r\n\r\n"
-        '7\r\n00:00:04,250 --> 00:00:06,000\r\n{\\an8}<font color="#ffff00">Fish</font>'
-        " &amp; chips &lt;3\r\n\r\n"
-        "42\r\n00:00:06,5 --> 00:00:07,25 X1:100 X2:200 Y1:10 Y2:20\r\n<b>Short</b> fractions\r\n"
-    )
-    cues = read_subtitles(_write(tmp_path, "a.srt", srt))
-    assert cues == [
-        Cue(1.0, 3.5, "Hello there, how are you?"),
-        Cue(4.25, 6.0, "Fish & chips <3"),
-        Cue(6.5, 7.25, "Short fractions"),
-    ]
+@pytest.mark.parametrize(
+    "name",
+    [
+        "markup-crlf.srt",
+        "no-blank-lines.srt",
+        "time-range-in-text.srt",
+        "out-of-order.srt",
+        "overlaps.srt",
+        "header-blocks.vtt",
+        "minutes-only-crlf.vtt",
+    ],
+)
+def test_sample_parses_to_exactly_its_expected_cues(name: str) -> None:
+    sample = SAMPLES / name
+    expected = _expected_cues(sample)
+    assert expected  # the .cues file was read
+    assert read_subtitles(sample) == expected
 
 
-def test_srt_without_blank_lines_between_blocks(tmp_path: Path) -> None:
-    srt = (
-        "1\n00:00:01,000 --> 00:00:02,000\nFirst line\nsecond line\n"
-        "2\n00:00:02,500 --> 00:00:03,000\nNext cue\n"
-        "00:00:03,500 --> 00:00:04,000\nNo number at all\n\n\n\n"
-        "4\n00:00:05,000 --> 00:00:06,000\nLast\n"
-    )
-    assert read_subtitles(_write(tmp_path, "b.srt", srt)) == [
-        Cue(1.0, 2.0, "First line second line"),
-        Cue(2.5, 3.0, "Next cue"),
-        Cue(3.5, 4.0, "No number at all"),
-        Cue(5.0, 6.0, "Last"),
-    ]
-
-
-def test_time_ranges_inside_cue_text_stay_text(tmp_path: Path) -> None:
-    srt = "1\n00:00:01,000 --> 00:00:02,000\nThe show runs\n10:30 - 11:00 on Sundays\n"
-    assert read_subtitles(_write(tmp_path, "r.srt", srt)) == [
-        Cue(1.0, 2.0, "The show runs 10:30 - 11:00 on Sundays")
-    ]
-
-
-def test_out_of_order_duplicate_zero_and_negative_cues(tmp_path: Path) -> None:
-    srt = (
-        "1\n00:00:05,000 --> 00:00:06,000\nThird\n\n"
-        "2\n00:00:01,000 --> 00:00:02,000\nFirst\n\n"
-        "3\n00:00:03,000 --> 00:00:04,000\nSecond\n\n"
-        "4\n00:00:03,000 --> 00:00:04,000\nSecond\n\n"  # exact duplicate
-        "5\n00:00:07,000 --> 00:00:07,000\nZero length\n\n"
-        "6\n00:00:09,000 --> 00:00:08,000\nNegative\n\n"
-        "7\n00:00:10,000 --> 00:00:11,000\n<i></i>\n\n"  # no text once markup is gone
-    )
-    assert read_subtitles(_write(tmp_path, "c.srt", srt)) == [
-        Cue(1.0, 2.0, "First"),
-        Cue(3.0, 4.0, "Second"),
-        Cue(5.0, 6.0, "Third"),
-    ]
-
-
-def test_overlaps_trim_the_earlier_cue_or_merge_when_contained(tmp_path: Path) -> None:
-    srt = (
-        "1\n00:00:01,000 --> 00:00:04,000\nOne\n\n"
-        "2\n00:00:03,000 --> 00:00:05,000\nTwo\n\n"  # partial overlap: One ends at 3
-        "3\n00:00:10,000 --> 00:00:15,000\nOuter\n\n"
-        "4\n00:00:11,000 --> 00:00:12,000\nInner\n\n"  # contained: merged into Outer
-        "5\n00:00:20,000 --> 00:00:21,000\nSame start\n\n"
-        "6\n00:00:20,000 --> 00:00:22,000\nSame start, longer\n\n"  # shares a start: merged
-        "7\n00:00:30,000 --> 00:00:32,000\nRepeated\n\n"
-        "8\n00:00:30,500 --> 00:00:31,000\nRepeated\n"  # duplicate text inside: collapsed
-    )
-    assert read_subtitles(_write(tmp_path, "d.srt", srt)) == [
-        Cue(1.0, 3.0, "One"),
-        Cue(3.0, 5.0, "Two"),
-        Cue(10.0, 15.0, "Outer Inner"),
-        Cue(20.0, 22.0, "Same start, longer"),
-        Cue(30.0, 32.0, "Repeated"),
-    ]
+@pytest.mark.parametrize("name", ["markup-crlf.srt", "minutes-only-crlf.vtt"])
+def test_crlf_samples_keep_their_line_endings(name: str) -> None:
+    raw = (SAMPLES / name).read_bytes()
+    assert b"\r\n" in raw and b"\n" not in raw.replace(b"\r\n", b"")
 
 
 def test_cp1252_subtitles_decode_with_curly_quotes_and_accents(tmp_path: Path) -> None:
@@ -114,48 +76,8 @@ def test_decode_never_fails_on_bytes(tmp_path: Path) -> None:
     assert isinstance(decode_text_file(path), str)
 
 
-def test_webvtt_with_header_blocks_settings_ids_and_styling(tmp_path: Path) -> None:
-    vtt = (
-        "WEBVTT - an interview\n"
-        "Kind: captions\n"
-        "Language: en\n\n"
-        "STYLE\n::cue(.yellow) { color: yellow }\n\n"
-        "REGION\nid:fred width:40% lines:3\n\n"
-        "NOTE this is a comment\nthat spans two lines\n\n"
-        "intro-1\n"
-        "00:01.000 --> 00:03.500 align:start position:10%\n"
-        "<v Alice>Hello <c.yellow>there</c></v>,\n"
-        "<i>welcome</i> <b>back</b>!\n\n"
-        "NOTE\nanother note\n\n"
-        "2\n"
-        "00:00:03.500 --> 00:00:05.000 line:0\n"
-        "Words <00:00:04.000>with <00:00:04.500>karaoke timing.\n\n"
-        "01:02:03.250 --> 01:02:04.000\n"
-        "<lang fr>Très</lang> bien &amp; merci\n"
-    )
-    assert read_subtitles(_write(tmp_path, "g.vtt", vtt)) == [
-        Cue(1.0, 3.5, "Hello there, welcome back!"),
-        Cue(3.5, 5.0, "Words with karaoke timing."),
-        Cue(3723.25, 3724.0, "Très bien & merci"),
-    ]
-
-
-def test_vtt_minutes_only_timestamps_and_crlf(tmp_path: Path) -> None:
-    vtt = "WEBVTT\r\n\r\n01:02.500 --> 01:04.000\r\nSixty-two and a half\r\n"
-    assert read_subtitles(_write(tmp_path, "h.vtt", vtt)) == [
-        Cue(62.5, 64.0, "Sixty-two and a half")
-    ]
-
-
-def test_a_malformed_block_is_skipped_with_a_warning(
-    tmp_path: Path, caplog: pytest.LogCaptureFixture
-) -> None:
-    srt = (
-        "1\n00:00:01,000 --> 00:00:02,000\nGood\n\n"
-        "2\n00:00:03,000 -> 00:0x:04,000\nBad timing\n\n"
-        "3\n00:00:05,000 --> 00:00:06,000\nAlso good\n"
-    )
-    path = _write(tmp_path, "i.srt", srt)
+def test_a_malformed_block_is_skipped_with_a_warning(caplog: pytest.LogCaptureFixture) -> None:
+    path = SAMPLES / "malformed-block.srt"
     with caplog.at_level(logging.WARNING, logger="core.dataset.subtitles"):
         cues = read_subtitles(path)
     assert cues == [Cue(1.0, 2.0, "Good"), Cue(5.0, 6.0, "Also good")]

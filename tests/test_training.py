@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import dataclasses
 import os
-import shutil
 import signal
 import subprocess
 import sys
@@ -23,13 +22,9 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 @pytest.fixture
-def trainable(
-    demo_workspace: Workspace, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> Workspace:
+def trainable(own_cache: Path, demo_copy: Workspace) -> Workspace:
     """The demo with its clean segments accepted and quick training settings."""
-    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
-    shutil.copytree(demo_workspace.root, tmp_path / "demo")
-    ws = Workspace.open(tmp_path / "demo")
+    ws = demo_copy
     accept_passing(ws)
     ws.settings.training = dataclasses.replace(
         ws.settings.training, grad_accum=1, batch_size=2, learning_rate=5e-3, warmup_steps=1,

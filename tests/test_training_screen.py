@@ -25,9 +25,7 @@ ROOT = Path(__file__).resolve().parents[1]
 SIZE = (130, 36)
 
 
-@pytest.fixture(autouse=True)
-def _no_color(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.delenv("NO_COLOR", raising=False)
+pytestmark = pytest.mark.usefixtures("no_color_unset")
 
 
 class TrainingApp(PodforgeApp):

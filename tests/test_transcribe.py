@@ -7,7 +7,6 @@ import hashlib
 import json
 import subprocess
 import sys
-from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -16,7 +15,15 @@ import pytest
 
 from core.audio.io import read
 from core.errors import ModelError
-from core.models.asr import SAMPLE_RATE, AsrModel, Transcript, load_asr, resolve_asr_model
+from core.models.asr import (
+    SAMPLE_RATE,
+    AsrModel,
+    Transcript,
+    asr_hub_repo,
+    load_asr,
+    resolve_asr_model,
+)
+from core.models.hub import looks_like_path
 from core.models.tiny.whisper import (
     MODEL_FILES,
     STAMP_FILE,
@@ -24,19 +31,10 @@ from core.models.tiny.whisper import (
     build_tiny_whisper,
     tiny_whisper_path,
 )
-from tests.conftest import SHARED_TESTDATA
+from tests.conftest import REPO, SHARED_TESTDATA, loaded_after
 
 JFK = SHARED_TESTDATA / "jfk.flac"
-REPO = Path(__file__).resolve().parents[1]
-
-
-@pytest.fixture(scope="module")
-def cache_home(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
-    """``XDG_CACHE_HOME`` for this module, so the tiny model is built in a temporary cache."""
-    home = tmp_path_factory.mktemp("xdg-cache")
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setenv("XDG_CACHE_HOME", str(home))
-        yield home
+HUB_ASR = "Systran/faster-whisper-large-v3"
 
 
 @pytest.fixture(scope="module")
@@ -285,6 +283,45 @@ def test_local_folder_with_a_broken_model(tmp_path: Path) -> None:
 def test_missing_local_folder(tmp_path: Path) -> None:
     with pytest.raises(ModelError, match="does not exist"):
         load_asr(str(tmp_path / "nowhere"), device="cpu")
+    for model_id in ("./nowhere/whisper", "~/nowhere/whisper", ".hidden-model"):
+        with pytest.raises(ModelError, match="does not exist"):
+            load_asr(model_id, device="cpu")
+
+
+@pytest.mark.parametrize(
+    "model_id",
+    [
+        "/models/whisper",
+        "./whisper",
+        "../models/whisper",
+        ".",
+        ".whisper",
+        "~/models/whisper",
+        "~someone/whisper",  # not expanded: no error for an unknown user
+        "models\\whisper",
+        "C:\\models\\whisper",
+        "models/whisper/v3",
+    ],
+)
+def test_folder_forms_look_like_paths(model_id: str) -> None:
+    """The one rule every loader (ASR, speaker, TTS) and the doctor use."""
+    assert looks_like_path(model_id)
+
+
+@pytest.mark.parametrize(
+    "model_id",
+    ["tiny", "large-v3", "distil-large-v3.5", HUB_ASR, "speechbrain/spkrec-ecapa-voxceleb"],
+)
+def test_names_and_hub_ids_do_not_look_like_paths(model_id: str) -> None:
+    assert not looks_like_path(model_id)
+
+
+def test_asr_hub_repo_is_faster_whispers_rule() -> None:
+    assert asr_hub_repo("large-v3") == HUB_ASR
+    assert asr_hub_repo("turbo") == "mobiuslabsgmbh/faster-whisper-large-v3-turbo"
+    assert asr_hub_repo("someone/converted-whisper") == "someone/converted-whisper"
+    assert asr_hub_repo("large-v9") is None
+    assert asr_hub_repo("tiny") == "Systran/faster-whisper-tiny"  # load_asr's "tiny" is ours
 
 
 def test_bad_device(cache_home: Path) -> None:
@@ -298,15 +335,8 @@ def test_bad_device(cache_home: Path) -> None:
 
 
 def test_importing_transcribe_does_not_import_faster_whisper() -> None:
-    code = (
-        "import sys, core.models.asr, core.models.tiny.whisper; "
-        "print(sorted(m for m in ('faster_whisper', 'ctranslate2', 'tokenizers', "
-        "'huggingface_hub', 'torch') if m in sys.modules))"
-    )
-    done = subprocess.run(
-        [sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, check=True
-    )
-    assert done.stdout.strip() == "[]"
+    heavy = ("faster_whisper", "ctranslate2", "tokenizers", "huggingface_hub", "torch")
+    assert loaded_after("core.models.asr, core.models.tiny.whisper", heavy) == []
 
 
 def test_concurrent_builds_agree(tmp_path: Path) -> None:

@@ -13,6 +13,7 @@ from core.audio.waveform import Peaks, column_of, compute_peaks
 from tui.widgets.waveform import Waveform, braille_glyphs
 
 RATE = 24_000
+pytestmark = pytest.mark.usefixtures("no_color_unset")
 
 # ------------------------------------------------------------------ core.audio.waveform
 
@@ -308,12 +309,6 @@ def test_snapshot_waveform(snap_compare) -> None:  # type: ignore[no-untyped-def
         await pilot.pause()
 
     assert snap_compare(WaveformApp(), terminal_size=(80, 10), run_before=play)
-
-
-@pytest.fixture(autouse=True)
-def _no_color(monkeypatch: pytest.MonkeyPatch) -> None:
-    """NO_COLOR changes snapshot colours; snapshots are recorded without it."""
-    monkeypatch.delenv("NO_COLOR", raising=False)
 
 
 def test_peaks_is_a_plain_frozen_record() -> None:

@@ -15,13 +15,13 @@ from typing import ClassVar
 from textual import work
 from textual.app import App
 from textual.binding import Binding, BindingType
-from textual.message import Message
 from textual.screen import Screen
 
 from core.catalog import Catalog
 from core.errors import CatalogBusyError, PodforgeError
 from core.journal import DecisionJournal, Outcome
 from core.workspace import Workspace
+from tui.messages import DecisionsWritten
 from tui.screens.home import HomeScreen
 from tui.styles import STYLES
 
@@ -34,15 +34,6 @@ RETRY_INTERVAL_S = 1.0
 """How often pending decisions are retried."""
 QUIT_CONFIRM_S = 8.0
 """With decisions pending, a second ``q`` within this many seconds quits."""
-
-
-class DecisionsWritten(Message, bubble=False):
-    """Journaled decisions were written to the catalog (or dropped) by the background retry:
-    posted by the worker to the app, then by the app to each screen."""
-
-    def __init__(self, outcome: Outcome) -> None:
-        super().__init__()
-        self.outcome = outcome
 
 
 class PodforgeApp(App[None]):
@@ -122,12 +113,10 @@ class PodforgeApp(App[None]):
         if self.decisions is None or self.retrying or not self.decisions.pending:
             return
         self.retrying = True
-        self._retry()
+        self._retry(self.decisions)
 
     @work(thread=True, group="journal")
-    def _retry(self) -> None:
-        journal = self.decisions
-        assert journal is not None
+    def _retry(self, journal: DecisionJournal) -> None:
         try:  # this thread's own connection, closed before the worker ends
             with Catalog.open(
                 self.workspace.catalog_path, busy_timeout=RETRY_BUSY_TIMEOUT_S

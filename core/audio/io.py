@@ -42,7 +42,6 @@ as truncated.
 from __future__ import annotations
 
 import logging
-import re
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -54,7 +53,7 @@ import soundfile as sf
 import soxr
 
 from core.atomic import atomic_path
-from core.errors import AudioError, at
+from core.errors import AudioError, at, one_line
 
 if TYPE_CHECKING:
     import av.audio.stream
@@ -199,7 +198,7 @@ def _check_path(path: Path | str) -> Path:
             head = fh.read(1)
     except OSError as exc:
         raise AudioError(
-            at(p, f"cannot be opened ({_one_line(exc)}); check its permissions")
+            at(p, f"cannot be opened ({one_line(exc)}); check its permissions")
         ) from exc
     if not head:
         raise AudioError(at(p, "file is empty (0 bytes); record or export it again"))
@@ -221,7 +220,7 @@ def _probe_soundfile(p: Path) -> AudioInfo | None:
                 backend="soundfile",
             )
     except (sf.SoundFileError, RuntimeError, TypeError, ValueError) as exc:
-        log.debug("libsndfile refused %s (%s); trying PyAV", p, _one_line(exc))
+        log.debug("libsndfile refused %s (%s); trying PyAV", p, one_line(exc))
         return None
 
 
@@ -351,7 +350,7 @@ def _soundfile_frames(p: Path, block_frames: int) -> Iterator[FloatArray]:
     try:
         f = sf.SoundFile(str(p))
     except (sf.SoundFileError, RuntimeError, TypeError, ValueError) as exc:
-        raise AudioError(at(p, f"cannot be decoded ({_one_line(exc)}); re-export it")) from exc
+        raise AudioError(at(p, f"cannot be decoded ({one_line(exc)}); re-export it")) from exc
     with f:
         while True:
             try:
@@ -365,7 +364,7 @@ def _soundfile_frames(p: Path, block_frames: int) -> Iterator[FloatArray]:
                     at(
                         p,
                         f"decoding failed after {emitted / f.samplerate:.2f} s "
-                        f"({_one_line(exc)}); reading the rest with FFmpeg",
+                        f"({one_line(exc)}); reading the rest with FFmpeg",
                     ),
                 )
                 yield from _pyav_frames(p, block_frames, skip=emitted, after_error=emitted > 0)
@@ -419,7 +418,7 @@ def _pyav_frames(
                         frames = packet.decode()
                     except av.error.FFmpegError as exc:
                         bad_packets += 1
-                        last_error = _one_line(exc)
+                        last_error = one_line(exc)
                         continue
                     for frame in frames:
                         for arr in convert(converter.resample(frame)):
@@ -429,10 +428,10 @@ def _pyav_frames(
                 # The demuxer hit the end of a truncated file or garbage.
                 if produced == 0 and not after_error:
                     raise AudioError(
-                        at(p, f"audio data cannot be decoded ({_one_line(exc)}); re-export it")
+                        at(p, f"audio data cannot be decoded ({one_line(exc)}); re-export it")
                     ) from exc
                 log.warning(
-                    "%s", at(p, f"stream ends early ({_one_line(exc)}); keeping what decoded")
+                    "%s", at(p, f"stream ends early ({one_line(exc)}); keeping what decoded")
                 )
             if produced == 0 and bad_packets and not after_error:
                 raise AudioError(
@@ -475,7 +474,7 @@ def _open_container(p: Path) -> av.container.InputContainer:
             at(
                 p,
                 "not a readable audio file (unrecognised or damaged data: "
-                f"{_one_line(exc)}); convert it to WAV or FLAC",
+                f"{one_line(exc)}); convert it to WAV or FLAC",
             )
         ) from exc
 
@@ -574,12 +573,5 @@ def write_wav(
                 f.write(part)
     except (sf.SoundFileError, RuntimeError, OSError) as exc:
         raise AudioError(
-            at(p, f"cannot write WAV ({_one_line(exc)}); check the folder and free space")
+            at(p, f"cannot write WAV ({one_line(exc)}); check the folder and free space")
         ) from exc
-
-
-def _one_line(exc: BaseException) -> str:
-    """The library's reason for ``exc`` on one line, without the path it repeats."""
-    reason = getattr(exc, "error_string", None) or getattr(exc, "strerror", None) or str(exc)
-    text = re.sub(r"\s+", " ", str(reason)).strip()
-    return text or type(exc).__name__

@@ -47,7 +47,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from core.errors import PlaybackError
+from core.errors import PlaybackError, one_line
 
 __all__ = [
     "DEVICE_ENV",
@@ -129,14 +129,9 @@ def _sounddevice() -> ModuleType:
             "audio playback needs the sounddevice package: reinstall podforge (uv sync) — " + _DOCS
         ) from exc
     except Exception as exc:  # sd.PortAudioError from Pa_Initialize at import
-        raise PlaybackError(f"no audio output device: {_one_line(exc)}; {_NO_DEVICE_HINT}") from exc
+        raise PlaybackError(f"no audio output device: {one_line(exc)}; {_NO_DEVICE_HINT}") from exc
     module: ModuleType = sounddevice
     return module
-
-
-def _one_line(exc: BaseException) -> str:
-    text = " ".join(str(exc).split())
-    return text or type(exc).__name__
 
 
 def _env_device() -> Device:
@@ -148,7 +143,7 @@ def _env_device() -> Device:
 
 def _device_error(sd: ModuleType, device: Device, exc: BaseException) -> PlaybackError:
     """The one-line error for an unusable output device."""
-    detail = _one_line(exc)
+    detail = one_line(exc)
     busy = "Device unavailable" in detail or "Device or resource busy" in detail
     if device is not None:
         # A device chosen by index or name (argument or $PODFORGE_AUDIO_DEVICE).
@@ -374,7 +369,7 @@ class Player:
                 continue
             _register(stream, self)
             return stream, out_rate, out_channels
-        assert last is not None
+        assert last is not None  # nosec B101  # narrowing: every attempt above failed
         raise _device_error(sd, self._device, last) from last
 
     def play_file(
@@ -513,7 +508,7 @@ def check_output(device: int | str | None = None) -> str | None:
                 last = exc
                 continue
             return None
-        assert last is not None
+        assert last is not None  # nosec B101  # narrowing: every attempt above failed
         raise _device_error(sd, dev, last) from last
     except PlaybackError as exc:
         return str(exc)

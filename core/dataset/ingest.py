@@ -4,7 +4,7 @@ Per file: import the original into ``raw/`` (:mod:`core.dataset.importer`), stre
 the workspace rate (mono float32 spilled to a temporary file, so memory stays bounded for
 a 3-hour file), plan utterances from its subtitle cues or from voice activity
 (:mod:`core.dataset.segment`), condition each cut to the loudness targets
-(:mod:`core.audio.loudness`), measure QC (:mod:`core.dataset.qc`), write
+(:mod:`core.audio.conditioning`), measure QC (:mod:`core.dataset.qc`), write
 ``segments/<speaker>/<recording>-NNNN.wav`` and store all of a recording's segments in one
 catalog transaction.
 
@@ -40,26 +40,31 @@ from typing import BinaryIO
 import numpy as np
 import numpy.typing as npt
 
+from core.audio.conditioning import condition, hum_notch
 from core.audio.io import SUPPORTED_EXTENSIONS, downmix, iter_blocks, probe, read, write_wav
-from core.audio.loudness import condition, hum_notch
 from core.catalog import Catalog
 from core.dataset.align import align_to_reference
 from core.dataset.importer import import_recording
-from core.dataset.qc import ClipCounter, bandwidth_hz, flags_for, measure
-from core.dataset.segment import PlanReport, Span, VadStream, plan_adaptive, plan_from_cues
+from core.dataset.qc import (
+    NO_TEXT_FLAG,
+    OTHER_SPEAKER_FLAG,
+    ClipCounter,
+    bandwidth_hz,
+    flags_for,
+    measure,
+)
+from core.dataset.segment import PlanReport, TimeSpan, VadStream, plan_adaptive, plan_from_cues
 from core.dataset.subtitles import read_subtitles, read_text
 from core.errors import ModelError, PodforgeError
 from core.records import Recording, Segment, SegmentUpdate
 from core.tempfiles import clean_stale, workspace_tempdir
+from core.voices.folder import anchor_paths
 from core.workspace import Workspace
 
 log = logging.getLogger(__name__)
 
 VAD_RATE = 16000
 ANALYSIS_BATCH = 16
-MAX_ANCHORS = 8
-NO_TEXT_FLAG = "no_text"
-OTHER_SPEAKER_FLAG = "other_speaker"
 TRUNCATED_NOTE = "truncated"
 """How ``Recording.error`` starts for a recording that decoded to less than its header said."""
 TRUNCATED_MIN_SEC = 0.5
@@ -76,7 +81,7 @@ class IngestOptions:
 
 
 @dataclass(frozen=True)
-class Progress:
+class IngestProgress:
     """One progress report: ``stage`` of ``file`` is ``done`` of ``total`` units."""
 
     stage: str  # files | decode | segment | transcribe | speaker | done
@@ -85,7 +90,7 @@ class Progress:
     total: float
 
 
-Reporter = Callable[[Progress], None]
+Reporter = Callable[[IngestProgress], None]
 
 
 @dataclass
@@ -172,15 +177,15 @@ def ingest(
     for stale in clean_stale(ws.root):
         log.info("removed %s, left by a podforge process that was killed", stale)
     with Catalog.open(ws.catalog_path) as catalog:
-        emit(Progress("files", "", 0, len(files)))
+        emit(IngestProgress("files", "", 0, len(files)))
         for number, path in enumerate(files, 1):
             summary.files.append(_ingest_file(ws, catalog, path, speaker, emit))
-            emit(Progress("files", path.name, number, len(files)))
+            emit(IngestProgress("files", path.name, number, len(files)))
         analyse(ws, catalog, speaker, options, emit, summary)
         _count_flags(catalog, speaker, summary.files)
         summary.seconds = time.perf_counter() - started
         catalog.set_meta(f"last_ingest:{speaker}", _summary_json(summary))
-    emit(Progress("done", "", 1, 1))
+    emit(IngestProgress("done", "", 1, 1))
     return summary
 
 
@@ -265,7 +270,7 @@ def segment_recording(
 
     Returns what adaptive segmentation did (``None`` for a recording planned from its
     subtitle cues)."""
-    assert rec.id is not None
+    assert rec.id is not None  # nosec B101  # narrowing: a stored recording
     targets = ws.settings.audio
     sr = targets.sample_rate
     raw_path = ws.root / rec.path
@@ -293,7 +298,7 @@ def segment_recording(
                 max_sec=targets.max_segment_sec, margin_sec=margin,
             )  # fmt: skip
         else:
-            assert vad is not None
+            assert vad is not None  # nosec B101  # narrowing: made without cues
             spans, plan = plan_adaptive(
                 vad.finish(), audio, sr, vad_mode=ws.settings.segmentation.vad_mode,
                 frame_ms=ws.settings.segmentation.frame_ms, min_sec=targets.min_segment_sec,
@@ -312,7 +317,7 @@ def segment_recording(
 def _cut_segments(
     ws: Workspace,
     rec: Recording,
-    spans: Sequence[Span],
+    spans: Sequence[TimeSpan],
     audio: npt.NDArray[np.float32],
     clips: ClipCounter,
     emit: Reporter,
@@ -325,7 +330,7 @@ def _cut_segments(
     sr = ws.settings.audio.sample_rate
     stem = Path(rec.path).stem
 
-    def one(item: tuple[int, Span]) -> Segment:
+    def one(item: tuple[int, TimeSpan]) -> Segment:
         index, span = item
         cut = np.array(audio[int(span.start_sec * sr) : int(span.end_sec * sr)], np.float32)
         rel = f"segments/{rec.speaker}/{stem}-{index:04d}.wav"
@@ -336,7 +341,7 @@ def _cut_segments(
     with ThreadPoolExecutor(max_workers=os.cpu_count() or 1) as pool:
         for index, segment in enumerate(pool.map(one, enumerate(spans, 1)), 1):
             segments.append(segment)
-            emit(Progress("segment", rec.original_name, index, len(spans)))
+            emit(IngestProgress("segment", rec.original_name, index, len(spans)))
     return segments
 
 
@@ -375,7 +380,7 @@ def _decode_to_disk(
             clips.feed(native)
             mono = downmix(native)
             push(to_sr.resample_chunk(mono) if to_sr is not None else mono, fh)
-            emit(Progress("decode", rec.original_name, frames / sr, rec.duration_sec))
+            emit(IngestProgress("decode", rec.original_name, frames / sr, rec.duration_sec))
         if to_sr is not None:
             push(to_sr.resample_chunk(np.zeros(0, np.float32), last=True), fh)
         if vad is not None and to_vad is not None:
@@ -387,7 +392,7 @@ def _decode_to_disk(
 def _condition_and_measure(
     ws: Workspace,
     rec: Recording,
-    span: Span,
+    span: TimeSpan,
     cut: npt.NDArray[np.float32],
     rel: str,
     clipped: float,
@@ -514,7 +519,7 @@ def transcribe_segments(
             )  # fmt: skip
         catalog.update_analysis(updates)
         done += len(batch)
-        emit(Progress("transcribe", ws.settings.models.asr, done, len(todo)))
+        emit(IngestProgress("transcribe", ws.settings.models.asr, done, len(todo)))
     for recording_id, reference in references.items():
         segs = catalog.segments(recording_id=recording_id)
         aligned = align_to_reference([s.text for s in segs], reference)
@@ -569,26 +574,8 @@ def check_speaker(
             )
         catalog.update_analysis(updates)
         done += len(batch)
-        emit(Progress("speaker", speaker, done, len(todo)))
+        emit(IngestProgress("speaker", speaker, done, len(todo)))
     return done
-
-
-def anchor_paths(ws: Workspace, speaker: str, segments: Sequence[Segment]) -> list[Path]:
-    """The speaker's reference clips: ``voices/<speaker>/anchors/*.wav`` when present, else the
-    best-QC segments (no flags but a missing transcript, 3-15 s, highest SNR), chosen
-    deterministically so an interrupted run and a whole run compare against the same anchors.
-    """
-    folder = ws.voices_dir / speaker / "anchors"
-    given = sorted(folder.glob("*.wav")) if folder.is_dir() else []
-    if given:
-        return given
-    clean = [
-        s
-        for s in segments
-        if set(s.flags) <= {NO_TEXT_FLAG, OTHER_SPEAKER_FLAG} and 3.0 <= s.duration_sec <= 15.0
-    ]
-    clean.sort(key=lambda s: (-(s.qc.snr_db or 0.0), s.audio))
-    return [ws.root / s.audio for s in clean[:MAX_ANCHORS]]
 
 
 def accept_passing(ws: Workspace, speaker: str | None = None) -> int:

@@ -1,14 +1,14 @@
 """Quality measurements of one speech segment, and the QC flags they raise.
 
-Pure numpy/scipy functions on mono audio at any sample rate; no I/O. A 10 s segment
-at 24 kHz was measured in about 3 ms on one core when its loudness and true peak come
-from :func:`core.audio.loudness.condition`, about 8 ms when they are measured here too (one
-pass per metric, no per-sample Python loops).
+Pure numpy/scipy functions on mono audio at any sample rate; no I/O. One pass per metric,
+no per-sample Python loops; loudness and true peak are taken from
+:func:`core.audio.conditioning.condition` when it has measured them (costs in
+docs/PERFORMANCE.md).
 
 Which audio is measured
 -----------------------
 ``measure(audio, sr, raw=cut)`` takes the segment as it is stored (after
-:func:`core.audio.loudness.condition`; passing the :class:`~core.audio.loudness.Conditioned`
+:func:`core.audio.conditioning.condition`; passing the :class:`~core.audio.conditioning.Conditioned`
 result itself reuses its loudness and true peak instead of measuring them again)
 and, optionally, ``raw``: the same cut before any gain or limiting, at any sample
 rate and as ``(n,)`` or ``(n, channels)``, ideally as read from the recording (before
@@ -48,31 +48,6 @@ noise floor, cut with 150 ms margins (7 voices x 4 texts).
     as :func:`clipping_ratio`; :class:`ClipCounter` counts the same while a recording
     streams at its native rate, at the recording's extremes.
 ``hum_score``
-and ``plosive_ratio`` are ratios and do not depend on the gain).
-
-Metrics
--------
-Typical values below are for draft-voice speech at -20 dBFS RMS over a -60 dBFS
-noise floor, cut with 150 ms margins (7 voices x 4 texts).
-
-``rms_db``
-    RMS level of the whole segment in dBFS: ``10 log10(mean(x**2))`` (over all
-    channels of ``raw``), floored at -120 dBFS: digital silence reads -120, not -inf.
-``snr_db``
-    Signal-to-noise ratio from 10 ms frame energies (DC removed): the speech level is
-    the 95th percentile of the frame energies, the noise level their 5th percentile
-    (the margins and the pauses between words), ``snr_db`` the difference in dB (0 for
-    silence). The 5th rather than the 10th percentile because in continuous speech a
-    tenth of the frames is not always silence (the 10th percentile read as low as
-    31 dB on clean speech). Clean speech reads 39-45 dB; with white noise at -35 dBFS
-    22 dB, at -25 dBFS 12 dB.
-``clipped``
-    Fraction of the samples of ``raw`` that lie within 0.1 % of full scale
-    (``|x| >= 0.999``) in runs of 3 or more consecutive samples, in the worst channel:
-    hard clipping makes flat tops, an unclipped waveform crosses its peak in one or
-    two samples. Clean speech reads 0; speech overdriven by 3 dB 0.0011, by 6 dB
-    0.0064, by 12 dB 0.033. Also available as :func:`clipping_ratio`.
-``hum_score``
     Share of the 20-400 Hz energy that sits in narrow lines (+-1 Hz) at the mains
     frequency and its harmonics, 0..1. The audio is reduced to a 1 kHz rate,
     Hann-windowed and transformed in one FFT. For 50 Hz and for 60 Hz and their
@@ -107,7 +82,7 @@ noise floor, cut with 150 ms margins (7 voices x 4 texts).
     same speech through 8 kHz and back up to 24 kHz reads 4.05 kHz (the empty band is
     100 dB or more below the speech).
 ``lufs``, ``true_peak_db``
-    From :mod:`core.audio.loudness`: BS.1770 integrated loudness (``None`` when the segment
+    From :mod:`core.audio.meter`: BS.1770 integrated loudness (``None`` when the segment
     is shorter than 0.4 s or silent) and the 4x oversampled true peak in dBTP
     (floored at -120).
 
@@ -141,13 +116,17 @@ import numpy as np
 import numpy.typing as npt
 import soxr
 
-from core.audio.loudness import Conditioned, integrated_lufs, true_peak_db
+from core.audio.conditioning import Conditioned
+from core.audio.meter import integrated_lufs, mono32, true_peak_db
 from core.records import QC
 from core.settings import AudioTargets, QCThresholds
 
 __all__ = [
     "DB_FLOOR",
     "FLAG_NAMES",
+    "METRIC_ROWS",
+    "NO_TEXT_FLAG",
+    "OTHER_SPEAKER_FLAG",
     "ClipCounter",
     "bandwidth_hz",
     "clipped_mask",
@@ -180,6 +159,24 @@ FLAG_NAMES: Final[tuple[str, ...]] = (
     "true_peak",
 )
 """Every flag :func:`flags_for` can raise, in the order it reports them."""
+
+NO_TEXT_FLAG: Final = "no_text"
+"""Raised by ingest on a segment without a transcript (none given, or ASR heard nothing)."""
+OTHER_SPEAKER_FLAG: Final = "other_speaker"
+"""Raised by ingest on a segment whose voice is far from its speaker's anchors."""
+
+METRIC_ROWS: Final[tuple[tuple[str, str, str, str], ...]] = (
+    ("rms_db", "RMS", "dBFS", "too_quiet"),
+    ("snr_db", "SNR", "dB", "noisy"),
+    ("clipped", "clipped", "", "clipped"),
+    ("hum_score", "hum", "", "hum"),
+    ("plosive_ratio", "plosives", "", "plosives"),
+    ("lufs", "loudness", "LUFS", "loudness_unmeasured"),
+    ("true_peak_db", "true peak", "dBTP", "true_peak"),
+    ("similarity", "speaker", "cos", OTHER_SPEAKER_FLAG),
+)
+"""The measurements shown beside a segment: ``(field of the segment's QC or the segment,
+human label, unit, the flag it raises)``, in the order they are shown."""
 
 _TRUE_PEAK_TOLERANCE_DB: Final = 0.1
 _ENERGY_FLOOR: Final = 1e-12  # -120 dB
@@ -232,17 +229,17 @@ def measure(
 ) -> QC:
     """Measure one segment; see the module docstring for each metric.
 
-    ``audio`` is the segment as stored, or the :class:`~core.audio.loudness.Conditioned`
+    ``audio`` is the segment as stored, or the :class:`~core.audio.conditioning.Conditioned`
     that made it (its ``lufs`` and ``true_peak_db`` are then reused). ``raw`` is the
     same cut before gain, at any rate and as ``(n,)`` or ``(n, channels)``: ``rms_db``
     and ``clipped`` are measured on it. ``similarity`` is left ``None``.
     """
     if isinstance(audio, Conditioned):
-        x = _mono32(audio.audio)
+        x = mono32(audio.audio)
         lufs = audio.lufs
         peak_db = audio.true_peak_db
     else:
-        x = _mono32(audio)
+        x = mono32(audio)
         lufs = integrated_lufs(x, sr)
         peak_db = true_peak_db(x, sr)
     before = x if raw is None else _channels32(raw)
@@ -313,7 +310,7 @@ def snr_db(audio: npt.ArrayLike, sr: int) -> float | None:
     does not depend on the rate) and kept for symmetry with the other metrics.
     """
     del sr
-    x = _mono32(audio)
+    x = mono32(audio)
     if x.size == 0:
         return None
     # One float32 temporary, worked on in place; sums in float64.
@@ -473,23 +470,16 @@ def _runs(flags: npt.NDArray[np.bool_]) -> tuple[IntArray, IntArray]:
 
 def hum_score(audio: npt.ArrayLike, sr: int) -> float:
     """Share of the 20-400 Hz energy in 50 or 60 Hz mains lines (0..1)."""
-    return _hum_from_low(_low_band(_mono32(audio), sr))
+    return _hum_from_low(_low_band(mono32(audio), sr))
 
 
 def plosive_ratio(audio: npt.ArrayLike, sr: int) -> float:
     """Fraction of 10 ms frames with a low-frequency burst (0..1)."""
-    x = _mono32(audio)
+    x = mono32(audio)
     return _plosives(_frame_energies(x, sr), _low_band(x, sr))
 
 
 # --- internals --------------------------------------------------------------------
-
-
-def _mono32(audio: npt.ArrayLike) -> FloatArray:
-    x = np.ascontiguousarray(audio, dtype=np.float32)
-    if x.ndim != 1:
-        raise ValueError(f"expected mono audio of shape (n,), got shape {x.shape}")
-    return x
 
 
 def _channels32(audio: npt.ArrayLike) -> FloatArray:

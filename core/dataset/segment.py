@@ -2,7 +2,7 @@
 
 Pure functions over numbers; no file I/O. The ingest stage streams a recording,
 feeds a 16 kHz mono copy to :class:`VadStream`, and turns the speech regions (or
-the sidecar's cues) into :class:`Span` s with :func:`plan_from_vad` or
+the sidecar's cues) into :class:`TimeSpan` s with :func:`plan_from_vad` or
 :func:`plan_from_cues`.
 
 Voice activity
@@ -67,7 +67,7 @@ from core.dataset.subtitles import Cue, tidy_cues
 
 __all__ = [
     "PlanReport",
-    "Span",
+    "TimeSpan",
     "VadStream",
     "plan_adaptive",
     "plan_from_cues",
@@ -96,7 +96,7 @@ _SENTENCE_END = re.compile(r"(?:[.!?…]|\.\.\.)[\"'”’»)\]]*$")
 
 
 @dataclass(frozen=True)
-class Span:
+class TimeSpan:
     """A stretch of a recording in seconds, with its text when known."""
 
     start_sec: float
@@ -143,7 +143,7 @@ class VadStream:
         self._rest = np.zeros(0, np.int16)
         self._decisions = bytearray()  # one 0/1 byte per frame
         self._samples = 0
-        self._regions: list[Span] | None = None
+        self._regions: list[TimeSpan] | None = None
 
     @property
     def total_sec(self) -> float:
@@ -182,7 +182,7 @@ class VadStream:
             is_speech(data[i : i + step], rate) for i in range(0, len(data), step)
         )
 
-    def finish(self) -> list[Span]:
+    def finish(self) -> list[TimeSpan]:
         """The smoothed speech regions, in seconds (calling it again returns the same)."""
         if self._regions is None:
             if len(self._rest):
@@ -198,7 +198,7 @@ class VadStream:
         """Raw webrtcvad decisions, one per frame classified so far."""
         return np.frombuffer(bytes(self._decisions), dtype=np.uint8).astype(bool)
 
-    def _smoothed(self) -> list[Span]:
+    def _smoothed(self) -> list[TimeSpan]:
         d = np.frombuffer(bytes(self._decisions), dtype=np.uint8)
         if not d.any():
             return []
@@ -213,12 +213,12 @@ class VadStream:
         long_enough = (ends - starts) >= self.min_speech_sec / frame_sec - _EPS
         total = self.total_sec
         return [
-            Span(round(s * frame_sec, 3), round(min(e * frame_sec, total), 3))
+            TimeSpan(round(s * frame_sec, 3), round(min(e * frame_sec, total), 3))
             for s, e in zip(starts[long_enough].tolist(), ends[long_enough].tolist(), strict=True)
         ]
 
 
-def speech_ratio(regions: Sequence[Span], start_sec: float, end_sec: float) -> float:
+def speech_ratio(regions: Sequence[TimeSpan], start_sec: float, end_sec: float) -> float:
     """The fraction of ``[start_sec, end_sec]`` covered by ``regions`` (non-overlapping)."""
     length = end_sec - start_sec
     if length <= 0:
@@ -231,7 +231,7 @@ def speech_ratio(regions: Sequence[Span], start_sec: float, end_sec: float) -> f
 
 
 def plan_from_vad(
-    regions: Sequence[Span],
+    regions: Sequence[TimeSpan],
     total_sec: float,
     *,
     min_sec: float = 5.0,
@@ -239,7 +239,7 @@ def plan_from_vad(
     margin_sec: float = 0.15,
     max_pause_sec: float = 2.0,
     drop_sec: float = 1.0,
-) -> list[Span]:
+) -> list[TimeSpan]:
     """Group speech ``regions`` into utterances of ``min_sec``-``max_sec`` (margins
     included); see the module docstring. Spans have no text."""
     _check_range(min_sec, max_sec)
@@ -247,7 +247,7 @@ def plan_from_vad(
     cut_costs = [_PREFERRED_PAUSE - (units[k + 1][0] - units[k][1]) for k in range(len(units) - 1)]
     plan = _plan(units, cut_costs, total_sec, min_sec, max_sec, margin_sec, max_pause_sec)
     return [
-        Span(start, end)
+        TimeSpan(start, end)
         for (i, j), (start, end) in plan
         if units[j - 1][1] - units[i][0] >= drop_sec - _EPS
     ]
@@ -262,7 +262,7 @@ def plan_from_cues(
     margin_sec: float = 0.15,
     max_pause_sec: float = 2.0,
     drop_sec: float = 1.0,
-) -> list[Span]:
+) -> list[TimeSpan]:
     """Group consecutive ``cues`` into utterances of ``min_sec``-``max_sec``, preferring
     cuts after sentence ends and at long pauses; each span's text is its cues' texts
     joined with spaces. The cues are tidied first (:func:`core.dataset.subtitles.tidy_cues`:
@@ -280,7 +280,7 @@ def plan_from_cues(
     ]
     plan = _plan(units, cut_costs, total_sec, min_sec, max_sec, margin_sec, max_pause_sec)
     return [
-        Span(start, end, " ".join(c.text for c in ordered[i:j]))
+        TimeSpan(start, end, " ".join(c.text for c in ordered[i:j]))
         for (i, j), (start, end) in plan
         if units[j - 1][1] - units[i][0] >= drop_sec - _EPS
     ]
@@ -291,7 +291,7 @@ def _check_range(min_sec: float, max_sec: float) -> None:
         raise ValueError(f"need 0 < min_sec < max_sec, got {min_sec!r} and {max_sec!r}")
 
 
-def _merge_regions(regions: Sequence[Span], total_sec: float) -> list[tuple[float, float]]:
+def _merge_regions(regions: Sequence[TimeSpan], total_sec: float) -> list[tuple[float, float]]:
     """Regions clamped to the file, sorted, overlapping or touching ones merged."""
     clamped = sorted(
         (max(0.0, r.start_sec), min(r.end_sec, total_sec))
@@ -405,7 +405,7 @@ class PlanReport:
 
 
 def plan_adaptive(
-    regions: Sequence[Span],
+    regions: Sequence[TimeSpan],
     audio: npt.NDArray[np.floating],
     sr: int,
     *,
@@ -416,7 +416,7 @@ def plan_adaptive(
     margin_sec: float = 0.15,
     max_pause_sec: float = 2.0,
     drop_sec: float = 1.0,
-) -> tuple[list[Span], PlanReport]:
+) -> tuple[list[TimeSpan], PlanReport]:
     """:func:`plan_from_vad`, after splitting every speech region too long for one segment.
 
     ``audio`` is the whole recording (mono, ``sr``; a memory map is fine: only the long
@@ -477,7 +477,7 @@ def plan_adaptive(
     if floor and report.split_by_energy:
         report = replace(report, noise_floor_db=round(floor[0], 1))
     spans = plan_from_vad(
-        [Span(a, b) for a, b in refined], total_sec, min_sec=min_sec, max_sec=max_sec,
+        [TimeSpan(a, b) for a, b in refined], total_sec, min_sec=min_sec, max_sec=max_sec,
         margin_sec=margin_sec, max_pause_sec=max_pause_sec, drop_sec=drop_sec,
     )  # fmt: skip
     in_range = sum(min_sec - _EPS <= s.duration <= max_sec + _EPS for s in spans)

@@ -96,7 +96,7 @@ DEMO_SPEAKERS: tuple[DemoSpeaker, ...] = (
 
 
 @dataclass
-class Cue:
+class ScriptedCue:
     """A sentence's exact place in a generated recording."""
 
     start_sec: float
@@ -117,7 +117,7 @@ class Planted:
 class GeneratedRecording:
     audio: Audio  # (frames,) or (frames, channels)
     sample_rate: int
-    cues: list[Cue] = field(default_factory=list)
+    cues: list[ScriptedCue] = field(default_factory=list)
     planted: list[Planted] = field(default_factory=list)
 
 
@@ -278,7 +278,7 @@ def generate_recording(
     sr = spec.sample_rate
     order = rng.permutation(len(SENTENCES))
     parts: list[Audio] = []
-    cues: list[Cue] = []
+    cues: list[ScriptedCue] = []
     utterances: list[tuple[int, int]] = []  # sample spans of whole utterances
     cursor = _silence(rng.uniform(0.8, 1.5), sr)
     parts.append(cursor)
@@ -292,7 +292,7 @@ def generate_recording(
             text = SENTENCES[int(order[i % len(order)])]
             i += 1
             speech = synthesize(text, voice, sample_rate=sr) * (0.3 * gain)
-            cues.append(Cue(round(t / sr, 3), round((t + len(speech)) / sr, 3), text))
+            cues.append(ScriptedCue(round(t / sr, 3), round((t + len(speech)) / sr, 3), text))
             parts.append(speech.astype(np.float32))
             t += len(speech)
             if k < n_sentences - 1:
@@ -402,7 +402,7 @@ def _peak_normalise(x: npt.NDArray[np.float64], peak: float) -> Audio:
     return out
 
 
-def srt_text(cues: list[Cue]) -> str:
+def srt_text(cues: list[ScriptedCue]) -> str:
     """SubRip text for ``cues``."""
     blocks = [
         f"{n}\n{_srt_time(c.start_sec)} --> {_srt_time(c.end_sec)}\n{c.text}\n"
@@ -424,14 +424,20 @@ def _silence(seconds: float, sr: int) -> Audio:
 
 
 def _insert_silence(
-    audio: Audio, cues: list[Cue], utterances: list[tuple[int, int]], sr: int, seconds: float
-) -> tuple[Audio, list[Cue], list[tuple[int, int]], Planted]:
+    audio: Audio,
+    cues: list[ScriptedCue],
+    utterances: list[tuple[int, int]],
+    sr: int,
+    seconds: float,
+) -> tuple[Audio, list[ScriptedCue], list[tuple[int, int]], Planted]:
     """Insert a long gap between two utterances a third of the way in."""
     _, at = utterances[len(utterances) // 3]
     at += int(0.3 * sr)
     gap = int(seconds * sr)
     shifted = [
-        Cue(c.start_sec + seconds, c.end_sec + seconds, c.text) if c.start_sec * sr >= at else c
+        ScriptedCue(c.start_sec + seconds, c.end_sec + seconds, c.text)
+        if c.start_sec * sr >= at
+        else c
         for c in cues
     ]
     spans = [(a + gap, b + gap) if a >= at else (a, b) for a, b in utterances]

@@ -1,8 +1,12 @@
 """Render an episode: parse the script, synthesise each line (through the cache), mix, export.
 
 ``render_episode`` is what ``podforge render`` and the script editor call. Lines whose
-cache key is unchanged are read from ``episodes/<name>/cache/``; only new or edited lines
-are synthesised. Tags a backend cannot honour produce one warning per tag kind.
+cache key (:func:`line_cache_key`, the one the editor's outline reads too) is unchanged are
+read from ``episodes/<name>/cache/``; only new or edited lines are synthesised. Tags a
+backend cannot honour produce one warning per tag kind. The master's loudness target and
+ceiling come from :func:`core.episodes.target.master_target`. A ``cancel`` hook is polled
+after every line and every mixing report; a stopped render keeps the lines it finished in
+the cache and writes no episode files.
 """
 
 from __future__ import annotations
@@ -12,16 +16,15 @@ import hashlib
 import logging
 import time
 import warnings
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Final
 
 from core.audio.io import read
+from core.episodes.export import ExportedEpisode
+from core.episodes.master import STAGE_MASTER, STAGE_MIX, render_episode_files
 from core.episodes.mixing import (
-    STAGE_MASTER,
-    STAGE_MIX,
-    ExportedEpisode,
     MixSettings,
     TimelineBed,
     TimelineChapter,
@@ -30,18 +33,15 @@ from core.episodes.mixing import (
     TimelinePause,
     TimelineSfx,
     plan_has_music_or_effects,
-    render_episode_files,
 )
-from core.episodes.script import Chapter, Episode, Line, MusicCue, Pause, SfxCue, load_script
+from core.episodes.parser import load_script
+from core.episodes.script import Chapter, Episode, Line, MusicCue, Pause, SfxCue
 from core.episodes.synthesis.backends import Backend, make_backend
 from core.episodes.synthesis.cache import RenderCache, cache_key
+from core.episodes.target import master_target, stereo_master
 from core.errors import FolderSafetyError, VoiceError
+from core.progress import CancelCheck, Progress, check_cancel
 from core.workspace import Workspace
-
-Progress = Callable[[int, int, str], None]
-"""``progress(done, total, what)``: after each line (``what`` = ``"SPEAKER: text"``), then
-for each stage after the lines (``what`` is one of :data:`STAGES`, ``done``/``total`` in
-seconds of audio), and ``(0, 0, "loading model …")`` before a model is loaded."""
 
 STAGE_LOADING: Final = "loading model …"
 STAGES: Final = (STAGE_LOADING, STAGE_MIX, STAGE_MASTER)
@@ -87,6 +87,14 @@ def line_seed(seed: int, line: Line) -> int:
     return int.from_bytes(digest[:4], "big")
 
 
+def line_cache_key(ws: Workspace, backend: Backend, line: Line, seed: int) -> str:
+    """The key :func:`render_episode` stores ``line`` under when the episode's seed is
+    ``seed``: :func:`line_key` with the line's own seed and the workspace's synthesis
+    settings."""
+    settings: dict[str, object] = {"sample_rate": ws.settings.audio.sample_rate}
+    return line_key(backend, line, line_seed(seed, line), settings)
+
+
 def render_episode(
     ws: Workspace,
     script_path: Path | str,
@@ -94,8 +102,16 @@ def render_episode(
     backend: str = "csm",
     seed: int = 0,
     progress: Progress | None = None,
+    cancel: CancelCheck | None = None,
 ) -> RenderResult:
-    """Render ``script_path`` into ``episodes/<script name>/``."""
+    """Render ``script_path`` into ``episodes/<script name>/``.
+
+    ``progress(done, total, what)`` is called after each line (``what`` =
+    ``"SPEAKER: text"``), then for each stage after the lines (``what`` is one of
+    :data:`STAGES`, ``done``/``total`` in seconds of audio), and with ``(0, 0, "loading model
+    …")`` before a model is loaded. ``cancel()`` is polled after each of those reports; once
+    it is true the render stops with :class:`~core.progress.Cancelled`.
+    """
     started = time.perf_counter()
     script_path = Path(script_path)
     if not script_path.is_absolute():
@@ -111,8 +127,13 @@ def render_episode(
         engine.cache_identity(voice)  # a missing voice fails now, before any synthesis
     folder = ws.episodes_dir / name
     cache = RenderCache(folder / "cache")
-    report = progress or (lambda done, total, what: None)
-    result_warnings: list[str] = list(episode.warnings)
+
+    def report(done: int, total: int, what: str) -> None:
+        if progress is not None:
+            progress(done, total, what)
+        check_cancel(cancel)  # between units: after a line, between mixing windows
+
+    result_warnings: list[str] = [str(w) for w in episode.warnings]
     unsupported: set[str] = set()
     rendered: list[int] = []
     cached: list[int] = []
@@ -131,7 +152,7 @@ def render_episode(
                         f"plain text (first on line {item.source_line})"
                     )
             own_seed = line_seed(seed, item)
-            key = line_key(engine, item, own_seed, {"sample_rate": ws.settings.audio.sample_rate})
+            key = line_cache_key(ws, engine, item, seed)
             keys.add(key)
             ref = cache.file(key)
             if ref is None:
@@ -158,17 +179,13 @@ def render_episode(
             )  # fmt: skip
             done += 1
             report(done, len(lines), f"{item.speaker}: {item.text[:40]}")
-        elif isinstance(item, Pause):
-            timeline.append(TimelinePause(item.seconds))
-        elif isinstance(item, Chapter):
-            timeline.append(TimelineChapter(item.title))
-        elif isinstance(item, MusicCue):
-            timeline.append(_bed(item))
         elif isinstance(item, SfxCue):
             if item.path is None:
                 continue  # skipped; the parser warned at its FILE:LINE:COL
             sfx, rate = read(item.path)
             timeline.append(TimelineSfx(audio=sfx, sample_rate=rate, volume_db=item.volume_db))
+        else:
+            timeline.append(_cue_item(item))
     cache.prune(keys)
     settings = episode_mix_settings(ws, episode, timeline)
     exported, mixed = render_episode_files(
@@ -207,23 +224,30 @@ def episode_mix_settings(
     ws: Workspace, episode: Episode, timeline: Sequence[TimelineItem]
 ) -> MixSettings:
     """How ``episode`` is mixed and mastered: the script's ``[mix]`` over the workspace's
-    targets, at the master rate :func:`master_rate` picks for ``timeline``."""
+    targets (:func:`~core.episodes.target.master_target`), at the master rate
+    :func:`master_rate` picks for ``timeline``."""
     mix = episode.mix
-    stereo = mix.stereo or ws.settings.episode.stereo
+    target = master_target(mix, ws.settings)
     return MixSettings(
         sample_rate=master_rate(ws, episode, plan_has_music_or_effects(timeline)),
-        stereo=stereo,
+        stereo=stereo_master(mix, ws.settings),
         gap_ms=mix.gap_ms,
         fade_ms=mix.fade_ms,
         duck_attack_ms=mix.duck_attack_ms,
         duck_release_ms=mix.duck_release_ms,
-        # The script's [mix] wins; else the workspace target (mono), or -16 LUFS for stereo.
-        target_lufs=mix.target_lufs
-        if mix.target_lufs is not None
-        else (None if stereo else ws.settings.audio.target_lufs),
-        ceiling_dbtp=min(mix.true_peak_dbtp, ws.settings.audio.true_peak_dbtp),
+        target_lufs=target.lufs,
+        ceiling_dbtp=target.ceiling_dbtp,
         pan=dict(mix.pan),
     )
+
+
+def _cue_item(item: Pause | Chapter | MusicCue) -> TimelinePause | TimelineChapter | TimelineBed:
+    """The timeline item of a pause, a chapter mark or a music cue."""
+    if isinstance(item, Pause):
+        return TimelinePause(item.seconds)
+    if isinstance(item, Chapter):
+        return TimelineChapter(item.title)
+    return _bed(item)
 
 
 def _bed(cue: MusicCue) -> TimelineBed:

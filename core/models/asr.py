@@ -36,11 +36,9 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from core.errors import ModelError, at
-from core.models.hub import hub_cache_dir as _hub_cache_dir
-from core.models.hub import hub_offline as _hub_offline
-from core.models.hub import looks_like_path as _looks_like_path
-from core.models.hub import one_line as _one_line
+from core.errors import ModelError, one_line
+from core.models.device import ctranslate2_cuda_count, resolve_device
+from core.models.hub import check_model_files, hub_cache_dir, hub_offline, looks_like_path
 from core.models.tiny.whisper import tiny_whisper_path
 
 __all__ = [
@@ -48,6 +46,7 @@ __all__ = [
     "AsrModel",
     "Transcript",
     "Word",
+    "asr_hub_repo",
     "load_asr",
     "resolve_asr_model",
 ]
@@ -124,14 +123,16 @@ def load_asr(model_id: str, device: str = "auto", compute_type: str = "default")
     if folder.is_dir():
         _check_model_folder(folder)
         path = str(folder)
-    elif _looks_like_path(model_id):
+    elif looks_like_path(model_id):
         raise ModelError(
             f"ASR model folder {model_id!r} does not exist: set models.asr in workspace.toml "
             'to an existing folder, a faster-whisper model name such as "large-v3", or "tiny"'
         )
     else:
         path = _fetch(model_id)
-    device = _resolve_device(device)
+    device = resolve_device(
+        device, "ASR model", ctranslate2_cuda_count, "CTranslate2", indexed=False
+    )
     compute_type = _resolve_compute_type(device, compute_type)
 
     from faster_whisper import WhisperModel
@@ -141,7 +142,7 @@ def load_asr(model_id: str, device: str = "auto", compute_type: str = "default")
     except Exception as exc:  # ctranslate2 and tokenizers raise RuntimeError, ValueError, ...
         raise ModelError(
             f"ASR model {model_id!r} ({path}) cannot be loaded on {device} "
-            f"with compute type {compute_type}: {_one_line(exc)}"
+            f"with compute type {compute_type}: {one_line(exc, first_line=True)}"
         ) from exc
     return AsrModel(model, model_id=model_id, path=path, device=device, compute_type=compute_type)
 
@@ -344,17 +345,33 @@ def _make_transcript(
 
 
 def _check_model_folder(folder: Path) -> None:
-    missing = [name for name in MODEL_FILES if not (folder / name).is_file()]
-    if missing:
-        raise ModelError(
-            at(
-                folder,
-                f"not a faster-whisper (CTranslate2) ASR model folder: it has no "
-                f"{', '.join(missing)}; convert a Whisper model with ct2-transformers-converter "
-                "(--copy_files tokenizer.json preprocessor_config.json), or set models.asr in "
-                'workspace.toml to a model name such as "large-v3" or "tiny"',
-            )
-        )
+    check_model_files(
+        folder,
+        MODEL_FILES,
+        "faster-whisper (CTranslate2) ASR",
+        "convert a Whisper model with ct2-transformers-converter "
+        "(--copy_files tokenizer.json preprocessor_config.json), or set models.asr in "
+        'workspace.toml to a model name such as "large-v3" or "tiny"',
+    )
+
+
+def asr_hub_repo(model_id: str) -> str | None:
+    """The hub repository a faster-whisper model name (``"large-v3"``) or hub id stands for;
+    ``None`` for a name faster-whisper does not know.
+
+    faster-whisper's own rule (``download_model``): anything with a ``/`` is a hub id, any
+    other name is looked up in its table of converted models. The one place podforge maps a
+    name to a repository: the loader and ``podforge doctor`` both ask here.
+    """
+    if "/" in model_id:
+        return model_id
+    from faster_whisper import utils
+
+    if model_id not in utils.available_models():
+        return None
+    # The table behind available_models(); faster-whisper has no public look-up.
+    table: dict[str, str] = getattr(utils, "_MODELS", {})
+    return table.get(model_id, f"Systran/faster-whisper-{model_id}")
 
 
 def _fetch(model_id: str) -> str:
@@ -363,15 +380,16 @@ def _fetch(model_id: str) -> str:
     from huggingface_hub.errors import GatedRepoError, RepositoryNotFoundError
 
     what = 'a local folder or "tiny"'
-    if "/" not in model_id and model_id not in available_models():
+    repo = asr_hub_repo(model_id)
+    if repo is None:
         raise ModelError(
             f"ASR model {model_id!r} is unknown: set models.asr in workspace.toml to a "
             f"faster-whisper model name ({', '.join(available_models())}), a hub id such as "
             f'"Systran/faster-whisper-large-v3", {what}'
         )
-    cache = _hub_cache_dir()
+    cache = hub_cache_dir()
     try:
-        return str(download_model(model_id, local_files_only=_hub_offline(), cache_dir=cache))
+        return str(download_model(repo, local_files_only=hub_offline(), cache_dir=cache))
     except GatedRepoError:
         raise ModelError(
             f"ASR model {model_id!r} is gated on the Hugging Face Hub: accept its terms and log "
@@ -388,25 +406,6 @@ def _fetch(model_id: str) -> str:
             f"with network (loading it there fetches it into the Hugging Face cache, {cache}), "
             f"or set models.asr in workspace.toml to {what}"
         ) from None
-
-
-def _resolve_device(device: str) -> str:
-    import ctranslate2
-
-    if device not in ("auto", "cpu", "cuda"):
-        raise ModelError(
-            f"ASR device {device!r} is not one of auto, cpu, cuda: fix models.device in "
-            "workspace.toml"
-        )
-    gpus = int(ctranslate2.get_cuda_device_count())
-    if device == "cuda" and gpus == 0:
-        raise ModelError(
-            'ASR device "cuda" was asked for but CTranslate2 sees no CUDA GPU: set '
-            'models.device in workspace.toml to "auto" or "cpu"'
-        )
-    if device == "auto":
-        return "cuda" if gpus > 0 else "cpu"
-    return device
 
 
 def _resolve_compute_type(device: str, compute_type: str) -> str:

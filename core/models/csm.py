@@ -51,7 +51,8 @@ so is the ``<|audio_eos|>`` frame after it (all codes 0, to learn to stop); text
 are conditioning. ``depth_decoder_ratio`` < 1 keeps the depth decoder loss on a random share
 of the frames only (CSM's compute amortisation; -101 in the processor's labels).
 
-**Generation quirks** (transformers 5.23), handled by :func:`generate_codes`:
+**Generation quirks** of the locked transformers release (the version they were found in is
+recorded in docs/PERFORMANCE.md), handled by :func:`generate_codes`:
 
 * ``generate(..., output_audio=True)`` crashes inside Mimi when the first generated frame is
   the end-of-audio frame (it decodes zero frames): codes are generated instead, cut at the
@@ -93,11 +94,12 @@ from typing import TYPE_CHECKING, Any, TypeAlias
 import numpy as np
 import numpy.typing as npt
 
-from core.errors import ModelError, at
+from core.errors import ModelError, at, one_line
+from core.models.device import resolve_device, torch_cuda_count
+from core.models.hub import check_model_files
 from core.models.hub import hub_cache_dir as _hub_cache_dir
 from core.models.hub import hub_offline as _hub_offline
 from core.models.hub import looks_like_path as _looks_like_path
-from core.models.hub import one_line as _one_line
 from core.models.tiny.csm import tiny_csm_path
 
 if TYPE_CHECKING:
@@ -188,27 +190,13 @@ def resolve_tts_model(model_id: str) -> str:
 
 
 def pick_device(device: str = "auto") -> str:
-    """``"cuda"`` or ``"cpu"`` for ``models.device`` (``auto``, ``cpu``, ``cuda``, ``cuda:N``).
+    """``"cuda"``, ``"cuda:N"`` or ``"cpu"`` for ``models.device`` (``auto``, ``cpu``, ``cuda``,
+    ``cuda:N``), by :func:`core.models.device.resolve_device` with PyTorch's count.
 
     ``auto`` is CUDA when torch sees a GPU, else the CPU; ``cuda`` without a visible GPU is a
     :class:`ModelError`.
     """
-    if device not in ("auto", "cpu", "cuda") and not re.fullmatch(r"cuda:\d+", device):
-        raise ModelError(
-            f"device {device!r} is not one of auto, cpu, cuda: fix models.device in workspace.toml"
-        )
-    import torch
-
-    available = torch.cuda.is_available()
-    if device == "auto":
-        return "cuda" if available else "cpu"
-    if device.startswith("cuda") and not available:
-        raise ModelError(
-            f'CUDA was asked for (models.device = "{device}") but no GPU is visible: set '
-            'models.device in workspace.toml to "auto" or "cpu", or check the NVIDIA driver '
-            "(nvidia-smi) and CUDA_VISIBLE_DEVICES"
-        )
-    return device
+    return resolve_device(device, "TTS model", torch_cuda_count, "PyTorch")
 
 
 def load_csm(model_id: str, device: str = "auto", dtype: str = "auto") -> CsmBundle:
@@ -223,16 +211,13 @@ def load_csm(model_id: str, device: str = "auto", dtype: str = "auto") -> CsmBun
     folder = Path(resolved).expanduser()
     local = folder.is_dir()
     if local:
-        missing = [name for name in MODEL_FILES if not (folder / name).is_file()]
-        if missing:
-            raise ModelError(
-                at(
-                    folder,
-                    f"not a CSM model folder: it has no {', '.join(missing)}; save one with "
-                    "save_pretrained (model and processor), or set models.tts in "
-                    'workspace.toml to a hub id such as "sesame/csm-1b" or "tiny"',
-                )
-            )
+        check_model_files(
+            folder,
+            MODEL_FILES,
+            "CSM",
+            "save one with save_pretrained (model and processor), or set models.tts in "
+            'workspace.toml to a hub id such as "sesame/csm-1b" or "tiny"',
+        )
         path = str(folder)
     elif _looks_like_path(model_id):
         raise ModelError(
@@ -255,14 +240,16 @@ def load_csm(model_id: str, device: str = "auto", dtype: str = "auto") -> CsmBun
         processor = library.AutoProcessor.from_pretrained(path, **hub)
     except (OSError, ValueError, KeyError, RuntimeError, TypeError) as exc:
         if local:
-            raise ModelError(at(folder, f"cannot load the CSM model: {_one_line(exc)}")) from exc
+            raise ModelError(
+                at(folder, f"cannot load the CSM model: {one_line(exc, first_line=True)}")
+            ) from exc
         raise _hub_error(model_id, exc) from None
     try:
         model.to(device)
     except (RuntimeError, MemoryError) as exc:
         raise ModelError(
             f"TTS model {model_id!r} does not fit on {device} in {torch_dtype}: "
-            f'{_one_line(exc)}; set models.device to "cpu" or free the GPU'
+            f'{one_line(exc, first_line=True)}; set models.device to "cpu" or free the GPU'
         ) from exc
     model.eval()
     model.codec_model.eval()
@@ -557,7 +544,7 @@ def _assemble(
     ids: list[int] = processor.tokenizer(text, add_special_tokens=False)["input_ids"]
     audio_id, audio_eos_id = int(config.audio_token_id), int(config.audio_eos_token_id)
     eos_code = int(config.codebook_eos_token_id)
-    audio_turns = [index for index, codes in enumerate(turn_codes) if codes is not None]
+    audio_turns = [(index, codes) for index, codes in enumerate(turn_codes) if codes is not None]
     if ids.count(audio_id) != len(audio_turns):
         raise ValueError(
             f"the chat template wrote {ids.count(audio_id)} audio tokens for "
@@ -570,9 +557,7 @@ def _assemble(
     pending = iter(audio_turns)
     for token in ids:
         if token == audio_id:
-            turn = next(pending)
-            codes = turn_codes[turn]
-            assert codes is not None
+            turn, codes = next(pending)
             spans.append((len(expanded), codes, turn))
             expanded.extend([audio_id] * codes.shape[1])
         else:

@@ -11,12 +11,15 @@ needed. Nothing here downloads, and every probe falls back quietly when its tool
 
 from __future__ import annotations
 
+import logging
 import re
 import shutil
-import subprocess
+import subprocess  # nosec B404  # only nvidia-smi, a fixed argv without a shell
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
+
+log = logging.getLogger(__name__)
 
 PROC_VERSION = Path("/proc/driver/nvidia/version")
 
@@ -86,12 +89,12 @@ def driver_version() -> tuple[str | None, str]:
         text = raw.decode() if isinstance(raw, bytes) else str(raw)
         if text.strip():
             return text.strip(), "NVML"
-    except Exception:  # NVML library missing, no driver, no permission: try the others
-        pass
+    except Exception as exc:  # NVML library missing, no driver, no permission: try the others
+        log.debug("NVML gives no driver version (%s); trying nvidia-smi", exc)
     smi = shutil.which("nvidia-smi")
     if smi:
         try:
-            out = subprocess.run(
+            out = subprocess.run(  # nosec B603  # nvidia-smi from PATH, fixed arguments, no shell
                 [smi, "--query-gpu=driver_version", "--format=csv,noheader"],
                 capture_output=True, text=True, timeout=10, check=False,
             )  # fmt: skip

@@ -23,7 +23,6 @@ Importing this module imports neither torch nor speechbrain; loading a model doe
 from __future__ import annotations
 
 import hashlib
-import os
 import re
 from collections.abc import Sequence
 from pathlib import Path
@@ -32,7 +31,9 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import numpy.typing as npt
 
-from core.errors import ModelError
+from core.errors import ModelError, one_line
+from core.models.device import resolve_device, torch_cuda_count
+from core.models.hub import hub_offline, looks_like_path
 from core.models.tiny.ecapa import podforge_cache_dir, tiny_ecapa_path
 
 if TYPE_CHECKING:
@@ -48,7 +49,6 @@ MIN_SAMPLES = 400
 
 HYPERPARAMS_FILE = "hyperparams.yaml"
 _PRETRAINED_PATH_KEY = re.compile(r"^pretrained_path\s*:", re.MULTILINE)
-_TRUE = {"1", "on", "yes", "true"}
 
 
 class SpeakerEncoder:
@@ -185,12 +185,15 @@ def load_speaker_encoder(
     local = Path(source).is_dir()
     if local:
         _check_model_folder(Path(source))
-    elif _looks_like_path(model_id):
+    elif looks_like_path(model_id):
         raise ModelError(
             f"speaker model folder '{model_id}' does not exist: set models.speaker in "
             f'workspace.toml to an existing folder, a hub id or "tiny"'
         )
-    torch_device = _resolve_device(device)
+    # speechbrain warns about a bare "cuda" (no index) and falls back to device 0.
+    torch_device = resolve_device(
+        device, "speaker model", torch_cuda_count, "PyTorch", first_gpu="cuda:0"
+    )
 
     from speechbrain.inference.classifiers import EncoderClassifier
     from speechbrain.utils.fetching import FetchConfig, LocalStrategy
@@ -226,7 +229,7 @@ def load_speaker_encoder(
                 fetch_config=FetchConfig(allow_network=False), **kwargs
             )
         except Exception as exc:
-            if _hf_offline() or not _is_unavailable(exc):
+            if hub_offline() or not _is_unavailable(exc):
                 raise
             classifier = EncoderClassifier.from_hparams(
                 fetch_config=FetchConfig(allow_network=True), **kwargs
@@ -302,7 +305,7 @@ def _check_model_folder(folder: Path) -> None:
 
 
 def _load_error(model_id: str, source: str, local: bool, exc: BaseException) -> ModelError:
-    reason = _one_line(exc)
+    reason = one_line(exc)
     if local:
         return ModelError(
             f"speaker model folder '{source}' cannot be loaded ({reason}): check its "
@@ -352,48 +355,5 @@ def _is_unavailable(exc: BaseException) -> bool:
     return False
 
 
-def _resolve_device(device: str) -> str:
-    import torch
-
-    if device == "auto":
-        return "cuda:0" if torch.cuda.is_available() else "cpu"
-    if device == "cpu":
-        return "cpu"
-    if device == "cuda" or device.startswith("cuda:"):
-        if not torch.cuda.is_available():
-            raise ModelError(
-                f"device '{device}' was asked for but torch sees no CUDA GPU: set models.device"
-                ' in workspace.toml to "auto" or "cpu"'
-            )
-        # speechbrain warns about a bare "cuda" (no index) and falls back to device 0.
-        return "cuda:0" if device == "cuda" else device
-    raise ModelError(
-        f'device \'{device}\' is not supported for the speaker model: use "auto", "cpu", '
-        '"cuda" or "cuda:N" in models.device in workspace.toml'
-    )
-
-
-def _hf_offline() -> bool:
-    """``HF_HUB_OFFLINE`` (or ``TRANSFORMERS_OFFLINE``) as set now, not at import time."""
-    value = os.environ.get("HF_HUB_OFFLINE") or os.environ.get("TRANSFORMERS_OFFLINE") or ""
-    return value.strip().lower() in _TRUE
-
-
-def _looks_like_path(model_id: str) -> bool:
-    """A model id that is surely meant as a folder: absolute, ``~``, ``./``, ``../``, or more
-    than one ``/`` (hub ids are ``owner/name``)."""
-    return (
-        Path(model_id).expanduser().is_absolute()
-        or model_id.startswith(("./", "../", ".\\", "..\\"))
-        or model_id.count("/") > 1
-        or (os.sep != "/" and os.sep in model_id)
-    )
-
-
 def _safe(name: str) -> str:
     return re.sub(r"[^A-Za-z0-9._-]+", "_", name).strip("._") or "model"
-
-
-def _one_line(exc: BaseException) -> str:
-    text = " ".join(str(exc).split()) or type(exc).__name__
-    return text if len(text) <= 200 else text[:197] + "..."

@@ -93,7 +93,7 @@ def speaker_examples(
     by_split: dict[str, list[Segment]] = defaultdict(list)
     for s in sorted(ready, key=lambda s: (s.recording_id, s.start_sec, s.id or 0)):
         by_split[s.split or ""].append(s)
-    rng = random.Random(seed)
+    rng = random.Random(seed)  # nosec B311  # a seeded, reproducible order
     examples: dict[str, list[Example]] = {"train": [], "val": []}
     for split, examples_of in examples.items():
         ordered = by_split.get(split, [])
@@ -197,13 +197,13 @@ def batch_for_step(
     per_epoch = max(1, len(examples))
     epoch, offset = divmod(step * batch_size, per_epoch)
     order = list(range(len(examples)))
-    random.Random(f"{seed}:{epoch}").shuffle(order)
+    random.Random(f"{seed}:{epoch}").shuffle(order)  # nosec B311  # reproducible, not secret
     picks = []
     for k in range(batch_size):
         e, o = divmod(offset + k, per_epoch)
         if e:  # spills into the next epoch's order
             nxt = list(range(len(examples)))
-            random.Random(f"{seed}:{epoch + e}").shuffle(nxt)
+            random.Random(f"{seed}:{epoch + e}").shuffle(nxt)  # nosec B311  # reproducible
             picks.append(examples[nxt[o]])
         else:
             picks.append(examples[order[o]])

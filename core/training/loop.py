@@ -5,8 +5,10 @@ micro-batches of a step are a pure function of (seed, step) (:func:`batch_for_st
 building their inputs never touches the random state, so a run resumed from a checkpoint
 (adapter, optimizer, scheduler and every RNG state) computes exactly the steps an
 uninterrupted run would. Learning rate: linear warm-up, then cosine decay to 10 %.
-Mixed precision: bf16 autocast on CUDA when ``training.bf16``. Metrics follow the worker
-protocol of docs/TRAINING.md (``step``, ``eval``, ``checkpoint`` events).
+Mixed precision: bf16 autocast on CUDA when ``training.bf16``. Checkpoints are
+:mod:`core.training.checkpoints`; a finished run is exported (:mod:`core.training.export`).
+Metrics follow the worker protocol of docs/TRAINING.md (``step``, ``eval``, ``checkpoint``
+events).
 """
 
 from __future__ import annotations
@@ -15,9 +17,6 @@ import contextlib
 import logging
 import math
 import os
-import random
-import shutil
-import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -26,6 +25,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
+from core.training.checkpoints import load_checkpoint, newest_checkpoint, save_checkpoint
 from core.training.data import (
     CodeCache,
     Example,
@@ -35,6 +35,7 @@ from core.training.data import (
     speaker_examples,
     write_split_record,
 )
+from core.training.export import export_adapter
 from core.training.protocol import MetricsWriter, State, update_status
 from core.training.runs import RunConfig, require_device, warmup_warning
 from core.workspace import Workspace
@@ -100,7 +101,7 @@ def train(
     step = 0
     newest = newest_checkpoint(run_dir)
     if newest is not None:
-        step = _load_checkpoint(newest, model, optimizer, scheduler)
+        step = load_checkpoint(newest, model, optimizer, scheduler)
         log.info("resumed from %s at step %d", newest.name, step)
     cuda = bundle.device.startswith("cuda")
     autocast = (
@@ -118,7 +119,7 @@ def train(
         while step < t.max_steps:
             if should_stop():
                 update_status(run_dir, state="stopping")
-                _checkpoint(run_dir, model, optimizer, scheduler, step, metrics)
+                save_checkpoint(run_dir, model, optimizer, scheduler, step, metrics)
                 log.info("stopped at step %d (checkpoint saved)", step)
                 return "stopped"
             started = time.perf_counter()
@@ -156,11 +157,9 @@ def train(
                 metrics.write("eval", step=step, eval_loss=round(eval_loss, 6), **extra)
                 log.info("step %d eval loss %.4f %s", step, eval_loss, extra or "")
             if step % t.save_every == 0 or step == t.max_steps:
-                _checkpoint(run_dir, model, optimizer, scheduler, step, metrics)
+                save_checkpoint(run_dir, model, optimizer, scheduler, step, metrics)
     finally:
         metrics.close()
-    from core.training.export import export_adapter
-
     voice = export_adapter(ws, run_dir)
     log.info("voice exported to %s", voice)
     return "finished"
@@ -261,59 +260,3 @@ def _rss_mb() -> float:
     with open("/proc/self/statm", encoding="ascii") as fh:
         pages = int(fh.read().split()[1])
     return round(pages * os.sysconf("SC_PAGE_SIZE") / (1024 * 1024), 1)
-
-
-# -- checkpoints ----------------------------------------------------------------------
-
-
-def newest_checkpoint(run_dir: Path) -> Path | None:
-    found = [p for p in (run_dir / "checkpoints").glob("step-*") if (p / "state.pt").is_file()]
-    return max(found, key=lambda p: int(p.name.split("-")[1]), default=None)
-
-
-def _checkpoint(
-    run_dir: Path, model: Any, optimizer: Any, scheduler: Any, step: int, metrics: MetricsWriter
-) -> Path:
-    """Adapter + optimizer + scheduler + RNG states, written beside and renamed into place."""
-    import torch
-
-    target = run_dir / "checkpoints" / f"step-{step}"
-    if (target / "state.pt").is_file():
-        return target
-    tmp = Path(tempfile.mkdtemp(prefix=f".step-{step}.", dir=run_dir / "checkpoints"))
-    model.save_pretrained(tmp / "adapter")
-    torch.save(
-        {
-            "step": step,
-            "optimizer": optimizer.state_dict(),
-            "scheduler": scheduler.state_dict(),
-            "torch_rng": torch.get_rng_state(),
-            "cuda_rng": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None,
-            "numpy_rng": np.random.get_state(),
-            "python_rng": random.getstate(),
-        },
-        tmp / "state.pt",
-    )
-    if target.exists():
-        shutil.rmtree(target)
-    tmp.rename(target)
-    metrics.write("checkpoint", step=step, path=target.relative_to(run_dir).as_posix())
-    return target
-
-
-def _load_checkpoint(path: Path, model: Any, optimizer: Any, scheduler: Any) -> int:
-    import torch
-    from peft import set_peft_model_state_dict
-    from safetensors.torch import load_file
-
-    weights = load_file(str(path / "adapter" / "adapter_model.safetensors"))
-    set_peft_model_state_dict(model, weights)
-    state = torch.load(path / "state.pt", weights_only=False)
-    optimizer.load_state_dict(state["optimizer"])
-    scheduler.load_state_dict(state["scheduler"])
-    torch.set_rng_state(state["torch_rng"])
-    if state["cuda_rng"] is not None and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all(state["cuda_rng"])
-    np.random.set_state(state["numpy_rng"])
-    random.setstate(state["python_rng"])
-    return int(state["step"])

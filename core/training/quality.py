@@ -3,17 +3,17 @@
 With ``training.eval_quality_every = N`` (0: off), every N steps the worker synthesises up to
 ``training.eval_texts`` validation transcripts with the adapter being trained, transcribes
 them back with ``models.asr`` and compares them with ``models.speaker`` against the
-speaker's anchor clips. The figures go into the ``eval`` event (``wer``, ``similarity``)
-that the dashboard plots. Everything runs inside ``torch.random.fork_rng``: it never
-changes the training's random state, so resumed runs stay exact.
+speaker's anchor clips. The scoring is the evaluation's own (:mod:`core.evaluation.scoring`:
+one WER, one similarity with its minimum clip length), on validation texts and without gates.
+The figures go into the ``eval`` event (``wer``, ``similarity``) that the dashboard plots.
+Everything runs inside ``torch.random.fork_rng``: it never changes the training's random
+state, so resumed runs stay exact.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 from typing import Any
-
-import numpy as np
 
 from core.training.data import CodeCache, Example
 from core.workspace import Workspace
@@ -26,9 +26,9 @@ class QualityProbe:
 
     def __init__(self, ws: Workspace, speaker: str, bundle: Any, cache: CodeCache) -> None:
         from core.catalog import Catalog
-        from core.dataset.ingest import anchor_paths
         from core.models.asr import load_asr
         from core.models.speaker import load_speaker_encoder
+        from core.voices.folder import anchor_paths
 
         self.ws, self.bundle, self.cache = ws, bundle, cache
         device = ws.settings.models.device
@@ -45,9 +45,8 @@ class QualityProbe:
         import torch
 
         from core.audio.io import resample
-        from core.evaluation.evaluate import corpus_wer
+        from core.evaluation.scoring import corpus_wer, mean_similarity, similarities
         from core.models import csm
-        from core.models.speaker import similarity_to_anchors
 
         def encode(audio: Any) -> Any:
             return csm.encode_audio(self.bundle, audio).numpy()
@@ -66,9 +65,7 @@ class QualityProbe:
                 refs.append(ex.target.text)
             transcripts = self.asr.transcribe_many(clips)
             hyps = [t.text for t in transcripts]
-            usable = [c for c in clips if len(c) >= VAD_RATE // 2]
             similarity = 0.0
-            if usable and self.anchors is not None:
-                scores = similarity_to_anchors(self.encoder.embed_many(usable), self.anchors)
-                similarity = float(np.sum(scores) / len(clips))
+            if self.anchors is not None:
+                similarity = mean_similarity(similarities(self.encoder, clips, self.anchors))
         return {"wer": round(corpus_wer(refs, hyps), 6), "similarity": round(similarity, 6)}

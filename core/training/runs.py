@@ -11,7 +11,7 @@ from __future__ import annotations
 import dataclasses
 import os
 import signal
-import subprocess
+import subprocess  # nosec B404  # the worker only: fixed argv, no shell
 import sys
 import tomllib
 from dataclasses import dataclass
@@ -214,7 +214,7 @@ def launch_worker(ws: Workspace, run_dir: Path) -> int:
     """Start the worker for ``run_dir`` detached from this terminal; returns its pid."""
     log = (run_dir / LOG_NAME).open("ab")
     env = dict(os.environ, PYTHONUNBUFFERED="1")
-    proc = subprocess.Popen(
+    proc = subprocess.Popen(  # nosec B603  # sys.executable, fixed argv, no shell
         [sys.executable, "-m", "core.training.worker", str(ws.root), str(run_dir)],
         stdin=subprocess.DEVNULL,
         stdout=log,
@@ -232,7 +232,7 @@ def stop_run(run_dir: Path) -> Status:
     status = effective_status(run_dir)
     if not status.live or not pid_alive(status.pid):
         raise TrainingError(f"{run_dir.name}: not running (state {status.state})")
-    assert status.pid is not None
+    assert status.pid is not None  # nosec B101  # narrowing: a live run has a pid
     os.kill(status.pid, signal.SIGTERM)
     return status
 

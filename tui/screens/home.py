@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import ClassVar
 
 from textual import on, work
 from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
 from textual.containers import Horizontal, Vertical
-from textual.message import Message
 from textual.screen import Screen
 from textual.widgets import DataTable, Footer, Header, Static
 
@@ -17,6 +17,7 @@ from core.errors import PodforgeError
 from core.overview import Overview, VoiceSummary, load_overview
 from core.workspace import Workspace
 from tui.format import duration, minutes
+from tui.messages import OverviewFailed, OverviewLoaded
 from tui.styles import STYLES
 from tui.widgets.target_bar import TargetBar
 
@@ -33,13 +34,6 @@ class HomeScreen(Screen[None]):
         Binding("s", "scripts", "Scripts", id="home.scripts"),
         Binding("r", "reload", "Refresh", id="home.refresh"),
     ]
-
-    class OverviewLoaded(Message):
-        """A fresh overview was read in a worker thread."""
-
-        def __init__(self, overview: Overview) -> None:
-            super().__init__()
-            self.overview = overview
 
     def __init__(self, workspace: Workspace) -> None:
         super().__init__()
@@ -137,15 +131,16 @@ class HomeScreen(Screen[None]):
             with Catalog.open(workspace.catalog_path) as catalog:
                 overview = load_overview(workspace, catalog)
         except PodforgeError as exc:
-            self.app.call_from_thread(self._report, str(exc))
+            self.post_message(OverviewFailed(str(exc)))
             return
-        self.post_message(self.OverviewLoaded(overview))
+        self.post_message(OverviewLoaded(overview))
 
-    def _report(self, message: str) -> None:
+    @on(OverviewFailed)
+    def _report(self, message: OverviewFailed) -> None:
         """Notify once per distinct problem, not on every refresh."""
-        if message != self._last_error:
-            self._last_error = message
-            self.notify(message, severity="error", timeout=10)
+        if message.error != self._last_error:
+            self._last_error = message.error
+            self.notify(message.error, severity="error", timeout=10)
 
     @on(OverviewLoaded)
     def _show(self, message: OverviewLoaded) -> None:
@@ -220,10 +215,10 @@ class HomeScreen(Screen[None]):
         ]
         self._replace_rows("episodes", rows, "No scripts or episodes yet." if not rows else "")
 
-    def _replace_rows(self, table_id: str, rows: list[tuple[str, ...]], hint: str) -> None:
+    def _replace_rows(self, table_id: str, rows: Sequence[tuple[str, ...]], hint: str) -> None:
         if self._shown.get(table_id) == rows:
             return  # unchanged: no rebuild, no flicker, the cursor stays where it is
-        self._shown[table_id] = rows
+        self._shown[table_id] = list(rows)
         table = self.query_one(f"#{table_id}", DataTable)
         cursor = table.cursor_row
         table.clear()

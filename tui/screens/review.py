@@ -8,6 +8,8 @@ pending (marked ``*`` in the list, counted on the status line) until the app's b
 retry writes it. A catalog that cannot be read is a notification, never a crash. The list
 is virtual (:class:`~tui.widgets.segment_list.SegmentList`); the detail pane shows the
 waveform with the play position, QC with failed metrics highlighted, and the transcript.
+Workers (and the audio thread's end-of-playback callback) talk to the screen by posting
+messages.
 """
 
 from __future__ import annotations
@@ -15,7 +17,7 @@ from __future__ import annotations
 import functools
 from collections.abc import Callable, Sequence
 from dataclasses import replace
-from typing import TYPE_CHECKING, Any, ClassVar, TypeVar
+from typing import Any, ClassVar, TypeVar
 
 from rich.table import Table
 from rich.text import Text
@@ -29,31 +31,28 @@ from textual.widgets import Footer, Header, Input, Static
 
 from core.audio.playback import Player
 from core.catalog import ORDERS, VIEWS, Catalog, StatusCounts
+from core.dataset.qc import METRIC_ROWS
 from core.errors import PlaybackError, PodforgeError
 from core.journal import Applied, Decision, DecisionJournal, Op, Outcome
 from core.records import ReviewAction, Segment, SegmentStatus
 from core.workspace import Workspace
 from tui.format import duration
+from tui.messages import (
+    DecisionsWritten,
+    PlaybackEnded,
+    PlaybackFailed,
+    PlaybackStarted,
+    WaveformFailed,
+    WaveformLoaded,
+)
 from tui.styles import STYLES
 from tui.widgets.segment_list import SegmentList
 from tui.widgets.target_bar import TargetBar
 from tui.widgets.waveform import Waveform
 
-if TYPE_CHECKING:
-    from tui.app import DecisionsWritten
-
 POSITION_REFRESH_S = 0.1
 SEEK_S = 1.0
-QC_ROWS = (
-    ("rms_db", "RMS", "dBFS", "too_quiet"),
-    ("snr_db", "SNR", "dB", "noisy"),
-    ("clipped", "clipped", "", "clipped"),
-    ("hum_score", "hum", "", "hum"),
-    ("plosive_ratio", "plosives", "", "plosives"),
-    ("lufs", "loudness", "LUFS", "loudness_unmeasured"),
-    ("true_peak_db", "true peak", "dBTP", "true_peak"),
-    ("similarity", "speaker", "cos", "other_speaker"),
-)
+QC_ROWS = METRIC_ROWS
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -233,14 +232,19 @@ class ReviewScreen(Screen[None]):
         try:
             audio, rate = read(self.workspace.root / seg.audio)
         except PodforgeError as exc:
-            self.app.call_from_thread(self.notify, str(exc), severity="error")
+            self.post_message(WaveformFailed(str(exc)))
             return
-        self.app.call_from_thread(self._set_waveform, seg.id, audio, rate)
+        self.post_message(WaveformLoaded(seg.id, audio, rate))
 
-    def _set_waveform(self, segment_id: int | None, audio: object, rate: int) -> None:
+    @on(WaveformFailed)
+    def _load_failed(self, message: WaveformFailed) -> None:
+        self.notify(message.reason, severity="error")
+
+    @on(WaveformLoaded)
+    def _set_waveform(self, message: WaveformLoaded) -> None:
         current = self.query_one(SegmentList).current
-        if current is not None and current.id == segment_id:
-            self.query_one(Waveform).set_audio(audio, rate)  # type: ignore[arg-type]
+        if current is not None and current.id == message.segment_id:
+            self.query_one(Waveform).set_audio(message.audio, message.sample_rate)
 
     # -- decisions -----------------------------------------------------------------
     @property
@@ -483,19 +487,21 @@ class ReviewScreen(Screen[None]):
         try:
             self.player.play_file(self.workspace.root / seg.audio, on_finished=self._finished)
         except PlaybackError as exc:
-            self.app.call_from_thread(self._playback_failed, str(exc))
+            self.post_message(PlaybackFailed(str(exc)))
             return
-        self.app.call_from_thread(self._track_position)
+        self.post_message(PlaybackStarted())
 
     def _finished(self) -> None:  # called on the audio thread
-        self.app.call_from_thread(self._stop_tracking)
+        self.post_message(PlaybackEnded())
 
-    def _playback_failed(self, message: str) -> None:
+    @on(PlaybackFailed)
+    def _playback_failed(self, message: PlaybackFailed) -> None:
         self._playing_id = None
-        if message not in self._playback_errors:  # say it once, then stay quiet
-            self._playback_errors.add(message)
-            self.notify(message, title="no playback", severity="warning", timeout=10)
+        if message.reason not in self._playback_errors:  # say it once, then stay quiet
+            self._playback_errors.add(message.reason)
+            self.notify(message.reason, title="no playback", severity="warning", timeout=10)
 
+    @on(PlaybackStarted)
     def _track_position(self) -> None:
         if self._position_timer is None:
             self._position_timer = self.set_interval(POSITION_REFRESH_S, self._show_position)
@@ -504,6 +510,7 @@ class ReviewScreen(Screen[None]):
         waveform = self.query_one(Waveform)
         waveform.position_sec = self.player.position_sec if self.player.playing else None
 
+    @on(PlaybackEnded)
     def _stop_tracking(self) -> None:
         if self._position_timer is not None:
             self._position_timer.stop()

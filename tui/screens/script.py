@@ -7,29 +7,25 @@ outline shows each chapter and line with its render state, read from the render 
 rendered), *rendering* or *error*. Previews, renders and mixes run in thread workers;
 typing never waits for them. See ``docs/SCRIPT_EDITOR.md`` for the keys.
 
-Cancelling a render (``c``): :func:`~core.episodes.render.render_episode` has no cancel
-hook, so its ``progress`` callback checks a flag after every line and raises a private
-exception that unwinds the render. Every line finished before that is already in the cache,
-so the next render continues where this one stopped.
+The screen only presents: parsing, line states, previews and the mix report are
+:mod:`core.episodes.editor`'s. Workers talk to the screen by posting messages. Cancelling a
+render (``c``) sets the flag the render's ``cancel`` hook reads; every line finished before
+that is already in the cache, so the next render continues where this one stopped.
 """
 
 from __future__ import annotations
 
-import json
 import re
 import threading
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, ClassVar, Literal
+from typing import Any, ClassVar
 
-import soundfile as sf
 from rich.text import Text
 from textual import on, work
 from textual.app import ComposeResult
 from textual.binding import Binding, BindingsMap, BindingType
 from textual.containers import Horizontal, Vertical
 from textual.dom import DOMNode
-from textual.notifications import SeverityLevel
 from textual.screen import ModalScreen, Screen
 from textual.timer import Timer
 from textual.widgets import (
@@ -47,154 +43,56 @@ from textual.worker import Worker, WorkerState
 
 from core.atomic import atomic_write_text
 from core.audio.playback import Player
-from core.episodes.render import (
-    RenderResult,
-    is_stage,
-    line_key,
-    line_seed,
-    render_episode,
+from core.episodes.editor import (
+    SEED,
+    Diagnostic,
+    LineState,
+    MixReport,
+    analyse,
+    backend_for,
+    line_start_sec,
+    mix_report,
+    preview_line,
+    read_manifest,
+    template,
 )
-from core.episodes.script import Episode, Line, parse_script
-from core.episodes.synthesis.backends import Backend, Rendered, make_backend
-from core.episodes.synthesis.cache import RenderCache
-from core.errors import ConsentError, PlaybackError, PodforgeError, ScriptError, VoiceError
+from core.episodes.render import RenderResult, is_stage, render_episode
+from core.episodes.script import Episode, Line
+from core.episodes.synthesis.backends import Rendered
+from core.errors import ConsentError, PlaybackError, PodforgeError, VoiceError
+from core.progress import Cancelled
 from core.workspace import Workspace
+from tui.messages import (
+    Analysed,
+    LineCached,
+    Notice,
+    PlaybackFailed,
+    RenderFinished,
+    RenderProgress,
+)
 from tui.styles import STYLES
 from tui.widgets.script_text import ScriptTextArea
 
-PARSE_DELAY_S = 0.3
-SEED = 0
-NAME_RULE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]{0,39}")
-_DIAGNOSTIC = re.compile(r"^.*?:(\d+):(\d+): (.*)$", re.DOTALL)
-ROLE_NAMES = ("HOST", "GUEST")
+__all__ = [
+    "SEED",
+    "LoudnessReport",
+    "ScriptEditorScreen",
+    "ScriptListScreen",
+    "ScriptName",
+    "UnsavedChanges",
+    "analyse",
+    "format_report",
+    "template",
+]
 
-LineStateName = Literal["cached", "stale", "rendering", "error"]
+PARSE_DELAY_S = 0.3
+NAME_RULE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]{0,39}")
 STATE_STYLE: dict[str, tuple[str, str]] = {
     "cached": ("●", "green"),
     "stale": ("○", "yellow"),
     "rendering": ("◌", "cyan"),
     "error": ("✗", "bold red"),
 }
-
-
-# -- pure helpers (run in workers) ----------------------------------------------------
-
-
-@dataclass(frozen=True)
-class Diagnostic:
-    """One problem: 1-based ``line`` and ``column``."""
-
-    severity: Literal["error", "warning"]
-    line: int
-    column: int
-    message: str
-
-    @property
-    def label(self) -> str:
-        return f"{self.line}:{self.column} {self.severity}: {self.message}"
-
-
-@dataclass(frozen=True)
-class LineState:
-    """A line's render state; ``duration_sec`` when cached."""
-
-    state: LineStateName
-    duration_sec: float | None = None
-
-
-@dataclass(frozen=True)
-class Analysis:
-    """What one parse found: the episode (None on an error), problems, line states."""
-
-    episode: Episode | None
-    diagnostics: tuple[Diagnostic, ...]
-    states: dict[int, LineState]
-
-
-def template(name: str, speakers: list[str]) -> str:
-    """A new script: the workspace's speakers as HOST, GUEST, GUEST2..., one line each."""
-    roles = [ROLE_NAMES[i] if i < len(ROLE_NAMES) else f"GUEST{i}" for i in range(len(speakers))]
-    out = ["+++", f'title = "{name}"', "[speakers]"]
-    out += [f'{role} = "{speaker}"' for role, speaker in zip(roles, speakers, strict=True)]
-    out += ["+++", "", "# Chapter 1"]
-    out += [
-        f"{role}: Hello, this is {speaker}." for role, speaker in zip(roles, speakers, strict=True)
-    ]
-    if not speakers:
-        out.append("<!-- add speakers: podforge speaker add WORKSPACE NAME -->")
-    return "\n".join(out) + "\n"
-
-
-def backend_for(ws: Workspace, episode: Episode) -> str:
-    """``csm`` when every speaking voice has a trained adapter, else ``draft``."""
-    voices = episode.voices
-    if voices and all(
-        (ws.voices_dir / v / "adapter" / "adapter_config.json").is_file() for v in voices
-    ):
-        return "csm"
-    return "draft"
-
-
-def line_cache_key(ws: Workspace, engine: Backend, line: Line) -> str:
-    """The cache key ``render_episode`` uses for ``line`` (seed 0)."""
-    settings: dict[str, object] = {"sample_rate": ws.settings.audio.sample_rate}
-    return line_key(engine, line, line_seed(SEED, line), settings)
-
-
-def line_states(ws: Workspace, name: str, episode: Episode) -> dict[int, LineState]:
-    """Each line's state from the render cache of ``episodes/<name>/``."""
-    try:
-        engine = make_backend(ws, backend_for(ws, episode))
-    except PodforgeError:
-        return {line.index: LineState("stale") for line in episode.lines}
-    cache = RenderCache(ws.episodes_dir / name / "cache")
-    states: dict[int, LineState] = {}
-    for line in episode.lines:
-        try:
-            path = cache.path(line_cache_key(ws, engine, line))
-        except (PodforgeError, KeyError, OSError):
-            states[line.index] = LineState("error")
-            continue
-        duration: float | None = None
-        if path.is_file():
-            try:
-                duration = float(sf.info(str(path)).duration)
-            except (RuntimeError, sf.LibsndfileError):
-                duration = None
-        states[line.index] = LineState("cached", duration) if duration else LineState("stale")
-    return states
-
-
-def analyse(ws: Workspace, text: str, path: Path) -> Analysis:
-    """Parse ``text`` (the script at ``path``) and read the line states."""
-    try:
-        episode = parse_script(text, source=path.name, workspace=ws)
-    except ScriptError as exc:
-        diag = Diagnostic("error", exc.line, exc.column, exc.message)
-        return Analysis(None, (diag,), {})
-    diagnostics = tuple(_warning(w) for w in episode.warnings)
-    return Analysis(episode, diagnostics, line_states(ws, path.stem, episode))
-
-
-def _warning(text: str) -> Diagnostic:
-    match = _DIAGNOSTIC.match(text)
-    if match is None:
-        return Diagnostic("warning", 1, 1, text)
-    return Diagnostic("warning", int(match[1]), int(match[2]), match[3])
-
-
-def read_manifest(ws: Workspace, name: str) -> dict[str, Any] | None:
-    """The last mix's ``manifest.json``, or None when there is none (or it is unreadable)."""
-    path = ws.episodes_dir / name / "manifest.json"
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return None
-    return data if isinstance(data, dict) else None
-
-
-class _Cancelled(Exception):
-    """Raised from the progress callback to stop a render."""
 
 
 # -- modals -----------------------------------------------------------------------------
@@ -265,47 +163,29 @@ class LoudnessReport(ModalScreen[None]):
             yield Static(self.report, classes="dialog-text")
 
 
-def loudness_report(ws: Workspace, manifest: dict[str, Any], episode: Episode | None) -> Text:
+def format_report(report: MixReport) -> Text:
     """The report shown by ``L``."""
-    audio = ws.settings.audio
-    target = audio.target_lufs
-    ceiling = audio.true_peak_dbtp
-    if episode is not None:
-        mix = episode.mix
-        target = (
-            mix.target_lufs
-            if mix.target_lufs is not None
-            else (-16.0 if mix.stereo else audio.target_lufs)
-        )
-        ceiling = min(mix.true_peak_dbtp, audio.true_peak_dbtp)
-    lufs = manifest.get("lufs")
-    peak = manifest.get("true_peak_dbtp")
+    target = report.target
     text = Text()
-    text.append(f"{manifest.get('title', '')}\n\n", "bold")
+    text.append(f"{report.title}\n\n", "bold")
     text.append("loudness   ", "dim")
-    if isinstance(lufs, int | float):
-        ok = abs(lufs - target) <= 1.0
-        text.append(f"{lufs:.1f} LUFS", "green" if ok else "bold red")
+    if report.lufs is not None:
+        text.append(f"{report.lufs:.1f} LUFS", "green" if report.loudness_ok else "bold red")
     else:
         text.append("unmeasured", "yellow")
-    text.append(f"  (target {target:.1f})\n")
+    text.append(f"  (target {target.lufs:.1f})\n")
     text.append("true peak  ", "dim")
-    if isinstance(peak, int | float):
-        text.append(f"{peak:.1f} dBTP", "green" if peak <= ceiling + 0.05 else "bold red")
+    if report.true_peak_dbtp is not None:
+        text.append(f"{report.true_peak_dbtp:.1f} dBTP", "green" if report.peak_ok else "bold red")
     else:
         text.append("–")
-    text.append(f"  (ceiling {ceiling:.1f})\n")
-    duration = manifest.get("duration_sec")
-    if isinstance(duration, int | float):
+    text.append(f"  (ceiling {target.ceiling_dbtp:.1f})\n")
+    if report.duration_sec is not None:
         text.append("length     ", "dim")
-        text.append(f"{duration:.1f} s\n")
+        text.append(f"{report.duration_sec:.1f} s\n")
     text.append("format     ", "dim")
-    text.append(
-        f"{manifest.get('sample_rate', '?')} Hz, {manifest.get('channels', '?')} ch, "
-        f"{manifest.get('backend', '?')} voice\n"
-    )
-    warnings = manifest.get("warnings") or []
-    for warning in warnings:
+    text.append(f"{report.sample_rate} Hz, {report.channels} ch, {report.backend} voice\n")
+    for warning in report.warnings:
         text.append(f"\n⚠ {warning}", "yellow")
     return text
 
@@ -433,6 +313,7 @@ class ScriptEditorScreen(Screen[None]):
         self._generation = 0
         self._parse_timer: Timer | None = None
         self._render_worker: Worker[None] | None = None
+        self._render_open = False  # from the start of a render until its end is shown
         self._cancel = threading.Event()
         self._rendering: set[int] = set()
         self._failed: dict[int, str] = {}
@@ -463,8 +344,11 @@ class ScriptEditorScreen(Screen[None]):
 
     @property
     def rendering(self) -> bool:
+        """A render is running, or its end has not been shown yet."""
         worker = self._render_worker
-        return worker is not None and worker.state in (WorkerState.PENDING, WorkerState.RUNNING)
+        if worker is None or worker.state in (WorkerState.ERROR, WorkerState.CANCELLED):
+            return False
+        return self._render_open
 
     # -- layout --------------------------------------------------------------------
     def compose(self) -> ComposeResult:
@@ -515,10 +399,11 @@ class ScriptEditorScreen(Screen[None]):
 
     @work(thread=True, exclusive=True, group="parse")
     def _analyse(self, text: str, generation: int) -> None:
-        result = analyse(self.workspace, text, self.path)
-        self.app.call_from_thread(self._show_analysis, result, generation)
+        self.post_message(Analysed(analyse(self.workspace, text, self.path), generation))
 
-    def _show_analysis(self, result: Analysis, generation: int) -> None:
+    @on(Analysed)
+    def _show_analysis(self, message: Analysed) -> None:
+        result, generation = message.result, message.generation
         if generation != self._generation or not self.is_mounted:
             return  # the text changed again since; a newer parse is on its way
         self.diagnostics = result.diagnostics
@@ -685,41 +570,37 @@ class ScriptEditorScreen(Screen[None]):
     @work(thread=True, exclusive=True, group="preview")
     def _preview(self, line: Line, backend: str) -> None:
         try:
-            engine = make_backend(self.workspace, backend)
-            key = line_cache_key(self.workspace, engine, line)  # csm: no voice fails here
-            cache = RenderCache(self.workspace.episodes_dir / self.name_stem / "cache")
-            rendered: Rendered | None = cache.get(key)
-            if rendered is None:
-                rendered = engine.render(line, line_seed(SEED, line))
-                cache.put(key, rendered)
-                self.app.call_from_thread(self._parse_now)  # the line is cached now
+            rendered: Rendered
+            rendered, new = preview_line(self.workspace, self.name_stem, line, backend)
         except VoiceError as exc:
-            self._notify_threaded(str(exc), "no trained voice", "error")
+            self.post_message(Notice(str(exc), "error", title="no trained voice"))
             return
         except ConsentError as exc:  # a trained voice is used only with consent to synthesis
-            self._notify_threaded(str(exc), "no consent", "error")
+            self.post_message(Notice(str(exc), "error", title="no consent"))
             return
         except (PodforgeError, OSError) as exc:
-            self._notify_threaded(str(exc), "preview failed", "error")
+            self.post_message(Notice(str(exc), "error", title="preview failed"))
             return
+        if new:
+            self.post_message(LineCached())
         try:
             self.player.play(rendered.audio, rendered.sample_rate)
         except PlaybackError as exc:
-            self.app.call_from_thread(self._playback_failed, str(exc))
+            self.post_message(PlaybackFailed(str(exc)))
 
-    def _notify_threaded(self, message: str, title: str, severity: SeverityLevel) -> None:
-        self.app.call_from_thread(
-            self.notify,
-            message,
-            title=title,
-            severity=severity,
-            timeout=10,
-        )
+    @on(LineCached)
+    def _line_cached(self) -> None:
+        self._parse_now()  # re-read the line states
 
-    def _playback_failed(self, message: str) -> None:
-        if message not in self._playback_errors:  # say it once, then stay quiet
-            self._playback_errors.add(message)
-            self.notify(message, title="no playback", severity="warning", timeout=10)
+    @on(Notice)
+    def _notice(self, message: Notice) -> None:
+        self.notify(message.text, title=message.title, severity=message.severity, timeout=10)
+
+    @on(PlaybackFailed)
+    def _playback_failed(self, message: PlaybackFailed) -> None:
+        if message.reason not in self._playback_errors:  # say it once, then stay quiet
+            self._playback_errors.add(message.reason)
+            self.notify(message.reason, title="no playback", severity="warning", timeout=10)
 
     # -- rendering -----------------------------------------------------------------------
     def action_render(self) -> None:
@@ -750,6 +631,7 @@ class ScriptEditorScreen(Screen[None]):
         self.query_one("#render-status", Static).update(
             f"rendering {len(self._rendering)} of {len(self.episode.lines)} lines…"
         )
+        self._render_open = True
         self._render_worker = self._run_render(self._cancel, self.backend_name, play_from)
 
     def action_cancel_render(self) -> None:
@@ -765,38 +647,42 @@ class ScriptEditorScreen(Screen[None]):
 
         def progress(done: int, total: int, what: str) -> None:
             nonlocal done_lines
-            if is_stage(what):  # loading the model, mixing, mastering: no line to mark
-                self.app.call_from_thread(self._stage_progress, done, total, what)
-            else:
+            if not is_stage(what):
                 done_lines = done
-                self.app.call_from_thread(self._render_progress, done, total)
-            if cancel.is_set():
-                raise _Cancelled
+            self.post_message(RenderProgress(done, total, what))
 
         try:
             result = render_episode(
-                self.workspace, self.path, backend=backend, seed=SEED, progress=progress
+                self.workspace,
+                self.path,
+                backend=backend,
+                seed=SEED,
+                progress=progress,
+                cancel=cancel.is_set,
             )
-        except _Cancelled:
-            self.app.call_from_thread(self._render_finished, None, "render cancelled", None)
+        except Cancelled:
+            self.post_message(RenderFinished(None, "render cancelled", None))
             return
         except (PodforgeError, OSError, ValueError) as exc:
-            self.app.call_from_thread(self._render_finished, None, str(exc), done_lines)
+            self.post_message(RenderFinished(None, str(exc), done_lines))
             return
-        self.app.call_from_thread(self._render_finished, result, None, None)
+        self.post_message(RenderFinished(result, None, None))
         if play_from is None or cancel.is_set():
             return
-        start = 0.0
-        manifest = read_manifest(self.workspace, self.name_stem) or {}
-        for entry in manifest.get("lines", []):
-            if isinstance(entry, dict) and entry.get("index") == play_from:
-                start = float(entry.get("start_sec", 0.0))
+        start = line_start_sec(read_manifest(self.workspace, self.name_stem) or {}, play_from)
         try:
             self.player.play_file(result.exported.wav, start_sec=start)
         except PlaybackError as exc:
-            self.app.call_from_thread(self._playback_failed, str(exc))
+            self.post_message(PlaybackFailed(str(exc)))
         except PodforgeError as exc:
-            self._notify_threaded(str(exc), "playback failed", "error")
+            self.post_message(Notice(str(exc), "error", title="playback failed"))
+
+    @on(RenderProgress)
+    def _show_render_progress(self, message: RenderProgress) -> None:
+        if is_stage(message.what):  # loading the model, mixing, mastering: no line to mark
+            self._stage_progress(message.done, message.total, message.what)
+        else:
+            self._render_progress(message.done, message.total)
 
     def _stage_progress(self, done: int, total: int, what: str) -> None:
         """A stage after the lines (or the model loading): ``done``/``total`` seconds."""
@@ -811,9 +697,10 @@ class ScriptEditorScreen(Screen[None]):
             self.states[done - 1] = LineState("cached")
         self._refresh_outline_line(done - 1)
 
-    def _render_finished(
-        self, result: RenderResult | None, error: str | None, failed_line: int | None
-    ) -> None:
+    @on(RenderFinished)
+    def _render_finished(self, message: RenderFinished) -> None:
+        result, error, failed_line = message.result, message.error, message.failed_line
+        self._render_open = False
         self._rendering.clear()
         self.query_one("#render-progress", ProgressBar).display = False
         status = self.query_one("#render-status", Static)
@@ -843,6 +730,5 @@ class ScriptEditorScreen(Screen[None]):
         if manifest is None:
             self.notify("no mix yet: ctrl+r renders the episode", severity="warning")
             return
-        self.app.push_screen(
-            LoudnessReport(loudness_report(self.workspace, manifest, self.episode))
-        )
+        report = mix_report(self.workspace, manifest, self.episode)
+        self.app.push_screen(LoudnessReport(format_report(report)))

@@ -14,7 +14,6 @@ from textual import on, work
 from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
 from textual.containers import Horizontal, Vertical
-from textual.message import Message
 from textual.screen import Screen
 from textual.widgets import DataTable, Footer, Header, Static
 from textual_plotext import PlotextPlot
@@ -24,6 +23,7 @@ from core.training.progress import RunView, curve, memory_line
 from core.training.protocol import LOG_NAME, METRICS_NAME, MetricsTail, Status
 from core.workspace import Workspace
 from tui.format import duration
+from tui.messages import Notice, RunsRefreshed, RunStarted
 from tui.styles import STYLES
 
 REFRESH_SECONDS = 1.0
@@ -42,14 +42,6 @@ class TrainingScreen(Screen[None]):
         Binding("e", "export", "Export adapter", id="training.export"),
         Binding("escape", "app.pop_screen", "Back", id="training.back"),
     ]
-
-    class Refreshed(Message):
-        """Statuses and new metrics read in a worker thread."""
-
-        def __init__(self, runs: list[tuple[str, Status]], fresh: dict[str, list[dict]]) -> None:  # type: ignore[type-arg]
-            super().__init__()
-            self.runs = runs
-            self.fresh = fresh
 
     def __init__(self, workspace: Workspace) -> None:
         super().__init__()
@@ -96,16 +88,16 @@ class TrainingScreen(Screen[None]):
                 run_id, MetricsTail(self.workspace.runs_dir / run_id / METRICS_NAME)
             )
             fresh[run_id] = tail.read_new()
-        self.post_message(self.Refreshed(runs, fresh))
+        self.post_message(RunsRefreshed(runs, fresh))
 
-    @on(Refreshed)
-    def _refreshed(self, message: Refreshed) -> None:
+    @on(RunsRefreshed)
+    def _refreshed(self, message: RunsRefreshed) -> None:
         for run_id, events in message.fresh.items():
             self.views.setdefault(run_id, RunView()).add(events)
         self.statuses = dict(message.runs)
         table = self.query_one("#runs", DataTable)
         selected = self.selected
-        rows = []
+        rows: list[tuple[str, ...]] = []
         for run_id, status in message.runs:
             view = self.views.get(run_id, RunView())
             loss = f"{view.losses[-1]:.4f}" if view.losses else "–"
@@ -237,15 +229,20 @@ class TrainingScreen(Screen[None]):
             run_dir = create_run(ws, speaker, steps=steps, rank=rank, learning_rate=lr)
             pid = launch_worker(ws, run_dir)
         except PodforgeError as exc:
-            self.app.call_from_thread(self.notify, str(exc), severity="error", timeout=10)
+            self.post_message(Notice(str(exc), "error", 10))
             return
         for warning in warnings:
-            self.app.call_from_thread(self.notify, warning, severity="warning", timeout=10)
-        self.app.call_from_thread(self._started, run_dir.name, pid)
+            self.post_message(Notice(warning, "warning", 10))
+        self.post_message(RunStarted(run_dir.name, pid))
 
-    def _started(self, run_id: str, pid: int) -> None:
-        self.selected = run_id
-        self.notify(f"started {run_id} (worker pid {pid})")
+    @on(Notice)
+    def _notice(self, message: Notice) -> None:
+        self.notify(message.text, severity=message.severity, timeout=message.timeout)
+
+    @on(RunStarted)
+    def _started(self, message: RunStarted) -> None:
+        self.selected = message.run_id
+        self.notify(f"started {message.run_id} (worker pid {message.pid})")
         self.action_reload()
 
     def action_stop(self) -> None:
@@ -290,9 +287,9 @@ class TrainingScreen(Screen[None]):
         try:
             voice = export_adapter(self.workspace, self.workspace.runs_dir / run_id)
         except PodforgeError as exc:
-            self.app.call_from_thread(self.notify, str(exc), severity="error", timeout=10)
+            self.post_message(Notice(str(exc), "error", 10))
             return
-        self.app.call_from_thread(self.notify, f"voice exported to {voice}")
+        self.post_message(Notice(f"voice exported to {voice}"))
 
 
 def _state_text(status: Status) -> Text:

@@ -1,7 +1,7 @@
 """The CSM backend: one base model in memory, every speaker's LoRA adapter loaded into it.
 
-A speaker's voice is ``voices/<speaker>/``: ``adapter/`` (peft), ``anchors/*.wav`` and
-``voice.toml`` (anchor transcripts). Each line selects its speaker's adapter with
+A speaker's voice is its :class:`~core.voices.folder.VoiceFolder`: the peft adapter, the anchor
+clips and ``voice.toml`` (anchor transcripts). Each line selects its speaker's adapter with
 ``set_adapter`` and is generated after the speaker's anchor clips as context turns, with a
 seed of its own; the output length is bounded from the text length. ``<break>`` tags are
 honoured by generating the text on either side separately and joining them with silence;
@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import hashlib
 import math
-import tomllib
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -28,7 +27,7 @@ import numpy.typing as npt
 
 from core.episodes.script import MAX_PIECE_CHARS, Break, Line, Span, split_text
 from core.episodes.synthesis.backends import Rendered
-from core.errors import VoiceError
+from core.voices.folder import VoiceFolder, trained_voice
 from core.workspace import Workspace
 
 SECONDS_PER_CHAR = 0.09  # generous: ~11 characters a second of speech
@@ -66,30 +65,24 @@ class CsmBackend:
     # -- voices ------------------------------------------------------------------
     def voice_folder(self, speaker: str) -> Path:
         """``voices/<speaker>/``, the one door to a trained voice: every use of an adapter
-        (a render, a preview, ``podforge eval``) passes here first.
+        (a render, a preview) passes here first, ``podforge eval`` through the same
+        :func:`core.voices.folder.trained_voice`.
 
         Raises :class:`~core.errors.ConsentError` when the speaker's consent record is
         missing or its scope does not cover synthesis (checked before anything else, also
-        before the model loads), and :class:`VoiceError` when no adapter was exported.
+        before the model loads), and :class:`~core.errors.VoiceError` when no adapter was
+        exported.
         """
-        self.ws.require_consent(speaker, "synthesis")
-        folder = self.ws.voices_dir / speaker
-        if not (folder / "adapter" / "adapter_config.json").is_file():
-            raise VoiceError(
-                f"speaker {speaker!r} has no trained voice ({folder / 'adapter'} is missing): "
-                f"train one with `podforge train {self.ws.root} --speaker {speaker}` and export "
-                "it, or render with --draft"
-            )
-        return folder
+        return trained_voice(self.ws, speaker).root
 
     def cache_identity(self, voice: str) -> dict[str, object]:
-        folder = self.voice_folder(voice)
+        folder = VoiceFolder(self.voice_folder(voice))
         digest = hashlib.sha256()
-        for path in sorted((folder / "adapter").glob("*")) + sorted((folder / "anchors").glob("*")):
+        for path in sorted(folder.adapter.glob("*")) + sorted(folder.anchors.glob("*")):
             digest.update(path.name.encode())
             digest.update(path.read_bytes())
-        if (folder / "voice.toml").is_file():
-            digest.update((folder / "voice.toml").read_bytes())
+        if folder.toml.is_file():
+            digest.update(folder.toml.read_bytes())
         return {"base_model": self.ws.settings.models.tts, "voice": digest.hexdigest()[:24]}
 
     def _load(self, speaker: str) -> Voice:
@@ -100,22 +93,21 @@ class CsmBackend:
         from core.audio.io import read
         from core.models import csm
 
-        folder = self.voice_folder(speaker)
+        folder = VoiceFolder(self.voice_folder(speaker))
         if self._bundle is None:
             self._bundle = csm.load_csm(self.ws.settings.models.tts, self.ws.settings.models.device)
         if self._model is None:
             self._model = PeftModel.from_pretrained(
-                self._bundle.model, str(folder / "adapter"), adapter_name=speaker
+                self._bundle.model, str(folder.adapter), adapter_name=speaker
             )
         else:
-            self._model.load_adapter(str(folder / "adapter"), adapter_name=speaker)
+            self._model.load_adapter(str(folder.adapter), adapter_name=speaker)
         self._model.eval()
-        meta = _voice_meta(folder)
         anchors = []
-        for row in meta.get("anchors", []):
-            audio, _ = read(folder / row["file"], target_rate=self._bundle.sample_rate)
-            anchors.append((str(row["text"]), csm.encode_audio(self._bundle, audio)))
-        voice = Voice(speaker, folder, anchors, self.cache_identity(speaker))
+        for clip, text in folder.listed_anchors():
+            audio, _ = read(clip, target_rate=self._bundle.sample_rate)
+            anchors.append((text, csm.encode_audio(self._bundle, audio)))
+        voice = Voice(speaker, folder.root, anchors, self.cache_identity(speaker))
         self._voices[speaker] = voice
         return voice
 
@@ -150,13 +142,3 @@ class CsmBackend:
         self.last_pieces = generated
         audio = np.concatenate(pieces) if pieces else np.zeros(0, np.float32)
         return Rendered(audio=audio.astype(np.float32), sample_rate=sr)
-
-
-def _voice_meta(folder: Path) -> dict[str, Any]:
-    path = folder / "voice.toml"
-    if not path.is_file():
-        return {}
-    try:
-        return tomllib.loads(path.read_text(encoding="utf-8"))
-    except (OSError, tomllib.TOMLDecodeError) as exc:
-        raise VoiceError(f"{path}: unreadable ({exc}); export the voice again") from None

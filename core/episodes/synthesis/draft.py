@@ -14,7 +14,8 @@ How espeak-ng is driven
   its data where it was built, fails, and calls ``exit(1)``, which ends the whole
   Python process.
 * Every call runs in a fresh instance of the library: it is loaded (``dlopen``),
-  initialised, used, terminated and unloaded again (``dlclose``), about 3 ms in all.
+  initialised, used, terminated and unloaded again (``dlclose``); the cost is small
+  (docs/PERFORMANCE.md).
   espeak-ng keeps synthesis state in static variables that survive
   ``espeak_Terminate`` (the phase of its pitch flutter, a glottal-cycle counter, the
   gain control, the noise generator), so one long-lived instance gives slightly
@@ -256,7 +257,7 @@ def _make_runtime() -> _Runtime:
                 "draft voice: the private copy of %s did not load; using it in place", library
             )
         return _Runtime(candidate, data, rate, voices, variants)
-    assert failure is not None
+    assert failure is not None  # nosec B101  # narrowing: every candidate failed
     raise failure
 
 

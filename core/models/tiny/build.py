@@ -1,7 +1,10 @@
 """Publishing a tiny model build atomically into its folder (shared by the tiny builders).
 
-The model is written into a temporary folder beside the target and renamed into place, so a
-concurrent reader never sees half a model; when two processes race, the first rename wins.
+:class:`TinyBuild` is one tiny model's identity: its stamp (``podforge-tiny.json``, written
+last, so its presence means the build is complete), the files a finished build holds, and its
+folder in the user's cache. The model is written into a temporary folder beside the target
+and renamed into place, so a concurrent reader never sees half a model; when two processes
+race, the first rename wins.
 An older or half-copied build of ours is moved aside and dropped; a folder holding anything
 else is refused with :class:`ModelError`, never deleted.
 """
@@ -14,10 +17,15 @@ import os
 import shutil
 import tempfile
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from core.atomic import current_umask
 from core.errors import ModelError
+
+STAMP_FILE = "podforge-tiny.json"
+"""The stamp every tiny build writes last: ``{"model": ..., "version": ..., "seed": ...}``."""
 
 
 def cache_folder(name: str) -> Path:
@@ -78,3 +86,65 @@ def is_replaceable_build(folder: Path, stamp_file: str, model: str) -> bool:
             return False
         return isinstance(stamp, dict) and stamp.get("model") == model
     return not any(folder.iterdir())
+
+
+def write_json(path: Path, value: object) -> None:
+    """``value`` as sorted, indented JSON (a deterministic file)."""
+    path.write_text(json.dumps(value, indent=2, sort_keys=True) + "\n", encoding="utf-8")
+
+
+def token_id(tokenizer: Any, token: str, what: str) -> int:
+    """The id of ``token`` in a tiny model's ``tokenizers.Tokenizer``, which holds it."""
+    index: int | None = tokenizer.token_to_id(token)
+    if index is None:  # pragma: no cover - the tiny tokenizers hold every special token
+        raise AssertionError(f"{what} tokenizer lacks {token}")
+    return index
+
+
+@dataclass(frozen=True)
+class TinyBuild:
+    """One tiny model: what its stamp says, which files a finished build holds, where it lives."""
+
+    model: str
+    """The stamp's ``model`` (``"tiny-csm"``); also names its cache folder."""
+    version: int
+    """Bumped whenever the files built change, so that caches of older builds are ignored."""
+    seed: int
+    files: tuple[str, ...]
+    """The files (besides the stamp) a complete build holds."""
+    what: str
+    """The model in messages (``"tiny CSM"``)."""
+
+    def stamp(self) -> dict[str, object]:
+        return {"model": self.model, "version": self.version, "seed": self.seed}
+
+    def write_stamp(self, folder: Path) -> None:
+        """Write the stamp into ``folder``: last, since its presence means the build is done."""
+        write_json(folder / STAMP_FILE, self.stamp())
+
+    def is_complete(self, folder: Path) -> bool:
+        """True when ``folder`` holds this version's finished build."""
+        try:
+            stamp = json.loads((folder / STAMP_FILE).read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            return False
+        return stamp == self.stamp() and all((folder / name).is_file() for name in self.files)
+
+    def is_replaceable(self, folder: Path) -> bool:
+        return is_replaceable_build(folder, STAMP_FILE, self.model)
+
+    def publish(self, folder: Path, write: Callable[[Path], None]) -> Path:
+        """:func:`publish_build` of this model into ``folder``, written by ``write``.
+
+        Idempotent: a folder already holding this version's complete build is reused as it
+        is. The model is built in a temporary folder beside ``folder`` and renamed into
+        place, so a concurrent reader never sees half a model; when two processes race, the
+        first rename wins. A ``folder`` holding anything else is refused with
+        :class:`ModelError`, never deleted.
+        """
+        return publish_build(Path(folder), write, self.is_complete, self.is_replaceable, self.what)
+
+    def cache_path(self) -> Path:
+        """``$XDG_CACHE_HOME/podforge/<model>-v<version>`` (``~/.cache`` when the variable is
+        unset): the version in the name keeps builds of different podforge versions apart."""
+        return cache_folder(f"{self.model}-v{self.version}")

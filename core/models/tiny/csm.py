@@ -29,8 +29,8 @@ Mimi codebooks (all zero after the library's own init, which would encode every 
 code 0, the end-of-audio code) are random too, and the decoder's last layer is scaled so that
 random codes decode to about -26 dBFS rather than far beyond full scale. The same seed and
 library versions give byte-identical files. Its speech is noise; the plumbing that loads,
-trains and runs it is the real one. It is about 1.3 MB and builds in a fraction of a second
-once torch and transformers are imported.
+trains and runs it is the real one. It is small and quick to build once torch and
+transformers are imported (figures in docs/PERFORMANCE.md).
 
 ``tiny_csm_path()`` builds it once per user, in ``$XDG_CACHE_HOME/podforge`` (or
 ``~/.cache/podforge``).
@@ -38,17 +38,16 @@ once torch and transformers are imported.
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 
-from core.models.tiny.build import cache_folder, is_replaceable_build, publish_build
+from core.models.tiny.build import STAMP_FILE as STAMP_FILE  # re-exported
+from core.models.tiny.build import TinyBuild, token_id
 
 TINY_CSM_VERSION = 1
 """Bumped whenever the files built here change, so that caches of older builds are ignored."""
 
 TINY_CSM_SEED = 20240613
-STAMP_FILE = "podforge-tiny.json"
 MODEL_FILES = (
     "config.json",
     "generation_config.json",
@@ -58,6 +57,7 @@ MODEL_FILES = (
     "chat_template.jinja",
     "processor_config.json",
 )
+TINY_CSM = TinyBuild("tiny-csm", TINY_CSM_VERSION, TINY_CSM_SEED, MODEL_FILES, "tiny CSM")
 
 # Architecture.
 NUM_CODEBOOKS = 8
@@ -110,10 +110,11 @@ DEPTH_DECODER_ROPE: dict[str, Any] = {
     "original_max_position_embeddings": 16,
 }
 
-BOS_TOKEN = "<|begin_of_text|>"
-EOS_TOKEN = "<|end_of_text|>"
-AUDIO_TOKEN = "<|AUDIO|>"
-AUDIO_EOS_TOKEN = "<|audio_eos|>"
+# Tokenizer special tokens (bandit's B105 takes a *_TOKEN name for a password).
+BOS_TOKEN = "<|begin_of_text|>"  # nosec B105
+EOS_TOKEN = "<|end_of_text|>"  # nosec B105
+AUDIO_TOKEN = "<|AUDIO|>"  # nosec B105
+AUDIO_EOS_TOKEN = "<|audio_eos|>"  # nosec B105
 SPECIAL_TOKENS = (BOS_TOKEN, EOS_TOKEN, AUDIO_TOKEN, AUDIO_EOS_TOKEN)
 
 BPE_VOCAB_SIZE = 384
@@ -166,25 +167,15 @@ FEATURE_EXTRACTOR: dict[str, Any] = {
 
 
 def build_tiny_csm(folder: Path) -> Path:
-    """Write the tiny CSM model into ``folder`` and return ``folder``.
-
-    Idempotent: a folder already holding this version's complete build is reused as it is.
-    The model is built in a temporary folder beside ``folder`` and renamed into place, so a
-    concurrent reader never sees half a model; when two processes race, the first rename
-    wins. A ``folder`` holding anything else is refused with :class:`ModelError`, never
-    deleted.
-    """
-    return publish_build(Path(folder), _write_model, _is_complete, _is_replaceable, "tiny CSM")
+    """Write the tiny CSM model into ``folder`` and return ``folder``; idempotent and
+    atomic, as :meth:`~core.models.tiny.build.TinyBuild.publish` says."""
+    return TINY_CSM.publish(folder, _write_model)
 
 
 def tiny_csm_path() -> Path:
-    """The tiny CSM folder in this user's cache, built there (atomically) on first use.
-
-    It is ``$XDG_CACHE_HOME/podforge/tiny-csm-v<N>`` (``~/.cache`` when the variable is
-    unset); the version in the name keeps builds of different podforge versions apart.
-    """
-    target = cache_folder(f"tiny-csm-v{TINY_CSM_VERSION}")
-    return build_tiny_csm(target)
+    """The tiny CSM folder in this user's cache (``TINY_CSM.cache_path()``), built there
+    (atomically) on first use."""
+    return build_tiny_csm(TINY_CSM.cache_path())
 
 
 # --------------------------------------------------------------------------- the files
@@ -267,7 +258,7 @@ def _write_model(folder: Path) -> None:
         feature_extractor=feature_extractor, tokenizer=tokenizer, chat_template=CHAT_TEMPLATE
     )
     processor.save_pretrained(str(folder))
-    _write_json(folder / STAMP_FILE, _stamp())
+    TINY_CSM.write_stamp(folder)
 
 
 def _calibrate_decoder(codec: Any, codes: Any) -> None:
@@ -318,28 +309,4 @@ def _make_tokenizer() -> Any:
 
 
 def _token_id(tokenizer: Any, token: str) -> int:
-    index: int | None = tokenizer.token_to_id(token)
-    if index is None:  # pragma: no cover - the tokenizer above holds every special
-        raise AssertionError(f"tiny CSM tokenizer lacks {token}")
-    return index
-
-
-def _write_json(path: Path, value: object) -> None:
-    path.write_text(json.dumps(value, indent=2, sort_keys=True) + "\n", encoding="utf-8")
-
-
-def _stamp() -> dict[str, object]:
-    return {"model": "tiny-csm", "version": TINY_CSM_VERSION, "seed": TINY_CSM_SEED}
-
-
-def _is_complete(folder: Path) -> bool:
-    """True when ``folder`` holds this version's finished build (the stamp is written last)."""
-    try:
-        stamp = json.loads((folder / STAMP_FILE).read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return False
-    return stamp == _stamp() and all((folder / name).is_file() for name in MODEL_FILES)
-
-
-def _is_replaceable(folder: Path) -> bool:
-    return is_replaceable_build(folder, STAMP_FILE, "tiny-csm")
+    return token_id(tokenizer, token, "tiny CSM")

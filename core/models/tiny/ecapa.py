@@ -17,10 +17,10 @@ every local folder. ``tiny_ecapa_path()`` builds the folder once per user, in th
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
-from core.models.tiny.build import cache_folder, is_replaceable_build, publish_build
+from core.models.tiny.build import STAMP_FILE as STAMP_FILE  # re-exported
+from core.models.tiny.build import TinyBuild, cache_folder
 
 TINY_ECAPA_VERSION = 1
 """Bumped whenever the files built here change, so that caches of older builds are ignored."""
@@ -30,12 +30,18 @@ N_MELS = 24
 EMBEDDING_DIM = 32
 SPEAKER_LABELS = tuple(f"tiny-spk-{i:02d}" for i in range(8))
 
-STAMP_FILE = "podforge-tiny.json"
 CHECKPOINT_FILES = (
     "embedding_model.ckpt",
     "mean_var_norm_emb.ckpt",
     "classifier.ckpt",
     "label_encoder.txt",
+)
+TINY_ECAPA = TinyBuild(
+    "tiny-ecapa",
+    TINY_ECAPA_VERSION,
+    TINY_ECAPA_SEED,
+    ("hyperparams.yaml", *CHECKPOINT_FILES),
+    "tiny ECAPA",
 )
 
 HYPERPARAMS_YAML = f"""\
@@ -114,7 +120,7 @@ def build_tiny_ecapa(folder: Path) -> Path:
     a ``folder`` holding anything but an empty folder or one of our builds is refused with
     :class:`~core.errors.ModelError`, never deleted.
     """
-    return publish_build(Path(folder), _write_model, _is_complete, _is_replaceable, "tiny ECAPA")
+    return TINY_ECAPA.publish(folder, _write_model)
 
 
 def _write_model(folder: Path) -> None:
@@ -152,7 +158,7 @@ def _write_model(folder: Path) -> None:
     label_encoder.save(folder / "label_encoder.txt")
     (folder / "hyperparams.yaml").write_text(HYPERPARAMS_YAML, encoding="utf-8")
     # The stamp is written last: its presence means the build is complete.
-    (folder / STAMP_FILE).write_text(json.dumps(_stamp(), sort_keys=True) + "\n", encoding="utf-8")
+    TINY_ECAPA.write_stamp(folder)
 
 
 def tiny_ecapa_path() -> Path:
@@ -161,28 +167,9 @@ def tiny_ecapa_path() -> Path:
     It lives in ``$XDG_CACHE_HOME/podforge/tiny-ecapa-v<N>`` (``~/.cache`` when unset); see
     :func:`build_tiny_ecapa` for how it is published and what it refuses to replace.
     """
-    return build_tiny_ecapa(cache_folder(f"tiny-ecapa-v{TINY_ECAPA_VERSION}"))
+    return build_tiny_ecapa(TINY_ECAPA.cache_path())
 
 
 def podforge_cache_dir() -> Path:
     """``$XDG_CACHE_HOME/podforge``, or ``~/.cache/podforge`` when the variable is unset."""
     return cache_folder("")
-
-
-def _stamp() -> dict[str, object]:
-    return {"model": "tiny-ecapa", "version": TINY_ECAPA_VERSION, "seed": TINY_ECAPA_SEED}
-
-
-def _is_complete(folder: Path) -> bool:
-    """True when ``folder`` holds this version's finished build."""
-    try:
-        stamp = json.loads((folder / STAMP_FILE).read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return False
-    if stamp != _stamp():
-        return False
-    return all((folder / name).is_file() for name in ("hyperparams.yaml", *CHECKPOINT_FILES))
-
-
-def _is_replaceable(folder: Path) -> bool:
-    return is_replaceable_build(folder, STAMP_FILE, "tiny-ecapa")

@@ -13,7 +13,7 @@
   ``<|notimestamps|>``, then the timestamps ``<|0.00|>`` .. ``<|30.00|>``);
 * ``preprocessor_config.json``: the 80-bin, 16 kHz log-mel front end.
 
-It is about 2.3 MB, builds in well under a second without importing torch, and loads
+It is small, builds without importing torch (size and time in docs/PERFORMANCE.md), and loads
 offline with ``faster_whisper.WhisperModel(folder)``. Its vocabulary is not Whisper's 51,865
 tokens, so CTranslate2 treats it as an English-only model (like ``tiny.en``). Its
 transcripts are garbage; the plumbing that loads and runs it is the real one. A few
@@ -34,7 +34,6 @@ import importlib
 import importlib.abc
 import importlib.machinery
 import itertools
-import json
 import math
 import sys
 import threading
@@ -47,19 +46,23 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from core.models.tiny.build import cache_folder, is_replaceable_build, publish_build
+from core.models.tiny.build import STAMP_FILE as STAMP_FILE  # re-exported
+from core.models.tiny.build import TinyBuild, write_json
+from core.models.tiny.build import token_id as build_token_id
 
 TINY_WHISPER_VERSION = 1
 """Bumped whenever the files built here change, so that caches of older builds are ignored."""
 
 TINY_WHISPER_SEED = 20240612
-STAMP_FILE = "podforge-tiny.json"
 MODEL_FILES = (
     "model.bin",
     "config.json",
     "vocabulary.json",
     "tokenizer.json",
     "preprocessor_config.json",
+)
+TINY_WHISPER = TinyBuild(
+    "tiny-whisper", TINY_WHISPER_VERSION, TINY_WHISPER_SEED, MODEL_FILES, "tiny Whisper"
 )
 
 # Architecture. The position tables are Whisper's real lengths: faster-whisper always pads
@@ -108,25 +111,15 @@ Float32Array = npt.NDArray[np.float32]
 
 
 def build_tiny_whisper(folder: Path) -> Path:
-    """Write the tiny Whisper model into ``folder`` and return ``folder``.
-
-    Idempotent: a folder already holding this version's complete build is reused as it is.
-    The model is built in a temporary folder beside ``folder`` and renamed into place, so a
-    concurrent reader never sees half a model; when two processes race, the first rename
-    wins. A ``folder`` holding anything else is refused with :class:`ModelError`, never
-    deleted.
-    """
-    return publish_build(Path(folder), _write_model, _is_complete, _is_replaceable, "tiny Whisper")
+    """Write the tiny Whisper model into ``folder`` and return ``folder``; idempotent and
+    atomic, as :meth:`~core.models.tiny.build.TinyBuild.publish` says."""
+    return TINY_WHISPER.publish(folder, _write_model)
 
 
 def tiny_whisper_path() -> Path:
-    """The tiny Whisper folder in this user's cache, built there (atomically) on first use.
-
-    It is ``$XDG_CACHE_HOME/podforge/tiny-whisper-v<N>`` (``~/.cache`` when the variable is
-    unset); the version in the name keeps builds of different podforge versions apart.
-    """
-    target = cache_folder(f"tiny-whisper-v{TINY_WHISPER_VERSION}")
-    return build_tiny_whisper(target)
+    """The tiny Whisper folder in this user's cache (``TINY_WHISPER.cache_path()``), built there
+    (atomically) on first use."""
+    return build_tiny_whisper(TINY_WHISPER.cache_path())
 
 
 # --------------------------------------------------------------------------- the files
@@ -138,10 +131,7 @@ def _write_model(folder: Path) -> None:
     vocabulary = [tokenizer.id_to_token(i) for i in range(tokenizer.get_vocab_size())]
 
     def token_id(token: str) -> int:
-        index: int | None = tokenizer.token_to_id(token)
-        if index is None:  # pragma: no cover - the tokenizer above holds every special
-            raise AssertionError(f"tiny whisper tokenizer lacks {token}")
-        return index
+        return build_token_id(tokenizer, token, "tiny whisper")
 
     with _specs_without_torch() as specs:
         spec = specs.WhisperSpec(ENCODER_LAYERS, N_HEADS, DECODER_LAYERS, N_HEADS)
@@ -175,8 +165,8 @@ def _write_model(folder: Path) -> None:
         "return_attention_mask": False,
         "sampling_rate": 16000,
     }
-    _write_json(folder / "preprocessor_config.json", preprocessor)
-    _write_json(folder / STAMP_FILE, _stamp())
+    write_json(folder / "preprocessor_config.json", preprocessor)
+    TINY_WHISPER.write_stamp(folder)
 
 
 def _fill_weights(spec: Any, vocabulary: Sequence[str]) -> None:
@@ -325,27 +315,6 @@ def _learn_merges(words: Sequence[str], count: int) -> list[tuple[str, str]]:
             merged[tuple(out)] += freq
         corpus = merged
     return merges
-
-
-def _write_json(path: Path, value: object) -> None:
-    path.write_text(json.dumps(value, indent=2, sort_keys=True) + "\n", encoding="utf-8")
-
-
-def _stamp() -> dict[str, object]:
-    return {"model": "tiny-whisper", "version": TINY_WHISPER_VERSION, "seed": TINY_WHISPER_SEED}
-
-
-def _is_complete(folder: Path) -> bool:
-    """True when ``folder`` holds this version's finished build (the stamp is written last)."""
-    try:
-        stamp = json.loads((folder / STAMP_FILE).read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return False
-    return stamp == _stamp() and all((folder / name).is_file() for name in MODEL_FILES)
-
-
-def _is_replaceable(folder: Path) -> bool:
-    return is_replaceable_build(folder, STAMP_FILE, "tiny-whisper")
 
 
 # ------------------------------------------------- ctranslate2.specs without importing torch

@@ -9,8 +9,7 @@ from rich.markup import escape
 from rich.progress import BarColumn, Progress, TaskID, TextColumn, TimeRemainingColumn
 from rich.table import Table
 
-from core.dataset.ingest import FileResult, IngestOptions, IngestSummary, ingest
-from core.dataset.ingest import Progress as IngestProgress
+from core.dataset.ingest import FileResult, IngestOptions, IngestProgress, IngestSummary, ingest
 from core.workspace import Workspace
 from tui.format import duration
 

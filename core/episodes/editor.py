@@ -1,0 +1,213 @@
+"""What the script editor shows, computed without a screen: pure functions and records.
+
+:func:`analyse` parses the text being edited into :class:`Diagnostic` s (the error or the
+warnings, with their places) and each line's :class:`LineState` in the render cache, read
+with the render's own :func:`~core.episodes.render.line_cache_key`, so the outline can never
+disagree with what a render reuses. :func:`preview_line` synthesises one line through that
+cache. :func:`mix_report` measures the last mix's ``manifest.json`` against the target the
+render masters to (:func:`~core.episodes.target.master_target`). The app only formats these.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+import soundfile as sf
+
+from core.episodes.parser import parse_script
+from core.episodes.render import line_cache_key, line_seed
+from core.episodes.script import Episode, Line, ScriptWarning
+from core.episodes.synthesis.backends import Rendered, make_backend
+from core.episodes.synthesis.cache import RenderCache
+from core.episodes.target import MasterTarget, master_target
+from core.errors import PodforgeError, ScriptError
+from core.voices.folder import VoiceFolder
+from core.workspace import Workspace
+
+SEED = 0
+"""The episode seed the editor renders and previews with."""
+ROLE_NAMES = ("HOST", "GUEST")
+
+Severity = Literal["error", "warning"]
+LineStateName = Literal["cached", "stale", "rendering", "error"]
+
+
+@dataclass(frozen=True)
+class Diagnostic:
+    """One problem: 1-based ``line`` and ``column``."""
+
+    severity: Severity
+    line: int
+    column: int
+    message: str
+
+    @property
+    def label(self) -> str:
+        return f"{self.line}:{self.column} {self.severity}: {self.message}"
+
+    @classmethod
+    def of_error(cls, error: ScriptError) -> Diagnostic:
+        return cls("error", error.line, error.column, error.message)
+
+    @classmethod
+    def of_warning(cls, warning: ScriptWarning) -> Diagnostic:
+        return cls("warning", warning.line, warning.column, warning.message)
+
+
+@dataclass(frozen=True)
+class LineState:
+    """A line's render state; ``duration_sec`` when cached."""
+
+    state: LineStateName
+    duration_sec: float | None = None
+
+
+@dataclass(frozen=True)
+class Analysis:
+    """What one parse found: the episode (None on an error), problems, line states."""
+
+    episode: Episode | None
+    diagnostics: tuple[Diagnostic, ...]
+    states: dict[int, LineState]
+
+
+def template(name: str, speakers: list[str]) -> str:
+    """A new script: the workspace's speakers as HOST, GUEST, GUEST2..., one line each."""
+    roles = [ROLE_NAMES[i] if i < len(ROLE_NAMES) else f"GUEST{i}" for i in range(len(speakers))]
+    out = ["+++", f'title = "{name}"', "[speakers]"]
+    out += [f'{role} = "{speaker}"' for role, speaker in zip(roles, speakers, strict=True)]
+    out += ["+++", "", "# Chapter 1"]
+    out += [
+        f"{role}: Hello, this is {speaker}." for role, speaker in zip(roles, speakers, strict=True)
+    ]
+    if not speakers:
+        out.append("<!-- add speakers: podforge speaker add WORKSPACE NAME -->")
+    return "\n".join(out) + "\n"
+
+
+def backend_for(ws: Workspace, episode: Episode) -> str:
+    """``csm`` when every speaking voice has a trained adapter, else ``draft``."""
+    voices = episode.voices
+    if voices and all(VoiceFolder.for_speaker(ws, v).is_trained() for v in voices):
+        return "csm"
+    return "draft"
+
+
+def line_states(ws: Workspace, name: str, episode: Episode) -> dict[int, LineState]:
+    """Each line's state from the render cache of ``episodes/<name>/``."""
+    try:
+        engine = make_backend(ws, backend_for(ws, episode))
+    except PodforgeError:
+        return {line.index: LineState("stale") for line in episode.lines}
+    cache = RenderCache(ws.episodes_dir / name / "cache")
+    states: dict[int, LineState] = {}
+    for line in episode.lines:
+        try:
+            path = cache.path(line_cache_key(ws, engine, line, SEED))
+        except (PodforgeError, KeyError, OSError):
+            states[line.index] = LineState("error")
+            continue
+        duration: float | None = None
+        if path.is_file():
+            try:
+                duration = float(sf.info(str(path)).duration)
+            except (RuntimeError, sf.LibsndfileError):
+                duration = None
+        states[line.index] = LineState("cached", duration) if duration else LineState("stale")
+    return states
+
+
+def analyse(ws: Workspace, text: str, path: Path) -> Analysis:
+    """Parse ``text`` (the script at ``path``) and read the line states."""
+    try:
+        episode = parse_script(text, source=path.name, workspace=ws)
+    except ScriptError as exc:
+        return Analysis(None, (Diagnostic.of_error(exc),), {})
+    diagnostics = tuple(Diagnostic.of_warning(w) for w in episode.warnings)
+    return Analysis(episode, diagnostics, line_states(ws, path.stem, episode))
+
+
+def preview_line(ws: Workspace, name: str, line: Line, backend: str) -> tuple[Rendered, bool]:
+    """``line`` of the script ``name`` in ``backend``'s voice, from the render cache or
+    synthesised into it; the flag says it was synthesised now (its state changed).
+
+    Raises what the backend raises: :class:`~core.errors.VoiceError` (no trained voice),
+    :class:`~core.errors.ConsentError`, other ``PodforgeError`` s and ``OSError``.
+    """
+    engine = make_backend(ws, backend)
+    key = line_cache_key(ws, engine, line, SEED)  # csm: a missing voice fails here
+    cache = RenderCache(ws.episodes_dir / name / "cache")
+    rendered = cache.get(key)
+    if rendered is not None:
+        return rendered, False
+    rendered = engine.render(line, line_seed(SEED, line))
+    cache.put(key, rendered)
+    return rendered, True
+
+
+def read_manifest(ws: Workspace, name: str) -> dict[str, Any] | None:
+    """The last mix's ``manifest.json``, or None when there is none (or it is unreadable)."""
+    path = ws.episodes_dir / name / "manifest.json"
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    return data if isinstance(data, dict) else None
+
+
+def line_start_sec(manifest: dict[str, Any], index: int) -> float:
+    """Where line ``index`` starts in the mix (0.0 when the manifest does not say)."""
+    start = 0.0
+    for entry in manifest.get("lines", []):
+        if isinstance(entry, dict) and entry.get("index") == index:
+            start = float(entry.get("start_sec", 0.0))
+    return start
+
+
+@dataclass(frozen=True)
+class MixReport:
+    """The last mix against its target. ``lufs`` and ``true_peak_dbtp`` are None when the
+    manifest holds no figure; ``sample_rate``, ``channels`` and ``backend`` are as written
+    there (``?`` when absent)."""
+
+    title: str
+    lufs: float | None
+    true_peak_dbtp: float | None
+    target: MasterTarget
+    duration_sec: float | None
+    sample_rate: str
+    channels: str
+    backend: str
+    warnings: tuple[str, ...]
+
+    @property
+    def loudness_ok(self) -> bool:
+        return self.lufs is not None and self.target.loudness_ok(self.lufs)
+
+    @property
+    def peak_ok(self) -> bool:
+        return self.true_peak_dbtp is not None and self.target.peak_ok(self.true_peak_dbtp)
+
+
+def mix_report(ws: Workspace, manifest: dict[str, Any], episode: Episode | None) -> MixReport:
+    """The report of a mix's ``manifest``, measured against what the script (``episode``;
+    None when it does not parse) and the workspace ask the master for."""
+
+    def number(key: str) -> float | None:
+        value = manifest.get(key)
+        return value if isinstance(value, int | float) else None
+
+    return MixReport(
+        title=str(manifest.get("title", "")),
+        lufs=number("lufs"),
+        true_peak_dbtp=number("true_peak_dbtp"),
+        target=master_target(episode.mix if episode is not None else None, ws.settings),
+        duration_sec=number("duration_sec"),
+        sample_rate=str(manifest.get("sample_rate", "?")),
+        channels=str(manifest.get("channels", "?")),
+        backend=str(manifest.get("backend", "?")),
+        warnings=tuple(str(w) for w in manifest.get("warnings") or []),
+    )

@@ -1,0 +1,351 @@
+"""The episode master: the mix brought to its loudness target under a true-peak ceiling.
+
+Two paths with the same maths: :func:`mix_episode` (the whole episode in memory: the
+reference, for previews and tests) and :func:`render_episode_files` (mix, master and
+export streamed in windows through a float32 intermediate on disk, for episodes of any
+length; its limiter is :func:`core.audio.limiter.limit_window`, which matches the
+whole-signal limiter window by window). Both report a :class:`MixResult` /
+:class:`MasteredEpisode`, whose shared part (:class:`~core.episodes.export.EpisodeFacts`)
+is what the manifest and chapters are written from.
+
+The mix is brought to the target loudness (``target_lufs``, default -19 LUFS mono /
+-16 LUFS stereo) and its true peak held at or under ``ceiling_dbtp`` (-1 dBTP) by
+:func:`core.audio.conditioning.condition` (BS.1770 loudness, a look-ahead limiter checked on a
+4x-oversampled signal; stereo: channel-weighted loudness, one linked gain curve). The
+loudness gain is capped at ``max_gain_db`` (+24 dB): near-silence is not blown up into
+loud noise, it stays quiet and the result reports its real loudness. Audio with no
+measurable loudness (under the -70 LUFS gate) gets no gain at all.
+
+The optional room tone (``room_tone_db``) is pink noise added under everything, set
+so that it reads ``room_tone_db`` dBFS RMS per channel in the master (the master gain
+is predicted from the mix before the tone is added). Its noise is seeded: mixes are
+deterministic.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import os
+import tempfile
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Final
+
+import numpy as np
+
+from core.atomic import atomic_path
+from core.audio.conditioning import LOUDNESS_TOLERANCE_LU, MAKEUP_MAX_DB, condition
+from core.audio.meter import integrated_lufs, true_peak_db
+from core.audio.mp3 import Mp3Unjoinable, Mp3Writer
+from core.episodes.export import (
+    EpisodeFacts,
+    ExportedEpisode,
+    episode_paths,
+    manifest_for,
+    write_chapters_and_manifest,
+)
+from core.episodes.mixing import (
+    _DEFAULTS,
+    FloatArray,
+    MixSettings,
+    PlacedLine,
+    TimelineItem,
+    _gain,
+    _mix_window,
+    _plan,
+    _ramp,
+    _samples,
+)
+from core.progress import StageProgress
+
+__all__ = [
+    "STAGE_MASTER",
+    "STAGE_MIX",
+    "MasteredEpisode",
+    "MixResult",
+    "mix_episode",
+    "render_episode_files",
+]
+
+log = logging.getLogger(__name__)
+
+
+_ROOM_TONE_SEED: Final = 0x5EED
+
+
+@dataclass(frozen=True, eq=False)
+class MixResult(EpisodeFacts):
+    """A mastered episode in memory: ``(n,)`` or ``(n, 2)`` float32 audio and its facts
+    (:class:`~core.episodes.export.EpisodeFacts`: timeline, loudness, true peak)."""
+
+    audio: FloatArray
+
+    @property
+    def duration_sec(self) -> float:
+        return float(self.audio.shape[0] / self.sample_rate)
+
+    @property
+    def channels(self) -> int:
+        return 1 if self.audio.ndim == 1 else int(self.audio.shape[1])
+
+
+def mix_episode(items: Sequence[TimelineItem], settings: MixSettings = _DEFAULTS) -> MixResult:
+    """Place ``items`` on a timeline, mix them and master the result.
+
+    See the module docstring for the rules. Raises :class:`ValueError` for audio that is
+    not finite or has the wrong shape, naming the line. The whole episode is held in
+    memory (previews, tests); :func:`render_episode_files` streams long episodes.
+    """
+    plan = _plan(items, settings)
+    sr = settings.sample_rate
+    buffers = _mix_window(plan, 0, plan.length, {})
+    audio = buffers[0] if plan.channels == 1 else np.column_stack(buffers)
+    del buffers
+    if plan.length == 0:
+        return MixResult(
+            audio, sample_rate=sr, lines=plan.lines, chapters=plan.chapters, lufs=None,
+            true_peak_db=-math.inf,
+        )  # fmt: skip
+    if not settings.master:
+        return MixResult(
+            audio, sample_rate=sr, lines=plan.lines, chapters=plan.chapters,
+            lufs=integrated_lufs(audio, sr), true_peak_db=true_peak_db(audio, sr),
+        )  # fmt: skip
+    return _master(audio, sr, settings, plan.lines, plan.chapters)
+
+
+def _master(
+    audio: FloatArray,
+    sr: int,
+    settings: MixSettings,
+    lines: tuple[PlacedLine, ...],
+    chapters: tuple[tuple[str, float], ...],
+) -> MixResult:
+    target = settings.target
+    if settings.room_tone_db is not None:
+        # The tone is set for the master: predict the master's gain from the mix.
+        measured = integrated_lufs(audio, sr)
+        gain_db = 0.0 if measured is None else min(target - measured, settings.max_gain_db)
+        _add_room_tone(audio, sr, settings.room_tone_db - gain_db)
+    result = condition(
+        audio,
+        sr,
+        target_lufs=target,
+        ceiling_dbtp=settings.ceiling_dbtp,
+        multichannel=True,
+        max_gain_db=settings.max_gain_db,
+    )
+    return MixResult(
+        audio=result.audio,
+        sample_rate=sr,
+        lines=lines,
+        chapters=chapters,
+        lufs=result.lufs,
+        true_peak_db=result.true_peak_db,
+        target_lufs=target,
+        ceiling_dbtp=settings.ceiling_dbtp,
+    )
+
+
+def _add_room_tone(audio: FloatArray, sr: int, level_db: float) -> None:
+    """Add seeded pink noise at ``level_db`` dBFS RMS to every channel (in place)."""
+    from scipy import signal  # type: ignore[import-untyped, unused-ignore]
+
+    rng = np.random.default_rng(_ROOM_TONE_SEED)
+    n = audio.shape[0]
+    fade = min(_samples(0.02, sr), n // 2)
+    columns = [audio] if audio.ndim == 1 else [audio[:, c] for c in range(audio.shape[1])]
+    # A 3-pole/3-zero approximation of a -3 dB/octave (pink) filter.
+    b = [0.049922035, -0.095993537, 0.050612699, -0.004408786]
+    a = [1.0, -2.494956002, 2.017265875, -0.522189400]
+    for column in columns:
+        pink = signal.lfilter(b, a, rng.standard_normal(size=(n,), dtype=np.float32))
+        rms = float(np.sqrt(np.mean(np.square(pink, dtype=np.float64))))
+        tone = np.asarray(pink * (_gain(level_db) / max(rms, 1e-12)), dtype=np.float32)
+        if fade:
+            tone[:fade] *= _ramp(fade)
+            tone[n - fade :] *= _ramp(fade)[::-1]
+        column += tone
+
+
+STAGE_MIX: Final = "mixing + loudness"
+STAGE_MASTER: Final = "limiter + WAV + MP3"
+
+_WINDOW_SEC: Final = 60.0
+_MAKEUP_ROUNDS: Final = 3
+
+
+@dataclass(frozen=True)
+class MasteredEpisode(EpisodeFacts):
+    """What :func:`render_episode_files` made: the facts of a master whose audio is in the
+    files (:class:`~core.episodes.export.EpisodeFacts`), its channels and length."""
+
+    channels: int
+    samples: int
+
+    @property
+    def duration_sec(self) -> float:
+        return self.samples / self.sample_rate
+
+
+def render_episode_files(
+    items: Sequence[TimelineItem],
+    settings: MixSettings,
+    folder: Path,
+    name: str,
+    *,
+    title: str,
+    tmp_dir: Path,
+    mp3_bitrate_kbps: int = 128,
+    extra_manifest: Mapping[str, Any] | None = None,
+    progress: StageProgress | None = None,
+    window_sec: float = _WINDOW_SEC,
+) -> tuple[ExportedEpisode, MasteredEpisode]:
+    """Mix, master and export an episode of any length in bounded memory.
+
+    The same timeline, mix and master as :func:`mix_episode` + :func:`export_episode`,
+    streamed: the mix is made in
+    ``window_sec`` windows into a float32 file in ``tmp_dir`` while its loudness is
+    measured (:class:`core.audio.meter.LoudnessMeter`); then each window is read back with
+    :data:`core.audio.limiter.LIMIT_CONTEXT` samples of context, gained and limited
+    (:func:`core.audio.limiter.limit_window`), measured again and fed to the WAV writer and
+    the MP3 encoder (:class:`Mp3Writer`). If limiting took the loudness more than 0.1 LU
+    off the target, the second pass is made again with the gain corrected (at most 3
+    rounds). Lines given as :class:`AudioFile` are read only while their span is mixed.
+    ``progress(stage, done_sec, total_sec)`` follows each window. The intermediate file
+    is removed at the end, also on errors. Room tone is not offered here.
+    """
+    if settings.room_tone_db is not None:
+        raise ValueError("room tone is not offered by the streamed render; use mix_episode")
+    paths = episode_paths(folder, name)
+    import soundfile as sf
+
+    from core.audio.limiter import LIMIT_CONTEXT, limit_window
+    from core.audio.meter import LoudnessMeter
+
+    report: StageProgress = progress or (lambda stage, done, total: None)
+    plan = _plan(items, settings)
+    sr, channels, n = settings.sample_rate, plan.channels, plan.length
+    window = max(1, round(window_sec * sr))
+    total_sec = math.ceil(n / sr)
+    tmp_dir.mkdir(parents=True, exist_ok=True)
+    fd, mix_name = tempfile.mkstemp(prefix=f"{name}.", suffix=".mix.f32", dir=tmp_dir)
+    os.close(fd)
+    mix_path = Path(mix_name)
+    try:
+        meter = LoudnessMeter(sr, n, channels) if n else None
+        loaded: dict[int, FloatArray] = {}
+        report(STAGE_MIX, 0, total_sec)
+        with open(mix_path, "wb") as f:
+            for a in range(0, n, window):
+                b = min(n, a + window)
+                buffers = _mix_window(plan, a, b, loaded)
+                block = buffers[0] if channels == 1 else np.column_stack(buffers)
+                del buffers
+                assert meter is not None  # nosec B101  # type narrowing only
+                meter.add(block)
+                f.write(block.tobytes())
+                report(STAGE_MIX, math.ceil(b / sr), total_sec)
+        loaded.clear()
+        measured = None if meter is None else meter.lufs()
+        target: float | None = None
+        gain = 1.0
+        if settings.master and measured is not None:
+            target = min(settings.target, measured + settings.max_gain_db)
+            gain = _gain(target - measured)
+
+        first_gain = gain
+
+        def master_pass(gain: float, one_piece: bool, label: str) -> tuple[float | None, float]:
+            out_meter = LoudnessMeter(sr, n, channels) if n else None
+            peak = 0.0
+            mp3 = Mp3Writer(mp3_tmp, n, sr, channels, bitrate_kbps=mp3_bitrate_kbps,
+                            title=title, one_piece=one_piece)  # fmt: skip
+            try:
+                with (
+                    sf.SoundFile(
+                        str(wav_tmp),
+                        "w",
+                        samplerate=sr,
+                        channels=channels,
+                        format="WAV",
+                        subtype="PCM_16",
+                    ) as wav,  # fmt: skip
+                    open(mix_path, "rb") as f,
+                ):
+                    report(label, 0, total_sec)
+                    for a in range(0, n, window):
+                        b = min(n, a + window)
+                        lo, hi = max(0, a - LIMIT_CONTEXT), min(n, b + LIMIT_CONTEXT)
+                        f.seek(lo * channels * 4)
+                        context = np.fromfile(f, dtype=np.float32, count=(hi - lo) * channels)
+                        if channels > 1:
+                            context = context.reshape(hi - lo, channels)
+                        limited = limit_window(
+                            context, sr, gain=gain,
+                            ceiling_dbtp=settings.ceiling_dbtp if settings.master else 1000.0,
+                            keep=(a - lo, b - lo),
+                        )  # fmt: skip
+                        del context
+                        block = limited.audio
+                        assert out_meter is not None  # nosec B101  # type narrowing only
+                        out_meter.add(block)
+                        peak = max(peak, limited.peak)
+                        wav.write(np.clip(block, -1.0, 1.0))
+                        mp3.feed(block)
+                        report(label, math.ceil(b / sr), total_sec)
+                mp3.close()
+            except BaseException:
+                mp3.abort()
+                raise
+            return (None if out_meter is None else out_meter.lufs()), peak
+
+        with atomic_path(paths.wav) as wav_tmp, atomic_path(paths.mp3) as mp3_tmp:
+            one_piece = False
+            rounds = 0
+            label = STAGE_MASTER
+            while True:
+                try:
+                    lufs, peak = master_pass(gain, one_piece, label)
+                except Mp3Unjoinable:
+                    if one_piece:
+                        raise
+                    log.warning("MP3: no clean join between chunks; encoding in one piece")
+                    one_piece = True
+                    continue
+                rounds += 1
+                if (
+                    target is None
+                    or lufs is None
+                    or rounds >= _MAKEUP_ROUNDS
+                    or abs(lufs - target) <= LOUDNESS_TOLERANCE_LU
+                ):
+                    break
+                # Limiting took loudness away: raise the gain (at most +12 dB of make-up).
+                wanted = min(gain * _gain(target - lufs), first_gain * _gain(MAKEUP_MAX_DB))
+                if abs(wanted / gain - 1.0) < 1e-4:
+                    break
+                gain = wanted
+                label = f"{STAGE_MASTER} (loudness round {rounds + 1})"
+        mastered = MasteredEpisode(
+            sample_rate=sr,
+            channels=channels,
+            samples=n,
+            lines=plan.lines,
+            chapters=plan.chapters,
+            lufs=lufs,
+            true_peak_db=_db(peak),
+            target_lufs=settings.target if settings.master else None,
+            ceiling_dbtp=settings.ceiling_dbtp if settings.master else None,
+        )
+        manifest = manifest_for(mastered, name, title, mp3_bitrate_kbps, extra_manifest or {})
+        write_chapters_and_manifest(paths, mastered, manifest)
+        return paths, mastered
+    finally:
+        mix_path.unlink(missing_ok=True)
+
+
+def _db(amplitude: float) -> float:
+    return 20.0 * math.log10(amplitude) if amplitude > 0.0 else -math.inf
