@@ -39,17 +39,9 @@ from core.audio.io import write_wav
 from core.audio.mp3 import encode_mp3
 from core.demo.corpus import SENTENCES
 from core.demo.workspace import music_bed
+from core.episodes import mixing
 from core.episodes.export import export_episode
 from core.episodes.master import mix_episode, render_episode_files
-from core.episodes.mixing import (
-    AudioFile,
-    MixSettings,
-    TimelineBed,
-    TimelineChapter,
-    TimelineItem,
-    TimelineLine,
-    TimelinePause,
-)
 from core.episodes.synthesis.draft import DraftVoice, synthesize
 
 SR = 24000
@@ -72,23 +64,27 @@ def cached_lines(cache: Path) -> dict[str, list[np.ndarray]]:
     return out
 
 
-def line_files(cache: Path) -> dict[str, list[AudioFile]]:
+def line_files(cache: Path) -> dict[str, list[mixing.AudioFile]]:
     """The same lines as :func:`cached_lines`, left on disk (what a render's cache gives)."""
     return {
-        speaker: [AudioFile.probe(cache / f"{speaker}-{k:02d}.wav") for k in range(LINES // 2)]
+        speaker: [
+            mixing.AudioFile.probe(cache / f"{speaker}-{k:02d}.wav") for k in range(LINES // 2)
+        ]
         for speaker in VOICES
     }
 
 
 def timeline(
-    lines: dict[str, list[np.ndarray]] | dict[str, list[AudioFile]], minutes: float
-) -> list[TimelineItem]:
+    lines: dict[str, list[np.ndarray]] | dict[str, list[mixing.AudioFile]], minutes: float
+) -> list[mixing.TimelineItem]:
     rng = np.random.default_rng(5)
     bed = music_bed(SR, 16.0, np.random.default_rng(1))
-    items: list[TimelineItem] = [
-        TimelineChapter("Cold open"),
-        TimelineBed("start", bed, SR, fade_in=2.0, fade_out=3.0, duck_db=-14.0, volume_db=-6.0),
-        TimelinePause(2.0),
+    items: list[mixing.TimelineItem] = [
+        mixing.TimelineChapter("Cold open"),
+        mixing.TimelineBed(
+            "start", bed, SR, fade_in=2.0, fade_out=3.0, duck_db=-14.0, volume_db=-6.0
+        ),
+        mixing.TimelinePause(2.0),
     ]
     total = 0.0
     index = 0
@@ -96,13 +92,15 @@ def timeline(
         speaker = ("HOST", "GUEST")[index % 2]
         audio = lines[speaker][int(rng.integers(len(lines[speaker])))]
         if index and index % 60 == 0:
-            items.append(TimelineChapter(f"Part {index // 60 + 1}"))
-            items.append(TimelinePause(1.5))
+            items.append(mixing.TimelineChapter(f"Part {index // 60 + 1}"))
+            items.append(mixing.TimelinePause(1.5))
             total += 1.5
         items.append(
-            TimelineLine(index, speaker, f"line {index}", audio, SR, seed=index, backend="draft")
+            mixing.TimelineLine(
+                index, speaker, f"line {index}", audio, SR, seed=index, backend="draft"
+            )
         )
-        total += (audio.frames if isinstance(audio, AudioFile) else audio.size) / SR + 0.25
+        total += (audio.frames if isinstance(audio, mixing.AudioFile) else audio.size) / SR + 0.25
         index += 1
     return items
 
@@ -172,7 +170,7 @@ def run(args: argparse.Namespace, scratch: Path) -> None:
     cache = args.cache or scratch / "lines"
     lines = cached_lines(cache)
     items = timeline(lines, args.minutes)
-    settings = MixSettings()
+    settings = mixing.MixSettings()
     print(f"cpus: {cpu_count()}, load average before: {os.getloadavg()[0]:.2f}")
 
     # Warm-up on a short episode (imports, filter designs), not timed.
@@ -217,7 +215,7 @@ def run(args: argparse.Namespace, scratch: Path) -> None:
 
     # Where the time goes, stage by stage (separate runs of each stage).
     start = time.perf_counter()
-    raw = mix_episode(items, MixSettings(master=False))
+    raw = mix_episode(items, mixing.MixSettings(master=False))
     render_sec = time.perf_counter() - start
     start = time.perf_counter()
     condition(raw.audio, SR, target_lufs=-19.0, ceiling_dbtp=-1.0)

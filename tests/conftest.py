@@ -19,7 +19,8 @@ from core.workspace import Workspace
 
 REPO = Path(__file__).resolve().parents[1]
 """The repository root: the working folder for code run in a child process."""
-SHARED_TESTDATA = REPO.parent / "shared" / "testdata"
+TESTDATA = REPO / "tests" / "data"
+"""Recordings and samples kept with the tests (tests/data/README.md says where each is from)."""
 
 
 @pytest.fixture
@@ -166,3 +167,12 @@ async def tables_settled(pilot: object) -> None:
             await pilot.pause()  # type: ignore[attr-defined]
             return
     raise AssertionError("a DataTable never applied its dimensions")
+
+
+@pytest.fixture
+def not_a_model(tmp_path: Path) -> Path:
+    """A folder named as a model that holds only a text file: every loader must refuse it."""
+    folder = tmp_path / "not-a-model"
+    folder.mkdir()
+    (folder / "notes.txt").write_text("not a model\n", encoding="utf-8")
+    return folder

@@ -7,6 +7,7 @@ import os
 import subprocess
 import sys
 import tracemalloc
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -18,8 +19,8 @@ import soxr
 
 from core.audio import io as audio
 from core.errors import AudioError
+from tests.conftest import TESTDATA
 
-TESTDATA = Path(__file__).resolve().parents[2] / "shared" / "testdata"
 JFK = TESTDATA / "jfk.flac"
 REPO = Path(__file__).resolve().parents[1]
 
@@ -175,8 +176,6 @@ def test_aac_m4a_goes_through_pyav(tmp_path: Path) -> None:
 
 
 def test_real_speech_jfk() -> None:
-    if not JFK.exists():
-        pytest.skip(f"real speech sample missing: {JFK} (shared test data not mounted)")
     info = audio.probe(JFK)
     assert info.backend == "soundfile"
     assert (info.format, info.subtype) == ("FLAC", "PCM_24")
@@ -262,19 +261,21 @@ def test_ten_minute_file_streams_with_bounded_memory(tmp_path: Path) -> None:
 # ----------------------------------------------------------------------- bad inputs
 
 
-def test_missing_file(tmp_path: Path) -> None:
-    path = tmp_path / "nope.wav"
-    with pytest.raises(AudioError) as exc:
-        audio.read(path)
-    assert "not found" in assert_one_line_naming(exc, path)
-
-
-def test_folder_is_not_audio(tmp_path: Path) -> None:
-    path = tmp_path / "takes.wav"
-    path.mkdir()
-    with pytest.raises(AudioError) as exc:
-        audio.probe(path)
-    assert "folder" in assert_one_line_naming(exc, path)
+@pytest.mark.parametrize(
+    ("name", "make", "says"),
+    [("nope.wav", None, "not found"), ("takes.wav", Path.mkdir, "folder")],
+    ids=["missing-file", "folder-is-not-audio"],
+)
+def test_a_path_that_is_no_audio_file(
+    tmp_path: Path, name: str, make: Callable[[Path], None] | None, says: str
+) -> None:
+    path = tmp_path / name
+    if make is not None:
+        make(path)
+    for call in (audio.probe, audio.read):
+        with pytest.raises(AudioError) as exc:
+            call(path)
+        assert says in assert_one_line_naming(exc, path)
 
 
 def test_zero_byte_file(tmp_path: Path) -> None:

@@ -111,6 +111,15 @@ def paced(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     return result
 
 
+def run_with_portaudio(tmp_path: Path, scenario: str, asoundrc: str) -> Any:
+    """``scenario``'s result, or ``None`` once the missing-library message has been checked
+    (without libportaudio2 every scenario degrades to that message)."""
+    if not HAVE_PORTAUDIO:
+        assert_missing_library(run_child(tmp_path, "unavailable", asoundrc))
+        return None
+    return run_child(tmp_path, scenario, asoundrc)
+
+
 def needs_portaudio(paced: dict[str, Any]) -> None:
     """Without libportaudio2 the scenario degrades to the missing-library assertion."""
     if not HAVE_PORTAUDIO:
@@ -251,10 +260,9 @@ def test_device_selection(paced: dict[str, Any]) -> None:
 
 def test_null_device_plays_to_the_end(tmp_path: Path) -> None:
     """The plain ALSA null PCM works, but consumes audio far faster than real time."""
-    if not HAVE_PORTAUDIO:
-        assert_missing_library(run_child(tmp_path, "unavailable", NULL_ASOUNDRC))
+    r = run_with_portaudio(tmp_path, "null", NULL_ASOUNDRC)
+    if r is None:
         return
-    r = run_child(tmp_path, "null", NULL_ASOUNDRC)
     assert r["check_output"] is None
     assert r["finished"] is True
     assert r["playing_after_finish"] is False
@@ -262,10 +270,9 @@ def test_null_device_plays_to_the_end(tmp_path: Path) -> None:
 
 
 def test_no_output_device(tmp_path: Path) -> None:
-    if not HAVE_PORTAUDIO:
-        assert_missing_library(run_child(tmp_path, "unavailable", NO_DEVICE_ASOUNDRC))
+    r = run_with_portaudio(tmp_path, "nodevice", NO_DEVICE_ASOUNDRC)
+    if r is None:
         return
-    r = run_child(tmp_path, "nodevice", NO_DEVICE_ASOUNDRC)
     assert r["constructed"] is True
     assert r["check_output"].startswith("no audio output device: ")
     assert "PulseAudio/PipeWire" in r["check_output"]

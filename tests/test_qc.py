@@ -457,16 +457,14 @@ def test_short_plosives_are_found(every: float) -> None:
 
 
 def test_telephone_band_is_narrowband() -> None:
-    from tests.conftest import SHARED_TESTDATA
+    from tests.conftest import TESTDATA
 
     speech = [segment(30), segment(70, language="en-us")]
-    jfk_path = SHARED_TESTDATA / "jfk.flac"
-    if jfk_path.is_file():
-        import soundfile as sf
-        import soxr
+    import soundfile as sf
+    import soxr
 
-        jfk, rate = sf.read(str(jfk_path))
-        speech.append(np.asarray(soxr.resample(jfk.mean(axis=1), rate, SR), np.float64))
+    jfk, rate = sf.read(str(TESTDATA / "jfk.flac"))
+    speech.append(np.asarray(soxr.resample(jfk.mean(axis=1), rate, SR), np.float64))
     for audio in speech:
         wide = bandwidth_hz(audio, SR)
         narrow = bandwidth_hz(_telephone(audio), SR)
@@ -514,17 +512,15 @@ def test_clean_material_raises_no_false_alarms(demo_workspace: object) -> None:
     import soundfile as sf
     import soxr
 
-    from tests.conftest import SHARED_TESTDATA
+    from tests.conftest import TESTDATA
 
     cases: list[tuple[Audio, int]] = []
     for pitch, language in ((0, "en-gb"), (30, "en-gb"), (50, "en-us"), (70, "en-us")):
         cases += [(segment(pitch, language=language), SR)]
         cases += [(_continuous(segment(pitch, language=language)), SR)]
     cases += [(segment(50, language="en-us+f3"), SR), (segment(30, 48000), 48000)]
-    jfk_path = SHARED_TESTDATA / "jfk.flac"
-    if jfk_path.is_file():
-        jfk, rate = sf.read(str(jfk_path), always_2d=True)
-        cases += [(jfk, rate), (np.asarray(soxr.resample(jfk.mean(axis=1), rate, SR)), SR)]
+    jfk, rate = sf.read(str(TESTDATA / "jfk.flac"), always_2d=True)
+    cases += [(jfk, rate), (np.asarray(soxr.resample(jfk.mean(axis=1), rate, SR)), SR)]
     demo = _demo_clean_stretches(demo_workspace)
     assert len(demo) >= 10
     cases += demo

@@ -21,7 +21,7 @@ from core.dataset.segment import (
 )
 from core.dataset.subtitles import Cue, read_subtitles
 from core.workspace import Workspace
-from tests.conftest import SHARED_TESTDATA
+from tests.conftest import TESTDATA
 
 MARGIN = 0.15
 
@@ -169,19 +169,24 @@ def test_cue_windows_end_on_sentences_and_join_their_texts() -> None:
     assert plan_from_cues(list(reversed(cues)), 19.0) == spans
 
 
+def _cues(table: str) -> list[Cue]:
+    """Cues from ``start end text`` lines."""
+    rows = (line.split(maxsplit=2) for line in table.strip().splitlines())
+    return [Cue(float(start), float(end), text) for start, end, text in rows]
+
+
 def test_a_cue_longer_than_the_maximum_is_its_own_span() -> None:
-    cues = [
-        Cue(0.0, 3.0, "Short one."),
-        Cue(3.2, 6.0, "Another short one."),
-        Cue(6.3, 24.0, "A very long cue without a break."),
-        Cue(24.5, 30.0, "And the end."),
-    ]
+    cues = _cues(
+        """
+        0.0 3.0 Short one.
+        3.2 6.0 Another short one.
+        6.3 24.0 A very long cue without a break.
+        24.5 30.0 And the end.
+        """
+    )
     spans = plan_from_cues(cues, 31.0)
-    assert [s.text for s in spans] == [
-        "Short one. Another short one.",
-        "A very long cue without a break.",
-        "And the end.",
-    ]
+    texts = "Short one. Another short one.|A very long cue without a break.|And the end."
+    assert [s.text for s in spans] == texts.split("|")
     assert spans[1].duration > 15.0
     _assert_well_formed(spans, [(c.start_sec, c.end_sec) for c in cues], 31.0)
 
@@ -287,10 +292,9 @@ def test_vad_plans_on_the_demo_recordings(demo_workspace: Workspace) -> None:
     assert len(cue_spans) >= 4 and _in_range(cue_spans) >= 0.9
 
 
-JFK = SHARED_TESTDATA / "jfk.flac"
+JFK = TESTDATA / "jfk.flac"
 
 
-@pytest.mark.skipif(not JFK.is_file(), reason="shared test recording jfk.flac is absent")
 def test_vad_finds_the_speech_in_a_real_recording() -> None:
     regions, total = _vad(JFK)
     assert 10.0 < total < 12.0

@@ -323,13 +323,10 @@ def test_hub_model_not_available_offline(tmp_path: Path, monkeypatch: pytest.Mon
     _assert_one_line(exc, f"'{HUB_ID}'", "not available offline", "models.speaker", '"tiny"')
 
 
-def test_a_folder_that_is_not_a_model(tmp_path: Path) -> None:
-    folder = tmp_path / "my-models"
-    folder.mkdir()
-    (folder / "notes.txt").write_text("not a model\n", encoding="utf-8")
+def test_a_folder_that_is_not_a_model(not_a_model: Path) -> None:
     with pytest.raises(ModelError) as exc:
-        load_speaker_encoder(str(folder), device="cpu")
-    _assert_one_line(exc, str(folder), "hyperparams.yaml")
+        load_speaker_encoder(str(not_a_model), device="cpu")
+    _assert_one_line(exc, str(not_a_model), "hyperparams.yaml")
 
 
 def test_a_model_folder_with_a_broken_checkpoint(tmp_path: Path) -> None:

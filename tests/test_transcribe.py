@@ -31,9 +31,9 @@ from core.models.tiny.whisper import (
     build_tiny_whisper,
     tiny_whisper_path,
 )
-from tests.conftest import REPO, SHARED_TESTDATA, loaded_after
+from tests.conftest import REPO, TESTDATA, loaded_after
 
-JFK = SHARED_TESTDATA / "jfk.flac"
+JFK = TESTDATA / "jfk.flac"
 HUB_ASR = "Systran/faster-whisper-large-v3"
 
 
@@ -183,8 +183,6 @@ def test_tiny_model_loads_through_load_asr(tiny_asr: AsrModel, cache_home: Path)
 
 
 def test_transcribe_jfk(tiny_asr: AsrModel) -> None:
-    if not JFK.is_file():
-        pytest.skip(f"{JFK} is absent (shared test data not checked out)")
     audio, rate = read(JFK, target_rate=SAMPLE_RATE)
     assert rate == SAMPLE_RATE
     transcript = tiny_asr.transcribe(audio)
@@ -259,10 +257,8 @@ def test_unknown_model_name() -> None:
         load_asr("large-v9", device="cpu")
 
 
-def test_local_folder_that_is_not_a_model(tmp_path: Path) -> None:
-    folder = tmp_path / "not-a-model"
-    folder.mkdir()
-    (folder / "readme.txt").write_text("hello", encoding="utf-8")
+def test_local_folder_that_is_not_a_model(not_a_model: Path) -> None:
+    folder = not_a_model
     with pytest.raises(ModelError) as info:
         load_asr(str(folder), device="cpu")
     message = str(info.value)

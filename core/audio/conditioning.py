@@ -52,7 +52,6 @@ from core.audio.meter import (
     _METER_OVERSAMPLE,
     BLOCK_SEC,
     Float64Array,
-    FloatArray,
     _abs_max,
     _audio32,
     _block_edges,
@@ -64,6 +63,7 @@ from core.audio.meter import (
     integrated_lufs,
     mono32,
 )
+from core.audio.types import FloatArray
 
 __all__ = [
     "LOUDNESS_TOLERANCE_LU",

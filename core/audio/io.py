@@ -53,6 +53,7 @@ import soundfile as sf
 import soxr
 
 from core.atomic import atomic_path
+from core.audio.types import FloatArray
 from core.errors import AudioError, at, one_line
 
 if TYPE_CHECKING:
@@ -72,7 +73,6 @@ __all__ = [
 
 log = logging.getLogger(__name__)
 
-FloatArray = npt.NDArray[np.float32]
 
 #: Extensions podforge accepts as audio input (lower case, with the dot).
 SUPPORTED_EXTENSIONS: frozenset[str] = frozenset(

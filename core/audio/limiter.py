@@ -83,7 +83,6 @@ from core.audio.meter import (
     _LONG_SAMPLES,
     _METER_OVERSAMPLE,
     Float64Array,
-    FloatArray,
     IntArray,
     _abs_max,
     _audio32,
@@ -93,6 +92,7 @@ from core.audio.meter import (
     _scan,
 )
 from core.audio.parallel import run_spans
+from core.audio.types import FloatArray
 
 __all__ = [
     "LIMIT_CONTEXT",

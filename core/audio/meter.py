@@ -42,6 +42,7 @@ import numpy.typing as npt
 import soxr
 
 from core.audio.parallel import run_spans
+from core.audio.types import FloatArray
 
 __all__ = [
     "BLOCK_SEC",
@@ -53,7 +54,6 @@ __all__ = [
 ]
 
 
-FloatArray = npt.NDArray[np.float32]
 Float64Array = npt.NDArray[np.float64]
 IntArray = npt.NDArray[np.int64]
 

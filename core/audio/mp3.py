@@ -37,6 +37,7 @@ import numpy as np
 import numpy.typing as npt
 
 from core.audio.parallel import threads
+from core.audio.types import FloatArray
 from core.errors import AudioError
 
 __all__ = [
@@ -47,7 +48,6 @@ __all__ = [
 
 log = logging.getLogger(__name__)
 
-FloatArray = npt.NDArray[np.float32]
 
 # MPEG audio layer III facts used here (ISO 11172-3, 13818-3): a frame is a 4-byte
 # header, a 16-bit CRC if the protection bit is 0, the side information (17/32 bytes

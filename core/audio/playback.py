@@ -47,6 +47,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
+from core.audio.types import FloatArray
 from core.errors import PlaybackError, one_line
 
 __all__ = [
@@ -58,7 +59,6 @@ __all__ = [
 
 log = logging.getLogger(__name__)
 
-FloatArray = npt.NDArray[np.float32]
 
 #: Environment variable naming the default output device (index or name substring).
 DEVICE_ENV = "PODFORGE_AUDIO_DEVICE"

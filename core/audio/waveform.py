@@ -20,7 +20,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-FloatArray = npt.NDArray[np.float32]
+from core.audio.types import FloatArray
 
 CLIP_LEVEL = 0.99
 """Samples with ``|x| >= CLIP_LEVEL`` count as clipped (at or near full scale)."""

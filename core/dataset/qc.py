@@ -118,6 +118,7 @@ import soxr
 
 from core.audio.conditioning import Conditioned
 from core.audio.meter import integrated_lufs, mono32, true_peak_db
+from core.audio.types import FloatArray
 from core.records import QC
 from core.settings import AudioTargets, QCThresholds
 
@@ -139,7 +140,6 @@ __all__ = [
     "snr_db",
 ]
 
-FloatArray = npt.NDArray[np.float32]
 Float64Array = npt.NDArray[np.float64]
 IntArray = npt.NDArray[np.int64]
 

@@ -39,6 +39,7 @@ from core.atomic import atomic_path
 from core.audio.conditioning import LOUDNESS_TOLERANCE_LU, MAKEUP_MAX_DB, condition
 from core.audio.meter import integrated_lufs, true_peak_db
 from core.audio.mp3 import Mp3Unjoinable, Mp3Writer
+from core.audio.types import FloatArray
 from core.episodes.export import (
     EpisodeFacts,
     ExportedEpisode,
@@ -48,7 +49,6 @@ from core.episodes.export import (
 )
 from core.episodes.mixing import (
     _DEFAULTS,
-    FloatArray,
     MixSettings,
     PlacedLine,
     TimelineItem,

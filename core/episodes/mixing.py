@@ -72,6 +72,7 @@ import numpy as np
 import numpy.typing as npt
 
 from core.audio.io import downmix, resample
+from core.audio.types import FloatArray
 from core.errors import AudioError
 
 __all__ = [
@@ -87,7 +88,6 @@ __all__ = [
     "plan_has_music_or_effects",
 ]
 
-FloatArray = npt.NDArray[np.float32]
 
 _DEFAULT_PANS: Final = (-0.3, 0.3, -0.15, 0.15)
 _HALF_POWER: Final = math.sqrt(0.5)

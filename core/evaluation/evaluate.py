@@ -25,8 +25,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import numpy as np
-import numpy.typing as npt
 
+from core.audio.types import FloatArray
 from core.catalog import Catalog
 from core.episodes.script import Line, Span
 from core.errors import EvaluationError, at
@@ -70,8 +70,6 @@ BACKENDS = ("csm", "draft")
 
 Progress = Callable[[int, int, str], None]
 """``progress(done, total, what)``, called as the evaluation goes."""
-
-FloatArray = npt.NDArray[np.float32]
 
 
 # ----------------------------------------------------------------------------- evaluation

@@ -36,6 +36,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
+from core.audio.types import FloatArray
 from core.errors import ModelError, one_line
 from core.models.device import ctranslate2_cuda_count, resolve_device
 from core.models.hub import check_model_files, hub_cache_dir, hub_offline, looks_like_path
@@ -74,8 +75,6 @@ LOG_PROB_THRESHOLD = -1.0
 MODEL_FILES = ("model.bin", "config.json", "tokenizer.json")
 """The files a local model folder must hold (without tokenizer.json faster-whisper would
 silently fetch a tokenizer from the hub)."""
-
-FloatArray = npt.NDArray[np.float32]
 
 
 @dataclass(frozen=True)

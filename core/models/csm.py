@@ -94,6 +94,7 @@ from typing import TYPE_CHECKING, Any, TypeAlias
 import numpy as np
 import numpy.typing as npt
 
+from core.audio.types import FloatArray
 from core.errors import ModelError, at, one_line
 from core.models.device import resolve_device, torch_cuda_count
 from core.models.hub import check_model_files
@@ -141,7 +142,6 @@ HUB_URL = "https://huggingface.co"
 MODEL_FILES = ("config.json",)
 """What a local model folder must hold at least (the loader names anything else missing)."""
 
-FloatArray = npt.NDArray[np.float32]
 AudioOrCodes: TypeAlias = "npt.NDArray[Any] | torch.Tensor"
 """Samples (1-D float, 24 kHz) or codes (2-D integer, ``(num_codebooks, frames)``)."""
 ContextTurn: TypeAlias = "tuple[str, AudioOrCodes] | tuple[int, str, AudioOrCodes]"
