@@ -370,3 +370,22 @@ def test_a_cancelled_render_keeps_its_finished_lines_and_writes_no_episode(
     assert [i for i, s in states.items() if s.state == "cached"] == [0, 1]
     again = render_episode(demo_copy, "scripts/welcome.md", backend="draft")
     assert again.cached_lines[:2] == [0, 1] and 0 not in again.rendered_lines
+
+
+def test_a_render_cancelled_while_mastering_leaves_no_episode_and_no_temporary(
+    demo_copy: Workspace,
+) -> None:
+    from core.episodes.master import STAGE_MIX
+    from core.progress import Cancelled
+
+    stages: list[str] = []
+    with pytest.raises(Cancelled):
+        render_episode(
+            demo_copy, "scripts/welcome.md", backend="draft",
+            progress=lambda done, total, what: stages.append(what),
+            cancel=lambda: STAGE_MIX in stages,
+        )  # fmt: skip
+    assert stages.count(STAGE_MIX) == 1  # the master's own poll stopped it, at its first window
+    folder = demo_copy.episodes_dir / "welcome"
+    assert not (folder / "welcome.wav").exists() and not (folder / "manifest.json").exists()
+    assert not list((demo_copy.root / ".tmp").glob("*.mix.f32"))

@@ -58,7 +58,7 @@ from core.episodes.mixing import (
     _ramp,
     _samples,
 )
-from core.progress import StageProgress
+from core.progress import CancelCheck, StageProgress, check_cancel
 
 __all__ = [
     "STAGE_MASTER",
@@ -201,6 +201,7 @@ def render_episode_files(
     mp3_bitrate_kbps: int = 128,
     extra_manifest: Mapping[str, Any] | None = None,
     progress: StageProgress | None = None,
+    cancel: CancelCheck | None = None,
     window_sec: float = _WINDOW_SEC,
 ) -> tuple[ExportedEpisode, MasteredEpisode]:
     """Mix, master and export an episode of any length in bounded memory.
@@ -214,8 +215,10 @@ def render_episode_files(
     the MP3 encoder (:class:`Mp3Writer`). If limiting took the loudness more than 0.1 LU
     off the target, the second pass is made again with the gain corrected (at most 3
     rounds). Lines given as :class:`AudioFile` are read only while their span is mixed.
-    ``progress(stage, done_sec, total_sec)`` follows each window. The intermediate file
-    is removed at the end, also on errors. Room tone is not offered here.
+    ``progress(stage, done_sec, total_sec)`` follows each window, and ``cancel()`` is polled
+    there: once true the render stops with :class:`~core.progress.Cancelled` before the
+    episode's files are replaced. The intermediate file is removed at the end, also on
+    errors. Room tone is not offered here.
     """
     if settings.room_tone_db is not None:
         raise ValueError("room tone is not offered by the streamed render; use mix_episode")
@@ -225,7 +228,11 @@ def render_episode_files(
     from core.audio.limiter import LIMIT_CONTEXT, limit_window
     from core.audio.meter import LoudnessMeter
 
-    report: StageProgress = progress or (lambda stage, done, total: None)
+    def report(stage: str, done: int, total: int) -> None:
+        if progress is not None:
+            progress(stage, done, total)
+        check_cancel(cancel)
+
     plan = _plan(items, settings)
     sr, channels, n = settings.sample_rate, plan.channels, plan.length
     window = max(1, round(window_sec * sr))

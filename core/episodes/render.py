@@ -131,7 +131,7 @@ def render_episode(
     def report(done: int, total: int, what: str) -> None:
         if progress is not None:
             progress(done, total, what)
-        check_cancel(cancel)  # between units: after a line, between mixing windows
+        check_cancel(cancel)  # between units: after a line (the master polls it per window)
 
     result_warnings: list[str] = [str(w) for w in episode.warnings]
     unsupported: set[str] = set()
@@ -188,6 +188,11 @@ def render_episode(
             timeline.append(_cue_item(item))
     cache.prune(keys)
     settings = episode_mix_settings(ws, episode, timeline)
+
+    def stage_progress(stage: str, done_sec: int, total_sec: int) -> None:
+        if progress is not None:
+            progress(done_sec, total_sec, stage)
+
     exported, mixed = render_episode_files(
         timeline,
         settings,
@@ -205,7 +210,10 @@ def render_episode(
             "seed": seed,
             "warnings": result_warnings,
         },
-        progress=lambda stage, done_sec, total_sec: report(done_sec, total_sec, stage),
+        progress=None
+        if progress is None
+        else lambda stage, done, total: progress(done, total, stage),
+        cancel=cancel,
     )
     return RenderResult(
         episode=episode,
