@@ -1,26 +1,13 @@
 """The review decisions' journal: a durable queue in front of the catalog.
 
-The app never lets a locked catalog block a key press or lose a decision. Every decision
-(``status``: accept / reject / reset, ``text``: a transcript edit, ``undo``) is first
-appended to a JSON-lines file inside the workspace, flushed and fsynced, and only then
-written to the catalog with a short busy timeout. A decision the catalog could not take
-(another process holds the write lock) stays *pending* in the journal and is retried later,
-in order. When decisions are written, the journal is compacted (rewritten atomically with
-only the pending ones).
+The app never lets a locked catalog block a key press or lose a decision. Every decision is
+first appended to a JSON-lines file in the workspace and fsynced, then written to the catalog
+with a short busy timeout; one the catalog could not take stays *pending* and is retried in
+order. Each running app has its own journal, locked with ``flock``; journals of apps no
+longer running are adopted at start. Replaying is idempotent (the last sequence number
+written is stored with each decision).
 
-Files: ``<workspace>/.journal/review-<session>.jsonl``, one per running app (the session
-id is the UTC start time, the pid and a random suffix), with ``review-<session>.lock``
-beside it, held with ``flock`` while that app runs. At start, :meth:`DecisionJournal.open`
-adopts the journal of every app that is no longer running (its lock is free): its pending
-decisions are copied into the new journal, oldest session first, and the old files removed.
-
-Replaying is idempotent. A decision's id is ``<session>:<seq>`` (``seq`` counts up from 1
-in each session) and the catalog's ``meta`` table holds ``journal:<session>`` = the last
-``seq`` written, updated in the same transaction as the decision itself: a decision already
-written (a crash between the catalog commit and the journal compaction) is skipped, never
-applied twice. Decisions on segments that no longer exist are moved to
-``.journal/dropped.jsonl`` with the reason.
-"""
+Details: docs/REVIEW.md, "The decision journal"."""
 
 from __future__ import annotations
 

@@ -1,29 +1,12 @@
 """Rebuild a workspace's catalog from the files on disk and the newest good copy of it.
 
-``podforge repair WS`` runs :func:`repair`. What it restores from comes first:
+``podforge repair WS`` runs :func:`repair`: the newest readable copy of the catalog is the
+source, the files on disk decide what comes back from it, and what is on disk but not in the
+source is registered where that is possible. The new catalog is built in a temporary file and
+renamed into place; the old one is moved aside, never deleted, and no file in ``raw/``,
+``segments/`` or ``runs/`` is touched. Stop the app and any worker before repairing.
 
-1. the *source*: the newest readable copy of the catalog (``PRAGMA quick_check`` passes)
-   among the current ``catalog.sqlite``, the rotating backups in ``.backups/``
-   (:mod:`core.backup`) and catalogs an earlier repair moved aside; none at all is allowed
-   (then only the files on disk are registered);
-2. the files on disk decide what comes back from it: a recording is restored when its
-   original in ``raw/`` (or one of its segment files) is still there, a segment (with its
-   QC, transcript, text source, decision and split) when its file in ``segments/`` is, the
-   review history of every restored segment, runs whose ``runs/<id>/`` folder is there,
-   and every ``meta`` entry;
-3. what is on disk but not in the source is registered where that is possible: originals in
-   ``raw/<speaker>/`` become recordings in state ``imported`` (with their sidecar
-   transcripts), run folders become runs; segment files without a row cannot be described
-   from the file alone (their times, QC and transcripts are gone), so their recording is
-   set back to ``imported`` and the report names the ``podforge ingest`` command that cuts
-   them again (ingest writes the same files and keeps every restored decision).
-
-The new catalog is built in a temporary file in the workspace and renamed into place; the
-old ``catalog.sqlite`` (with its ``-wal``/``-shm``), damaged or not, is first moved to
-``.backups/replaced-<UTC time>/``, never deleted. No file in ``raw/``, ``segments/`` or
-``runs/`` is changed, moved or removed. Stop the app and any ingest or training worker
-before repairing: a process with the old catalog open would keep writing to the moved file.
-"""
+Details: docs/WORKSPACE.md, "podforge repair"."""
 
 from __future__ import annotations
 

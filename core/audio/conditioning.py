@@ -1,31 +1,13 @@
 """Conditioning: a segment's gain to the loudness target under a true-peak ceiling; hum notch.
 
-:func:`condition` applies a static gain that brings the integrated loudness
-(:func:`core.audio.meter.integrated_lufs`) to the target (-19 LUFS by default). If the
-true peak then exceeds the ceiling (-1 dBTP), the look-ahead peak limiter
-(:mod:`core.audio.limiter`) lowers the gain around the peaks only.
+:func:`condition` applies a static gain to the loudness target; where the true peak then
+exceeds the ceiling, the look-ahead limiter (:mod:`core.audio.limiter`) lowers the gain
+around the peaks only, and make-up gain brings the loudness back within 0.1 LU. Where both
+cannot hold, the ceiling wins; near-silence is not blown up (``max_gain_db``). Mono only
+unless ``multichannel=True`` (a linked limiter). :func:`hum_notch` removes mains hum with
+zero-phase notches that ring up outside the segment.
 
-Limiting lowers the loudness a little, so the static gain is raised (secant steps)
-and the gain curve made again until the loudness is within 0.1 LU of the target (at
-most 8 rounds and +12 dB of make-up; the loudness of each round is estimated from the
-K-weighted power times the squared gain curve, and measured exactly at the end). Where
-the target cannot be reached under the ceiling (a sine at -2 LUFS with a -1 dBTP
-ceiling), the ceiling wins. A segment too short or too quiet to measure gets no
-loudness gain; only the ceiling applies. ``max_gain_db`` caps the loudness gain
-(near-silence is not blown up).
-
-``condition(..., multichannel=True)`` takes ``(n, channels)`` arrays (up to 5) and
-links the limiter across them; without the flag it refuses anything but mono: a
-segment with channels is almost always a mistake there. Long audio (from 2**21
-samples) is never held at 4x; results match the whole-signal path to 1e-6.
-
-:func:`hum_notch` removes mains hum with a cascade of narrow ``scipy.signal.iirnotch``
-filters at the mains frequency and its harmonics, run forwards and backwards
-(zero phase, the notch depth doubled in dB). The audio is extended at both ends by
-repeating its first and last whole mains periods, so that the notches ring up outside
-the segment while the hum continues in phase: 50 Hz hum drops by more than 60 dB and
-speech changes by about 0.1 dB.
-"""
+Details: docs/AUDIO.md, "Conditioning"; costs in docs/PERFORMANCE.md."""
 
 from __future__ import annotations
 

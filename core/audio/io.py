@@ -1,43 +1,12 @@
 """Audio I/O for the whole product: probe, stream, read, resample and write audio.
 
-Conventions
------------
-* Samples are ``float32`` in ``[-1, 1]``; mono audio has shape ``(n,)`` and
-  multichannel audio ``(n, channels)``. Downmixing is the plain mean of the channels.
-* Resampling is soxr "HQ". Streaming uses ``soxr.ResampleStream`` so that the
-  concatenated blocks equal resampling the whole file at once.
-* Every failure a user can cause (missing, empty, truncated-to-nothing, corrupt or
-  unsupported files, non-finite samples) is an :class:`~core.errors.AudioError`
-  whose message is one line naming the file; never a raw soundfile/PyAV traceback.
+Samples are ``float32`` in ``[-1, 1]``, mono ``(n,)`` or ``(n, channels)``; downmixing is the
+plain mean; resampling is soxr "HQ", streamed so that blocks equal the whole-file result.
+libsndfile is tried first, PyAV (imported lazily) for MP4-family files and as the fallback.
+Damaged files decode what is there; every failure a user can cause is a one-line
+:class:`~core.errors.AudioError` naming the file, never a raw library traceback.
 
-Backends
---------
-libsndfile (``soundfile``) decodes WAV, FLAC, MP3, OGG Vorbis/Opus and AIFF; it
-is tried first for those. MP4-family and ADTS containers (``.m4a``, ``.aac``,
-``.mp4``, ``.webm``) go straight to PyAV (FFmpeg), which is also the fallback for
-any file libsndfile refuses. PyAV is imported lazily, so importing this module is
-cheap.
-
-Truncated and damaged files
----------------------------
-Decoding reads what is there and succeeds:
-
-* a WAV whose header claims more frames than the file holds is read up to the end
-  of the data, silently (libsndfile clamps the frame count, so ``probe`` reports
-  the real length);
-* a FLAC (or any libsndfile stream) whose decoder fails part-way is finished by
-  PyAV, which decodes every complete packet after the samples already delivered,
-  then stops at the damaged tail, with a warning logged on ``core.audio.io``;
-  ``probe`` still reports the header's length;
-* a truncated MP3 or Ogg decodes up to the cut (``probe`` reports the header's
-  estimate);
-* a packet that FFmpeg cannot decode is skipped, with a warning.
-
-A file that yields no samples at all raises :class:`AudioError`. Since ``probe`` cannot
-tell a truncated FLAC/MP3 from a whole one, :mod:`core.dataset.ingest` counts the frames it decodes,
-stores that length and marks a recording that decodes to clearly less than its header says
-as truncated.
-"""
+Details: docs/AUDIO.md, "Reading and writing"."""
 
 from __future__ import annotations
 

@@ -1,69 +1,15 @@
 """The true-peak limiter: a look-ahead gain curve that holds a ceiling to the Nyquist frequency.
 
 Applying, not reporting: the reported true peak is :func:`core.audio.meter.true_peak_db`
-(4x); the ceiling is ENFORCED against stricter readings. :mod:`core.audio.conditioning`
-runs it within its loudness target; :func:`limit_window` runs it on one window of a
-streamed master with a fixed gain. Written by hand on purpose: off-the-shelf limiters do
-not hold their threshold as a ceiling.
-
-1. The peak envelope (:class:`_Envelope`) is, for each sample, the peak of the
-   continuous signal between its neighbours: soxr's 4x points, the points halfway
-   between them (6-point Lagrange interpolation, which makes an 8x signal) and a
-   parabola through each 8x extremum. It is computed only where the 4x signal comes
-   within 0.7 dB of the ceiling (a 4x grid can miss a peak by up to 0.6 dB), so
-   inter-sample peaks count;
-2. the required gain per sample is ``ceiling / envelope`` (at most 1); a running
-   minimum over +-5 ms (look-ahead and hold) followed by a triangular smoothing window
-   no wider than that minimum gives a smooth gain curve that is, at every sample, at
-   or below the required gain; it is computed only around the peaks;
-3. the result is oversampled again and checked the same way; a pass of gain
-   reduction is added where it still exceeds the ceiling (up to 4 passes) and any
-   residue after that is removed by a static scale, so the ceiling always holds.
-
-Strict detector
----------------
-The ceiling is held against three readings at once, for every sample the limiter
-looks at: soxr's 4x band (above); a near-ideal band-limited reconstruction up to
-the Nyquist frequency (:func:`_strict_peaks`: FFT zero-padding 8x of the stretch with
-512 samples of context each side, the Nyquist bin split, a parabola at each extremum);
-and a short interpolator (:func:`_short_peaks`): the 32-tap Kaiser-windowed (beta 9)
-sinc that FFmpeg's swresample uses by default, and so ffmpeg's ``ebur128`` true-peak
-meter (it resamples to 192 kHz and takes the largest magnitude), read at 16 phases per
-sample with a parabola at each extremum. All three bind: removing content near Nyquist
-can raise a peak (meters with a passband under Nyquist, BS.1770's and ffmpeg's, read
-such signals higher than the ideal), and a short filter's wide transition band lets
-near-Nyquist content and its image through in part, so on dense limited peaks
-(impulses in noise) ffmpeg reads up to 0.2 dB above the ideal. The short interpolator
-departs from the band-limited signal only above 0.85 of the Nyquist frequency, and
-what it makes of the residue (below) is at most 2.35 times its largest sample, within
-the screening bound. Candidates are screened cheaply: ``|x[k] - up[4k]|`` (the sample minus soxr's
-point at its instant) is what soxr's filter removed; its largest value times
-:func:`_unseen_factor` (the worst case of a sinc sum, 14.6 for 30 minutes at 24 kHz)
-bounds what the 4x grid cannot see, so only samples whose 4x reach plus that bound
-can reach the ceiling are looked at. Those get soxr's 8x reading and the short
-interpolator's (both cheap: the short one's points are made only for the intervals the
-samples need, in small BLAS products that stay on the calling thread); the FFT
-reconstruction, the dearest, is made only where its bound, the 8x reading widened by
-0.25 dB (an 8x grid misses soxr's band by at most 0.15 dB) plus the unseen bound, can
-reach the level asked about (``_Envelope.known_bounds``; tested against the
-reconstruction in tests/test_loudness.py). On speech that is under half the samples
-near the ceiling. Audio that went through soxr (every ingested recording) has almost
-nothing in the unseen bound.
-
-The limiter aims 0.06 dB under the ceiling. Measured (tests/test_loudness.py):
-impulses in noise, clipped noise and Nyquist phase-flip bursts at 24, 44.1 and
-48 kHz stay within 0.1 dB of the ceiling both by a 16x FFT reconstruction and by
-ffmpeg's ``ebur128`` (run through PyAV).
-
-Multichannel audio gets one gain curve from the loudest channel at each sample,
-applied to all of them (a linked limiter: the image does not move). For long audio
-(:data:`core.audio.meter._LONG_SAMPLES` and up) the 4x points around the samples that
-near the ceiling are made again, a stretch at a time, when the envelope asks for them,
-and the limited output is checked again only around the gain curve's pieces: elsewhere
-it is the input times the static gain, and so is its 4x signal. The envelope keeps its
-values for the samples it computed only. The underscored names here are shared with
+(4x); the ceiling is ENFORCED against stricter readings (soxr's 4x band, a near-ideal FFT
+reconstruction and ffmpeg's short interpolator), each only where a cheap bound says it can
+matter. :mod:`core.audio.conditioning` runs it within its loudness target;
+:func:`limit_window` runs it on one window of a streamed master with a fixed gain. Written by
+hand on purpose: off-the-shelf limiters do not hold their threshold as a ceiling. Channels
+share one gain curve (linked). The underscored names here are shared with
 :mod:`core.audio.conditioning` (and the tests), inside ``core.audio`` only.
-"""
+
+Details: docs/AUDIO.md, "The true-peak limiter"."""
 
 from __future__ import annotations
 

@@ -2,34 +2,14 @@
 
 Measuring only; :mod:`core.audio.conditioning` and :mod:`core.audio.limiter` apply gain.
 Pure functions on ``float32``/``float64`` numpy arrays, mono ``(n,)`` or ``(n, channels)``
-(up to 5), at any sample rate; no I/O.
+(up to 5), at any sample rate; no I/O. :func:`integrated_lufs` computes exactly what
+pyloudnorm does, vectorised; :func:`true_peak_db` (4x, soxr) is the figure reported
+everywhere, while the limiter enforces its ceiling with stricter detectors. Long audio is
+oversampled in chunks on several threads, never whole. The underscored helpers here are
+shared with the limiter and conditioning, inside ``core.audio`` only. scipy is imported on
+first use.
 
-* :func:`integrated_lufs` is ITU-R BS.1770-4 integrated loudness, exactly as
-  ``pyloudnorm.Meter(sr).integrated_loudness`` computes it (the same K-weighting
-  filters, built by ``pyloudnorm.IIRfilter``; the same 400 ms blocks with 75 % overlap,
-  the -70 LUFS absolute and -10 LU relative gates), with the block loop vectorised.
-  It returns ``None`` where pyloudnorm raises (shorter than one 400 ms block) or
-  answers ``-inf`` (silence, or nothing above the -70 LUFS gate). :class:`LoudnessMeter`
-  gives the same figure for audio fed a piece at a time.
-* :func:`true_peak_db` is the BS.1770 true peak in dBTP: the peak of the signal
-  oversampled 4x with soxr "HQ", never below the sample peak; ``-inf`` for digital
-  silence. This is the figure reported everywhere (``Conditioned.true_peak_db``, the
-  episode manifest), as other BS.1770 meters show it. soxr's passband ends at about
-  0.92 of the Nyquist frequency, so content above that is not seen by it: the limiter
-  enforces its ceiling with stricter detectors (:mod:`core.audio.limiter`).
-* :func:`sample_peak_db` is the plain sample peak in dBFS.
-
-Loudness sums the channels' K-weighted power with BS.1770's weights (pyloudnorm's:
-1.0 for the first three channels, 1.41 for the surround pair); the true peak is the
-largest of all channels.
-
-From 2**21 samples (87 s at 24 kHz) the 4x signal is never held whole: it is made in
-65,536-sample chunks, each with 1024 samples of context on both sides (the result
-matches a one-piece resampling to float32 rounding), on several threads
-(:func:`_scan`, which also fills the limiter's per-sample 4x reach). The underscored
-helpers here are shared with the limiter and conditioning, inside ``core.audio`` only.
-scipy is imported on first use, not with this module.
-"""
+Details: docs/AUDIO.md, "Measuring"."""
 
 from __future__ import annotations
 

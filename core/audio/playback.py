@@ -1,36 +1,14 @@
 """Play audio through the sound card without blocking: play, stop, seek, position.
 
-The review screen plays 5–15 s segments (space = play/stop, left/right = seek) and the
-script editor plays whole mixes the same way. See ``docs/PLAYBACK.md``.
+The review screen plays segments and the script editor whole mixes. :class:`Player` holds one
+buffer and a ``sounddevice.OutputStream`` whose callback reads it at a lock-guarded index;
+nothing waits for the audio. ``on_finished`` is called **from a playback thread**: the caller
+must marshal it to its UI thread. Failures a user can cause are one-line
+:class:`~core.errors.PlaybackError` s; constructing a :class:`Player` never fails, and
+:func:`check_output` gives the reason up front. ``sounddevice`` is imported inside the
+functions that need it (it initialises PortAudio at import).
 
-How it works
-------------
-:class:`Player` holds the audio as one float32 ``(n, channels)`` buffer and opens a
-``sounddevice.OutputStream`` per :meth:`Player.play`. PortAudio's audio thread calls the
-stream callback, which copies the next block from the buffer at a frame index guarded by
-a lock; :meth:`Player.seek` moves that index, :attr:`Player.position_sec` reads it. Nothing
-here waits for the audio to play (no ``sd.play``/``sd.wait``, which hold the GIL badly and
-cannot seek): :meth:`Player.play` returns once the stream runs.
-
-When the audio ends by itself (its last frame was played, or the device went away) the
-optional ``on_finished`` callable is called **from a playback thread** (a short-lived
-helper started by PortAudio's audio thread, never the caller's thread): the caller must
-marshal it to its UI thread (Textual: ``app.call_from_thread``, or post a message). By
-then :attr:`Player.playing` is already False. ``on_finished`` is not called for audio
-the caller stopped (:meth:`Player.stop`, :meth:`Player.close`) or replaced (another
-:meth:`Player.play`), nor when such a call came in between the end and the notification;
-a notification already marshalled may still arrive after a newer ``play``, so a UI should
-tie each callback to what it started. Exceptions it raises are logged on ``core.audio.playback``.
-
-Failures a user can cause (no PortAudio library, no output device, a
-``PODFORGE_AUDIO_DEVICE`` that matches nothing) raise :class:`~core.errors.PlaybackError`
-with one line saying what to do. Constructing a :class:`Player` never fails, so a screen
-can always be built; :func:`check_output` gives the reason up front for a start-up notice.
-
-``sounddevice`` is imported inside the functions that need it: it loads PortAudio and
-initialises it at import (enumerating the devices once), and it is an optional system
-dependency, so importing this module must stay cheap and safe.
-"""
+Details: docs/PLAYBACK.md, "How it works"."""
 
 from __future__ import annotations
 

@@ -1,30 +1,14 @@
 """Ingest: long recordings in, conditioned and quality-checked 5-15 s utterances out.
 
-Per file: import the original into ``raw/`` (:mod:`core.dataset.importer`), stream-decode it to
-the workspace rate (mono float32 spilled to a temporary file, so memory stays bounded for
-a 3-hour file), plan utterances from its subtitle cues or from voice activity
-(:mod:`core.dataset.segment`), condition each cut to the loudness targets
-(:mod:`core.audio.conditioning`), measure QC (:mod:`core.dataset.qc`), write
-``segments/<speaker>/<recording>-NNNN.wav`` and store all of a recording's segments in one
-catalog transaction.
+Per file: import, stream-decode to a temporary file (memory stays bounded), plan, condition,
+measure QC and store all of a recording's segments in one catalog transaction. Then the
+analysis passes (transcription, speaker filter) over segments still lacking results, committed
+batch by batch. Idempotent and resumable: a kill leaves nothing half-stored, and results do
+not depend on where a run was interrupted. Honest reporting: the stored length is the decoded
+length, a short-decoding file is marked truncated (:data:`TRUNCATED_NOTE`), and every skipped
+analysis stage is a :class:`SkippedStage` naming the setting that makes it run.
 
-Then two analysis passes over the speaker's segments that still lack results: transcription
-(faster-whisper, :mod:`core.models.asr`) for segments without subtitle text, and the speaker
-filter (ECAPA, :mod:`core.models.speaker`). Both commit batch by batch.
-
-Idempotent and resumable: a recording already segmented is skipped; a kill mid-recording
-leaves no rows for it (its segment files are rewritten identically on the next run); the
-analysis passes pick up what is missing, and their results do not depend on where a run
-was interrupted (the speaker reference is computed from a deterministic choice of anchors).
-Temporary files live in ``<workspace>/.tmp/`` (:mod:`core.tempfiles`); the folders a killed
-run left there are removed when the next run starts.
-
-Honest reporting: the stored length of a recording is its decoded length, and a file that
-decodes to less than its header announces is marked truncated (:data:`TRUNCATED_NOTE`
-in ``Recording.error``, the state stays ``segmented``); the flagged counts are those after
-the analysis passes; every analysis stage that was skipped is a :class:`SkippedStage` naming
-the setting that makes it run.
-"""
+Details: docs/DATASET.md, "Stages"."""
 
 from __future__ import annotations
 

@@ -1,110 +1,15 @@
 """Quality measurements of one speech segment, and the QC flags they raise.
 
-Pure numpy/scipy functions on mono audio at any sample rate; no I/O. One pass per metric,
-no per-sample Python loops; loudness and true peak are taken from
-:func:`core.audio.conditioning.condition` when it has measured them (costs in
-docs/PERFORMANCE.md).
+Pure numpy/scipy functions on mono audio at any sample rate; no I/O, one pass per metric.
+``rms_db`` and ``clipped`` describe the recording as captured (measured on ``raw``, the cut
+before gain, ideally at its native rate: downmix and resampling hide flat tops); the other
+metrics are measured on the conditioned segment, whose loudness and true peak are reused from
+:func:`core.audio.conditioning.condition`. Metrics are chosen to need no pauses (WADA-SNR)
+and to tell defects from speech (a harmonic counts no more than its fundamental, a plosive is
+a spike, not an onset). This module owns the flag names and labels; a metric that was not
+measured raises no flag, except the loudness.
 
-Which audio is measured
------------------------
-``measure(audio, sr, raw=cut)`` takes the segment as it is stored (after
-:func:`core.audio.conditioning.condition`; passing the :class:`~core.audio.conditioning.Conditioned`
-result itself reuses its loudness and true peak instead of measuring them again)
-and, optionally, ``raw``: the same cut before any gain or limiting, at any sample
-rate and as ``(n,)`` or ``(n, channels)``, ideally as read from the recording (before
-downmix and resampling, which hide flat tops). ``rms_db`` and ``clipped`` describe
-the recording as captured and are measured on ``raw`` (on ``audio`` when no ``raw``
-is given); every other metric is measured on ``audio`` (``snr_db``, ``hum_score``
-and ``plosive_ratio`` are ratios and do not depend on the gain).
-
-Metrics
--------
-Typical values below are for draft-voice speech at -20 dBFS RMS over a -60 dBFS
-noise floor, cut with 150 ms margins (7 voices x 4 texts).
-
-``rms_db``
-    RMS level of the whole segment in dBFS: ``10 log10(mean(x**2))`` (over all
-    channels of ``raw``), floored at -120 dBFS: digital silence reads -120, not -inf.
-``snr_db``
-    WADA-SNR (Kim & Stern 2008): the speech amplitudes are taken as gamma-distributed
-    (shape 0.4), the noise as Gaussian, and ``G = log(mean|x|) - mean(log|x|)`` is
-    looked up in the table of its expected value against the SNR, which
-    :func:`_wada_table` computes once per process (-20..100 dB). It needs no pauses:
-    speech with its pauses cut out reads 15-22 dB instead of the ~5 dB a percentile
-    estimate gives. ``None`` (unknown, no flag) for what is neither speech nor noise: a
-    steady tone, DC, digital silence. Clean speech reads 22-37 dB (draft voices with
-    pauses), 33 dB (a real 1961 recording); continuous clean speech 13-22 dB; white
-    noise at -35 dBFS under speech at -20 dBFS RMS 12-15 dB, at -30 dBFS 8-10 dB, at
-    -25 dBFS 4-5 dB; noise alone -20 dB.
-``clipped``
-    Fraction of the samples of ``raw`` in flat runs at the signal's own extremes, in
-    the worst channel: a run of 3 or more consecutive samples within 0.005 % of the
-    channel's maximum (or of its minimum), whatever that level is (extremes under
-    -40 dBFS are never clipping). Hard clipping makes flat tops at the level where it
-    happened, also when the recording was turned down afterwards or clipped by a
-    plug-in at -6 dBFS; an unclipped waveform passes its peak in one or two samples.
-    Clean speech reads 0; speech overdriven by 3 dB 0.0011, by 6 dB 0.0064, by 12 dB
-    0.03 (also after scaling by 0.9 or 0.25, or when clipped at +-0.5). Also available
-    as :func:`clipping_ratio`; :class:`ClipCounter` counts the same while a recording
-    streams at its native rate, at the recording's extremes.
-``hum_score``
-    Share of the 20-400 Hz energy that sits in narrow lines (+-1 Hz) at the mains
-    frequency and its harmonics, 0..1. The audio is reduced to a 1 kHz rate,
-    Hann-windowed and transformed in one FFT. For 50 Hz and for 60 Hz and their
-    harmonics k = 1..4, a line's energy is the energy in its band minus the local
-    floor (the median power within +-10 Hz around it, outside the band, divided by
-    ln 2: the mean of an exponentially distributed periodogram). A harmonic counts at
-    most as much as the fundamental: voiced speech at a steady 100 Hz (or 120 Hz)
-    pitch has lines at 100 and 200 Hz but nothing at 50 Hz, so it does not read as
-    hum. The stronger of the two families is the score. Clean speech reads at most
-    0.002 (voices of median pitch 70-125 Hz), 100 and 120 Hz pulse trains 0.0; speech with a
-    50 or 60 Hz hum at -26 dBFS RMS 0.52, at -26 dBFS peak 0.36, at -36 dBFS RMS
-    0.10; a buzz (harmonics 1, 3, 5) at -30 dBFS RMS 0.30. Hum on a harmonic without
-    its fundamental (a 100 Hz rectifier buzz with no 50 Hz) is not counted.
-``plosive_ratio``
-    Fraction of 10 ms frames holding a low-frequency burst, like a "p" popping the
-    microphone. The energy below 150 Hz (4th-order Butterworth low pass, zero phase,
-    at a 1 kHz rate) of a frame must be (1) at least 10 dB above the median of the
-    frames within +-150 ms, (2) no more than 20 dB below the segment's speech level
-    (95th percentile of the full-band frame energies) and (3) at least half the
-    frame's full-band energy. Voiced onsets are steps, not spikes, and fail (1); a low
-    voice's fundamental shares its frames with higher harmonics and fails (3). Every
-    burst counts at least 4 frames (40 ms), so a 20 ms pop weighs as much as a 40 ms
-    one. Clean speech reads 0; a 20 ms pop every 2-3 s 0.014-0.020 (0.007-0.009
-    before bursts had a minimum weight); three 30 ms pops in 7 s 0.018; a 20-40 ms
-    thump every 0.5 s 0.02-0.08.
-``bandwidth`` (:func:`bandwidth_hz`, not a field of :class:`~core.records.QC`)
-    The top of the highest 250 Hz band whose mean power lies within 80 dB of the
-    loudest band's, from the averaged spectrum of ~40 ms Hann frames: measured on the
-    spectrum, not taken from the sample rate. Speech at 24 kHz reads 11.5-12 kHz (its
-    noise floor or the resampler's passband edge; a real recording whose speech ends
-    near 5 kHz still has tape hiss up there, ~60 dB down), a 16 kHz source 8 kHz; the
-    same speech through 8 kHz and back up to 24 kHz reads 4.05 kHz (the empty band is
-    100 dB or more below the speech).
-``lufs``, ``true_peak_db``
-    From :mod:`core.audio.meter`: BS.1770 integrated loudness (``None`` when the segment
-    is shorter than 0.4 s or silent) and the 4x oversampled true peak in dBTP
-    (floored at -120).
-
-Flags
------
-:func:`flags_for` names each failed check, in this order: ``too_quiet``
-(``rms_db < min_rms_db``), ``noisy`` (``snr_db < min_snr_db``), ``clipped``
-(``clipped > max_clipped_ratio``), ``hum`` (``hum_score > max_hum_score``),
-``plosives`` (``plosive_ratio > max_plosive_ratio``), ``narrowband`` (the ``bandwidth``
-given to it below ``min_bandwidth_hz``), ``too_short`` / ``too_long``
-(duration outside ``min_segment_sec .. max_segment_sec``), ``loudness_unmeasured``
-(``lufs`` is ``None``) and ``true_peak`` (``true_peak_db > true_peak_dbtp + 0.1``).
-A metric that was not measured (``None``) raises no flag, except the loudness.
-
-With the numbers above, ``max_hum_score = 0.1`` (hum within ~16 dB of the speech
-level), ``max_plosive_ratio = 0.01`` (one pop every 4 s), ``min_snr_db = 10``
-(continuous clean speech >= 12.7, white noise 10 dB under the speech <= 9.9) and
-``min_bandwidth_hz = 7000`` (clean >= 8 kHz, telephone band ~4 kHz) separate the clean
-and the defective cases; the other defaults (-40 dBFS, 0.001) fit as they are. None of
-these four flags is raised on the draft voices, on a real recording at its native
-44.1 kHz and at 24 kHz, nor on the demo's sentences away from its planted defects.
-"""
+Details: docs/DATASET.md, "How each metric is measured"; costs in docs/PERFORMANCE.md."""
 
 from __future__ import annotations
 

@@ -1,56 +1,14 @@
 """Plan 5-15 s training utterances: voice activity detection and segment planning.
 
-Pure functions over numbers; no file I/O. The ingest stage streams a recording,
-feeds a 16 kHz mono copy to :class:`VadStream`, and turns the speech regions (or
-the sidecar's cues) into :class:`TimeSpan` s with :func:`plan_from_vad` or
-:func:`plan_from_cues`.
+Pure functions over numbers; no file I/O. The ingest stage streams a recording, feeds a
+16 kHz mono copy to :class:`VadStream`, and turns the speech regions (or the sidecar's cues)
+into :class:`TimeSpan` s with :func:`plan_adaptive` / :func:`plan_from_vad` or
+:func:`plan_from_cues`. Both planners share one dynamic programme (the "merge short regions,
+split long ones at their longest pauses" rule, solved exactly instead of greedily); the same
+input always gives the same plan. :func:`plan_adaptive` first splits regions too long for one
+segment and reports what it did in a :class:`PlanReport`.
 
-Voice activity
---------------
-:class:`VadStream` runs webrtcvad frame by frame over blocks of any length (the
-remainder of a block waits for the next one, so the block sizes do not change the
-result). Its raw per-frame decisions are smoothed: gaps shorter than
-``fill_gap_sec`` (200 ms) between speech frames are filled, then speech runs shorter
-than ``min_speech_sec`` (150 ms) are dropped as blips.
-
-Planning
---------
-Both planners share one dynamic programme over the units (speech regions or cues),
-in time order. A segment is a run of consecutive units; a pause longer than
-``max_pause_sec`` (2 s) is never inside a segment. A segment's length counts its
-margins: ``margin_sec`` on each side, but at most half of the pause to the
-neighbouring unit and never past the file's ends, so margins never overlap a
-neighbour and never reach into its speech. The programme picks the partition of
-least cost, where
-
-* a segment outside ``[min_sec, max_sec]`` costs 100 (plus how many seconds it is
-  short by), so as many segments as possible land in range; a segment of several
-  units is never longer than ``max_sec`` (one unit longer than that, with no pause
-  to split at, becomes a segment on its own, for QC to flag);
-* each cut costs ``0.5 - pause`` seconds (a cut at a long pause is a gain, one at
-  a short pause a loss) and, for cues, 2 more when the cue before it does not end
-  a sentence (``. ! ? …``, closing quotes and brackets allowed after it).
-
-This is the "merge short regions, split long ones at their longest pauses"
-rule, solved exactly instead of greedily. Segments whose speech lasts less than
-``drop_sec`` (1 s) are dropped; other short ones are kept (QC flags them
-``too_short``). The same input always gives the same plan.
-
-Adaptive planning
------------------
-A speech region longer than a segment (fast speech whose pauses are shorter than the
-VAD's 200 ms gap fill, a noise floor the VAD takes for speech) has nothing for the
-programme to split at; planned as it is, it becomes one long segment that QC flags
-``too_long`` and training drops. :func:`plan_adaptive` (what ingest uses) first splits
-every such region, per recording and without settings: by webrtcvad again at mode 3
-over that region, then at pauses an energy gate finds (10 ms frames within 10 dB of
-the recording's noise floor, the 10th percentile of its frame energies, for 80 ms or
-more), then at its quietest 50 ms moments; it returns the plan with a
-:class:`PlanReport` of what it did (``summary()`` is one line). Two minutes of draft
-speech with 0.1-0.19 s pauses over a -66 dBFS floor, one region for the VAD and one
-123 s segment for :func:`plan_from_vad`, become 5-15 s segments (>= 90 %, none
-longer); regions that fit are left as they were.
-"""
+Details: docs/DATASET.md, "Segment planning"."""
 
 from __future__ import annotations
 

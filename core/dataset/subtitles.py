@@ -1,42 +1,13 @@
 """Read transcript sidecars (``.srt``, ``.vtt``, ``.txt``) robustly.
 
-:func:`read_subtitles` parses SubRip and WebVTT with one tolerant, line-based
-parser and returns clean, sorted, non-overlapping :class:`Cue` s. Nothing a
-subtitle editor commonly gets wrong is fatal:
+:func:`read_subtitles` parses SubRip and WebVTT with one tolerant, line-based parser and
+returns clean, sorted, non-overlapping :class:`Cue` s: nothing a subtitle editor commonly
+gets wrong (encodings, layout, timestamps, markup) is fatal. A malformed block is skipped
+with a warning on the ``core.dataset.subtitles`` logger; a file with no usable cue raises
+:class:`~core.errors.TranscriptError`. :func:`tidy_cues` drops empty cues, sorts them and
+resolves overlaps (containment merges, partial overlap trims).
 
-* encodings: UTF-8 (with or without BOM), UTF-16/32 with BOM (and BOM-less UTF-16),
-  else Windows-1252, else Latin-1 (:func:`decode_text_file` never fails on bytes);
-* layout: ``\\r\\n`` / ``\\r`` line endings, numbering gaps, missing blank lines
-  between SRT blocks (a bare number just before a timing line is taken as the next
-  cue's number), cue identifiers, the ``WEBVTT`` header block with its metadata,
-  ``NOTE`` / ``STYLE`` / ``REGION`` blocks, cue settings after the end time
-  (``align:start position:10%``, SRT ``X1:`` coordinates);
-* timestamps: ``HH:MM:SS,mmm`` or ``HH:MM:SS.mmm``, hours omitted (``01:02.500``),
-  fewer than three fraction digits (``,5`` is 500 ms), no fraction at all;
-* text: markup is stripped (``<i>``, ``<b>``, ``<u>``, ``<font ...>``,
-  ``<c.yellow>``, ``<v Speaker>``, ``<lang en>``, ``<ruby>``, inline timestamps
-  ``<00:00:01.500>``, ASS override tags such as ``{\\an8}``), HTML entities are
-  decoded (``&amp;`` -> ``&``), and multi-line cue text is joined with single spaces.
-
-A block whose timing line is malformed (e.g. ``00:00:01,000 -> 00:0x``) is skipped
-with a warning on the ``core.dataset.subtitles`` logger; a file with no usable cue at all
-raises :class:`~core.errors.TranscriptError`, naming the file and, when there was
-one, the line of the first malformed timestamp.
-
-Tidying (:func:`tidy_cues`)
----------------------------
-1. Cues whose end is not after their start, and cues left with no text once
-   markup is stripped, are dropped.
-2. Cues are sorted by ``(start, end)`` (stable, so file order breaks ties).
-3. Overlaps are resolved so that no two cues overlap in time:
-
-   * **containment** (one cue lies wholly inside the other, which includes exact
-     duplicates and cues sharing a start time) -> the two are **merged** into one cue
-     spanning both; the texts are joined in time order, except that a text equal to
-     or contained in the other is kept only once (so duplicates collapse);
-   * **partial overlap** (the later cue starts before the earlier one ends, and ends
-     after it) -> the earlier cue's **end is trimmed** to the later cue's start.
-"""
+Details: docs/DATASET.md, "Transcript sidecars"."""
 
 from __future__ import annotations
 

@@ -3,24 +3,13 @@
 Two paths with the same maths: :func:`mix_episode` (the whole episode in memory: the
 reference, for previews and tests) and :func:`render_episode_files` (mix, master and
 export streamed in windows through a float32 intermediate on disk, for episodes of any
-length; its limiter is :func:`core.audio.limiter.limit_window`, which matches the
-whole-signal limiter window by window). Both report a :class:`MixResult` /
-:class:`MasteredEpisode`, whose shared part (:class:`~core.episodes.export.EpisodeFacts`)
-is what the manifest and chapters are written from.
-
-The mix is brought to the target loudness (``target_lufs``, default -19 LUFS mono /
--16 LUFS stereo) and its true peak held at or under ``ceiling_dbtp`` (-1 dBTP) by
-:func:`core.audio.conditioning.condition` (BS.1770 loudness, a look-ahead limiter checked on a
-4x-oversampled signal; stereo: channel-weighted loudness, one linked gain curve). The
-loudness gain is capped at ``max_gain_db`` (+24 dB): near-silence is not blown up into
-loud noise, it stays quiet and the result reports its real loudness. Audio with no
-measurable loudness (under the -70 LUFS gate) gets no gain at all.
-
-The optional room tone (``room_tone_db``) is pink noise added under everything, set
-so that it reads ``room_tone_db`` dBFS RMS per channel in the master (the master gain
-is predicted from the mix before the tone is added). Its noise is seeded: mixes are
+length; its limiter is :func:`core.audio.limiter.limit_window`). Both report a
+:class:`MixResult` / :class:`MasteredEpisode`, whose shared part
+(:class:`~core.episodes.export.EpisodeFacts`) is what the manifest and chapters are written
+from. Near-silence is not blown up; the optional room tone is seeded, so mixes are
 deterministic.
-"""
+
+Details: docs/EPISODES.md, "Master format and long episodes"."""
 
 from __future__ import annotations
 

@@ -2,61 +2,13 @@
 
 The timeline items (:class:`TimelineLine`, :class:`TimelinePause`, :class:`TimelineBed`,
 :class:`TimelineSfx`, :class:`TimelineChapter`), :class:`MixSettings`, the plan (where
-everything goes) and the mix of any window of it. Pure functions on numpy arrays. The
-master (loudness, limiter) is :mod:`core.episodes.master`, which also holds
+everything goes) and the mix of any window of it. Pure functions on numpy arrays; every
+position is a whole sample at the mix rate, so a line's start is exact. The master (loudness,
+limiter) is :mod:`core.episodes.master`, which also holds
 :func:`~core.episodes.master.mix_episode`; the delivered files are
 :mod:`core.episodes.export`.
 
-Timeline rules
---------------
-Every position is a whole sample at the mix rate (``MixSettings.sample_rate``); gaps
-and pauses are rounded to samples, so a line's start is exact.
-
-* Lines are placed in order. The first starts at the current position (0, or after
-  leading pauses). Each later line starts ``gap_ms`` (250 ms) after the end of the
-  timeline so far (the latest end of anything placed), or ``same_speaker_gap_ms``
-  (150 ms) when the previous line or effect was a line by the same speaker. A negative
-  gap is an overlap: the later line mixes over the earlier one's tail. A line never
-  starts before the previous line's start, nor before 0.
-* :class:`TimelinePause` adds its seconds of silence on top of the gap; a negative
-  (overlapping) gap does not reach across a pause (it counts as 0 there).
-* :class:`TimelineSfx` is placed exactly like a line by a speaker of its own (the
-  between-speakers gap before and after it, overlapping when that gap is negative) and
-  advances the timeline by its length. Effects do not duck the music.
-* :class:`TimelineChapter` starts at the start of the next line or effect; the first
-  chapter always starts at 0 (so the chapters cover the whole episode); a chapter with
-  nothing after it starts at the end of the speech.
-* Audio with more than two channels is taken as mono (the mean of its channels).
-* :class:`TimelineBed` ``start`` starts a music bed at the current position (the end
-  of the timeline so far plus any pauses since, so a bed cued between two lines fades in
-  during the gap). The bed is resampled to the mix rate, looped (with a ``fade_ms``
-  crossfade at each seam) for as long as needed, faded in over ``fade_in`` and ducked
-  under speech. A ``stop`` cue (or a new ``start``, or the end of the episode) begins its
-  fade-out over the stop cue's ``fade_out`` (else the start cue's) at the current
-  position; the episode lasts until the last fade-out has finished. One bed plays at a
-  time; a stop with no bed playing does nothing.
-* Every cut is faded over ``fade_ms`` (20 ms, a raised-cosine ramp that is exactly 0 at
-  the cut): each line's and effect's first and last samples, and bed starts and stops
-  (a bed's fades are at least that long); items shorter than two fades get half each.
-
-Ducking
--------
-A bed is lowered by ``|duck_db|`` wherever speech plays. The speech intervals are the
-placed lines; intervals closer than ``duck_attack_ms + duck_release_ms`` (430 ms) are
-merged, so the music stays down through ordinary gaps between lines and comes back up
-only in real pauses. Around each merged interval the bed's gain ramps down over
-``duck_attack_ms`` before speech starts (it is fully down when the first word starts)
-and back up over ``duck_release_ms`` after it ends; the ramps are raised-cosine in dB.
-
-Stereo
-------
-With ``stereo=True`` each speaker is panned with a constant-power law (``pan`` in
--1..1; speakers without an entry get small default pans in order of appearance:
--0.3, +0.3, -0.15, +0.15, then 0). Mono beds, effects and room tone are centred the same
-way; a stereo source keeps its channels at -3 dB each, so every source has the same
-power in a mono and a stereo mix. A mono mix takes the mean of a stereo source's
-channels.
-"""
+Details: docs/EPISODES.md, "The timeline" (placement, ducking, stereo)."""
 
 from __future__ import annotations
 

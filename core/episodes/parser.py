@@ -4,22 +4,11 @@
 status (existence, symlinks) and writes nothing: the same text and workspace give an equal
 ``Episode``. Every problem raises :class:`~core.errors.ScriptError`, one line
 ``FILE:LINE:COL: what is wrong; what is expected``; the first problem found is raised.
-Things that are allowed but probably unintended (an unknown tag attribute, a declared
-speaker who never speaks, ``[music stop]`` with no bed playing, a chapter without lines)
-become ``Episode.warnings``: :class:`~core.episodes.script.ScriptWarning` s with the same
-place. :func:`load_script` reads a file and also checks its cue files' headers
-(:func:`check_cue_files`); the editor parses on every keystroke without opening them.
+Things allowed but probably unintended become ``Episode.warnings``. :func:`load_script`
+reads a file and also checks its cue files' headers (:func:`check_cue_files`); the editor
+parses on every keystroke without opening them.
 
-Grammar, line by line (after the front matter):
-
-* a blank line ends a speaker line; ``<!-- ... -->`` comments (also over several lines,
-  also inside a line) are removed first and a line holding only a comment is skipped;
-* ``#`` .. ``######`` + space + title: a :class:`Chapter` (all levels start chapters);
-* ``[kind args key=value ...]`` alone on its line: a cue (``music``, ``sfx``, ``pause``);
-* ``NAME: text``: a speaker :class:`Line`; a following line that starts with a space or a
-  tab continues it (joined with one space), until a blank line or an unindented line;
-* anything else is an error.
-"""
+Details: docs/EPISODES.md ("The file" onwards, "Errors and warnings")."""
 
 from __future__ import annotations
 

@@ -1,30 +1,13 @@
 """Episode scripts: the typed, frozen data a script is parsed into.
 
-The format is documented for users in ``docs/EPISODES.md``; in short::
-
-    +++
-    title = "Episode 12: Voices"
-    [speakers]
-    HOST = "alice"            # script name -> workspace speaker
-    [mix]                     # optional, see ScriptMix
-    gap_ms = 300
-    +++
-
-    # Cold open                           <- a heading starts a chapter
-    [music theme.wav fade_in=2s duck=-14dB]
-    HOST: Welcome back. <break time="400ms"/> Today:
-      voices.                             <- an indented line continues the line above
-    [pause 1.2s]
-    [sfx door creaks open]
-    [music stop fade_out=3s]
-
 This module is the model: an :class:`Episode` (title, speakers, chapters, the items in
 order, :class:`ScriptWarning` s, the :class:`ScriptMix` settings), the format's limits, and
 :func:`split_text` (long lines cut between sentences for a trained voice). The grammar is
 :mod:`core.episodes.parser`; its entry points :func:`parse_script`, :func:`load_script` and
 :func:`check_cue_files` are importable from here too (served lazily, so that the parser can
 import this module without a cycle).
-"""
+
+Details: docs/EPISODES.md (the format, with a complete example; "In code")."""
 
 from __future__ import annotations
 

@@ -1,29 +1,13 @@
 """Speech to text with faster-whisper: transcripts with word timings for segments and lines.
 
-``load_asr(model_id)`` loads the model named by ``models.asr`` in ``workspace.toml``:
+``load_asr(model_id)`` loads ``"tiny"`` (the stand-in, which shadows faster-whisper's own
+``"tiny"`` size), a local CTranslate2 folder, or a faster-whisper name / hub id. Decoding is
+bounded and deterministic (beam search at temperature 0, no fallback, ``MAX_TOKENS`` a
+window); a clip of up to 30 s is one window, so :meth:`AsrModel.transcribe_many` gives the
+same results batched on a GPU or one at a time on a CPU. The heavy libraries are imported
+inside the functions that use them.
 
-* ``"tiny"``: the random-init stand-in of :mod:`core.models.tiny.whisper`, built in the user's cache
-  on first use (for tests and the demo; its text is garbage). Note that this shadows
-  faster-whisper's own ``"tiny"`` size: ask for ``"Systran/faster-whisper-tiny"`` for that;
-* an existing local folder holding a CTranslate2 Whisper model (``model.bin``,
-  ``config.json``, ``tokenizer.json``);
-* a faster-whisper model name (``"large-v3"``, ``"distil-large-v3"``, ...) or a hub id of a
-  converted model, fetched into the Hugging Face cache, or read from it alone when
-  ``HF_HUB_OFFLINE=1`` (read when the model is loaded, not when a library is imported).
-
-Decoding is bounded and deterministic: beam search (``BEAM_SIZE``) at temperature 0 with no
-fallback and no conditioning on previous text, at most ``MAX_TOKENS`` tokens per 30 s
-window. A clip of up to 30 s is decoded as exactly one window, without timestamp tokens, the
-way ``faster_whisper.BatchedInferencePipeline`` decodes each chunk (a window that
-faster-whisper's no-speech rule calls silent gives no text). :meth:`AsrModel.transcribe_many`
-batches such clips on a GPU and runs them one at a time on a CPU, with the same results
-either way. A longer clip goes through faster-whisper's sequential long-form ``transcribe``
-(with timestamp tokens, which it needs to move from window to window). Word timings come
-from cross-attention alignment and are clamped to the clip.
-
-The heavy libraries (faster_whisper, ctranslate2) are imported inside the functions that use
-them, so importing this module stays cheap.
-"""
+Details: docs/DATASET.md, "Transcription"."""
 
 from __future__ import annotations
 

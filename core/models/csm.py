@@ -1,83 +1,15 @@
 """Sesame CSM (``CsmForConditionalGeneration``): loading, LoRA, training inputs and synthesis.
 
-Training (:mod:`core.training`) and synthesis both go through this module.
+Training (:mod:`core.training`) and synthesis both go through this module. ``load_csm``
+takes ``"tiny"``, a local folder or a hub id, all through the same ``from_pretrained``.
+Audio may be given as samples or as cached Mimi codes: :func:`training_inputs` and
+:func:`generate_codes` merge cached codes into the embeddings themselves, so the codec never
+runs and the results equal the processor path. Only the last turn is learned by default.
+:func:`generate_codes` works around known generation quirks of the locked transformers
+release, and :func:`prepare_for_training` makes gradient checkpointing work with LoRA.
+torch, transformers and peft are imported inside the functions that use them.
 
-``load_csm(model_id)`` loads the model named by ``models.tts`` in ``workspace.toml``:
-
-* ``"tiny"``: the random-init stand-in of :mod:`core.models.tiny.csm`, built in the user's cache on
-  first use (for tests and the demo; its speech is noise);
-* an existing local folder holding a CSM model in transformers' format (``config.json``,
-  ``model.safetensors``, the tokenizer and processor files, as in ``sesame/csm-1b``);
-* a hub id such as ``"sesame/csm-1b"`` (gated: its terms must be accepted on the Hugging Face
-  Hub), fetched into the Hugging Face cache, or read from it alone when ``HF_HUB_OFFLINE=1``
-  (read when the model is loaded, not when a library is imported).
-
-All three go through the same ``CsmForConditionalGeneration.from_pretrained`` and
-``AutoProcessor.from_pretrained``.
-
-Audio is mono float32 at 24 kHz. Mimi, the codec inside CSM, turns it into ``num_codebooks``
-codes per frame, 12.5 frames a second (1920 samples a frame); code 0 in every codebook is the
-end-of-audio frame. A conversation is CSM's chat format, a list of turns::
-
-    {"role": "0", "content": [{"type": "text", "text": "Hello."},
-                              {"type": "audio", "audio": samples_or_codes}]}
-
-where the role is the speaker id (the chat template writes it as a ``[0]`` prefix of the
-text), every turn but the last carries audio, and the last one is the text to speak
-(synthesis) or the text and audio to learn (training). Audio may be given as samples
-(``"audio"`` or ``"path"``: a 1-D float array, what ``CsmProcessor.apply_chat_template``
-takes) or as cached codes (``"codes"``: an integer ``(num_codebooks, frames)`` array, from
-:func:`encode_audio`).
-
-**Cached codes.** ``CsmForConditionalGeneration.forward`` only takes audio as samples
-(``input_values``): it runs the codec encoder on every call and merges the codes into the
-text embeddings (``_merge_input_ids_with_input_values``). Its ``input_ids`` of shape
-``(batch, seq, num_codebooks)`` are audio frames only (text cannot be expressed that way).
-But when ``input_ids`` is ``None`` it takes ``inputs_embeds`` and ``labels`` of shape
-``(batch, seq, num_codebooks)`` as they are, which is what the merge step produces. So
-:func:`training_inputs` and :func:`generate_codes` do that merge themselves from cached codes
-(text embeddings from ``embed_text_tokens``, each audio frame and each ``<|audio_eos|>`` the
-sum of its codebook embeddings from ``backbone_model.embed_tokens``): the codec never runs,
-and the loss and sampled codes are identical to those of the processor path with samples
-(the tests check both). The embeddings are built without gradients (plain tensors that can be
-kept and reused across steps): the embedding tables are frozen under LoRA, so nothing is lost.
-Training the embeddings themselves would need the samples path (``input_ids`` with
-``input_values``) instead.
-
-**Labels.** Like ``CsmProcessor(..., output_labels=True)``: each learned audio frame is
-labelled with its codes (codebook 0 trains the backbone, the others the depth decoder), and
-so is the ``<|audio_eos|>`` frame after it (all codes 0, to learn to stop); text is ignored
-(-100). Unlike the processor, only the last turn is learned by default: the context turns
-are conditioning. ``depth_decoder_ratio`` < 1 keeps the depth decoder loss on a random share
-of the frames only (CSM's compute amortisation; -101 in the processor's labels).
-
-**Generation quirks** of the locked transformers release (the version they were found in is
-recorded in docs/PERFORMANCE.md), handled by :func:`generate_codes`:
-
-* ``generate(..., output_audio=True)`` crashes inside Mimi when the first generated frame is
-  the end-of-audio frame (it decodes zero frames): codes are generated instead, cut at the
-  first end-of-audio frame and decoded only when some remain (else empty audio).
-* Generation stops at a frame whose codebooks but the last are all 0; the library's own cut
-  for ``output_audio`` looks for all codebooks 0, which can miss that frame. The cut here
-  uses the stopping rule.
-* ``depth_decoder_*`` arguments update the depth decoder's own generation config, so they
-  persist from one call to the next: every call sets all of them.
-* The real model's audio vocabulary (2051) is larger than the codec's codebooks (2048); the
-  three extra ids cannot be decoded, so they are suppressed in sampling.
-* Sampling draws from torch's global generator: each call seeds it inside
-  ``torch.random.fork_rng``, so the same seed gives the same codes (on the same device and
-  library versions) and the caller's random state is left as it was.
-
-**Gradient checkpointing with LoRA** crashes in the depth decoder ("a view of a leaf Variable
-that requires grad is being used in an in-place operation"): enabling checkpointing (and
-``peft.get_peft_model`` on a checkpointed model) registers hooks that make each input
-embedding output a leaf that requires grad, and the depth decoder writes the backbone state
-into its embeddings in place. :func:`prepare_for_training` removes those hooks after both
-steps; with non-reentrant checkpointing (the library default) they are not needed.
-
-torch, transformers and peft are imported inside the functions that use them, so importing
-this module stays cheap.
-"""
+Details: docs/TRAINING.md, "The CSM model in code"."""
 
 from __future__ import annotations
 

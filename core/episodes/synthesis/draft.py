@@ -6,36 +6,11 @@ scripts before a trained voice exists.
 
 >>> audio = synthesize("Hello there.", DraftVoice(pitch=40), sample_rate=24000)
 
-How espeak-ng is driven
------------------------
-* The shared library and its data both come from ``espeakng-loader``: no system
-  espeak-ng, no subprocess. The data path is always passed to ``espeak_Initialize``
-  together with ``espeakINITIALIZE_DONT_EXIT``. Without a path the library looks for
-  its data where it was built, fails, and calls ``exit(1)``, which ends the whole
-  Python process.
-* Every call runs in a fresh instance of the library: it is loaded (``dlopen``),
-  initialised, used, terminated and unloaded again (``dlclose``); the cost is small
-  (docs/PERFORMANCE.md).
-  espeak-ng keeps synthesis state in static variables that survive
-  ``espeak_Terminate`` (the phase of its pitch flutter, a glottal-cycle counter, the
-  gain control, the noise generator), so one long-lived instance gives slightly
-  different samples, and even a different length, for the same text on every call.
-* That instance comes from a private copy of the library, so that another user of
-  ``espeakng-loader`` in the same process, a phonemiser say, neither shares nor
-  disturbs its global state. On Linux the copy is an anonymous in-memory file
-  (``memfd_create``, loaded through ``/proc/self/fd/N``): no file on disk, so nothing
-  is left behind even when the process is killed outright. Elsewhere it is a file in a
-  temporary folder removed at exit (a process killed with SIGKILL leaves that folder).
-* Voice names are resolved in Python against the voice files in the data folder
-  before espeak-ng sees them. Giving ``espeak_SetVoiceByName`` the name of a variant
-  file (``"f3"``) instead of a language crashes the process with a segmentation
-  fault, and a misspelt variant (``"en-us+f9"``) is silently ignored.
-* The library is found, copied, probed and its voices listed once per process, on
-  first use; importing this module loads nothing. One lock serialises espeak-ng, and
-  every parameter is set on every call.
-* ``espeak_Initialize`` sets the C locale's ``LC_CTYPE`` to ``C.UTF-8``; the previous
-  value is put back after each call.
-"""
+Every call runs in a fresh, private instance of the library (espeak-ng keeps state that
+would change the samples), voice names are checked in Python first (a wrong one can crash
+the process), and importing this module loads nothing.
+
+Details: docs/EPISODES.md, "The draft voice"."""
 
 from __future__ import annotations
 

@@ -1,40 +1,13 @@
 """A tiny random-init Sesame CSM (with a tiny Mimi codec), built locally with no download.
 
 ``build_tiny_csm(folder)`` writes the same files as the hub repository ``sesame/csm-1b``, so
-that the real loading code (``CsmForConditionalGeneration.from_pretrained(folder)`` and
-``AutoProcessor.from_pretrained(folder)``) loads it offline:
-
-* ``config.json`` and ``model.safetensors``: a ``CsmConfig`` with a 2-layer backbone (width
-  64, 4 heads, 2 key/value heads), a 2-layer depth decoder (width 32, 4 heads, 2 key/value
-  heads) and a 1-layer Mimi codec (width 32, 4 base filters) with :data:`NUM_CODEBOOKS`
-  codebooks of :data:`CODEBOOK_SIZE` entries, written by ``save_pretrained``. Mimi keeps its
-  default ``upsampling_ratios`` (8, 6, 5, 4): 24 kHz audio, 12.5 frames a second, 1920
-  samples a frame, which ``CsmProcessor`` assumes. The audio vocabulary of the backbone and
-  depth decoder equals the codec's codebook size, so that every code the random model can
-  sample decodes (the real model's 2051 holds three extra ids the codec cannot decode);
-* ``generation_config.json``: the real model's sampling defaults (top-k 50, temperature 0.9,
-  for the backbone and, as ``depth_decoder_*``, for the depth decoder);
-* ``tokenizer.json`` and ``tokenizer_config.json``: a byte-level BPE trained with the
-  ``tokenizers`` library on a short fixed English text, followed by the four special tokens
-  CSM uses, in the order of the real Llama-3 ids 128000..128003: ``<|begin_of_text|>``,
-  ``<|end_of_text|>`` (also the pad token), ``<|AUDIO|>`` and ``<|audio_eos|>``. Like the real
-  one it wraps a single text in begin/end of text when asked to add special tokens;
-* ``chat_template.jinja`` and ``processor_config.json``: the CSM chat format (each turn is
-  ``<|begin_of_text|>[speaker]text<|end_of_text|>``, followed by ``<|AUDIO|><|audio_eos|>``
-  when it carries audio) and Mimi's feature extractor (``EncodecFeatureExtractor``, mono,
-  24 kHz).
-
-The weights are drawn from a fixed seed without touching torch's global random state; the
-Mimi codebooks (all zero after the library's own init, which would encode every frame to
-code 0, the end-of-audio code) are random too, and the decoder's last layer is scaled so that
-random codes decode to about -26 dBFS rather than far beyond full scale. The same seed and
-library versions give byte-identical files. Its speech is noise; the plumbing that loads,
-trains and runs it is the real one. It is small and quick to build once torch and
-transformers are imported (figures in docs/PERFORMANCE.md).
-
+that the real loading code loads it offline. Its speech is noise; the plumbing that loads,
+trains and runs it is the real one. The weights come from a fixed seed without touching
+torch's global random state: the same seed and library versions give byte-identical files.
 ``tiny_csm_path()`` builds it once per user, in ``$XDG_CACHE_HOME/podforge`` (or
 ``~/.cache/podforge``).
-"""
+
+Details: docs/TESTING.md, "Tiny models"; size and build time in docs/PERFORMANCE.md."""
 
 from __future__ import annotations
 

@@ -1,31 +1,13 @@
 """A tiny random-init Whisper in faster-whisper's (CTranslate2) format, built with no download.
 
-``build_tiny_whisper(folder)`` writes the same files as a converted hub model such as
-``Systran/faster-whisper-large-v3``:
+``build_tiny_whisper(folder)`` writes the same files as a converted hub model, so that
+``faster_whisper.WhisperModel(folder)`` loads it offline; it builds without importing torch.
+Its transcripts are garbage; the plumbing that loads and runs it is the real one. A few
+deliberate offsets make that garbage stop early and look like words. The same seed and
+library versions give byte-identical files. ``tiny_whisper_path()`` builds it once per user,
+in ``$XDG_CACHE_HOME/podforge`` (or ``~/.cache/podforge``).
 
-* ``model.bin``, ``config.json`` and ``vocabulary.json``: a ``ctranslate2.specs.WhisperSpec``
-  (2 encoder and 2 decoder layers, width 64, 4 heads, 80 mel bins, 1500 encoder and 448
-  decoder positions) filled with small random float32 weights from a fixed seed;
-* ``tokenizer.json``: a byte-level BPE made with the ``tokenizers`` library, the 256 byte
-  symbols plus a few dozen merges, followed by Whisper's special tokens in Whisper's order
-  (``<|endoftext|>``, ``<|startoftranscript|>``, language tokens, ``<|translate|>``,
-  ``<|transcribe|>``, ``<|startoflm|>``, ``<|startofprev|>``, ``<|nospeech|>``,
-  ``<|notimestamps|>``, then the timestamps ``<|0.00|>`` .. ``<|30.00|>``);
-* ``preprocessor_config.json``: the 80-bin, 16 kHz log-mel front end.
-
-It is small, builds without importing torch (size and time in docs/PERFORMANCE.md), and loads
-offline with ``faster_whisper.WhisperModel(folder)``. Its vocabulary is not Whisper's 51,865
-tokens, so CTranslate2 treats it as an English-only model (like ``tiny.en``). Its
-transcripts are garbage; the plumbing that loads and runs it is the real one. A few
-deliberate offsets make that garbage behave like a trained model's output: a position ramp
-read out by ``<|endoftext|>`` makes it stop after some 10 to 40 tokens (a plain random
-decoder runs to the 224-token limit every time), and output biases favour whole-word tokens
-and keep timestamp tokens out of the text. The same seed and library versions give
-byte-identical files.
-
-``tiny_whisper_path()`` builds it once per user, in ``$XDG_CACHE_HOME/podforge`` (or
-``~/.cache/podforge``).
-"""
+Details: docs/TESTING.md, "Tiny models"; size and build time in docs/PERFORMANCE.md."""
 
 from __future__ import annotations
 
