@@ -619,13 +619,7 @@ def generate_codes(
     """
     import torch
 
-    if max_new_frames < 1:
-        raise ValueError(f"max_new_frames must be at least 1, not {max_new_frames}")
-    if temperature <= 0 or depth_temperature <= 0 or top_k < 1:
-        raise ValueError("temperatures must be positive and top_k at least 1")
-    last = conversation[-1] if conversation else {}
-    if any(item.get("type") == "audio" for item in last.get("content", ())):
-        raise ValueError("the last turn of a conversation to generate must have no audio")
+    _check_generation_args(conversation, max_new_frames, temperature, depth_temperature, top_k)
     model = _csm(bundle.model)
     config = model.config
     suppress = list(range(int(config.codec_config.codebook_size), int(config.vocab_size))) or None
@@ -663,6 +657,23 @@ def generate_codes(
     if ends.numel():
         frames = frames[: int(ends[0, 0])]
     return frames[:max_new_frames].T.contiguous()
+
+
+def _check_generation_args(
+    conversation: Sequence[Mapping[str, Any]],
+    max_new_frames: int,
+    temperature: float,
+    depth_temperature: float,
+    top_k: int,
+) -> None:
+    """The checks every generation path makes first."""
+    if max_new_frames < 1:
+        raise ValueError(f"max_new_frames must be at least 1, not {max_new_frames}")
+    if temperature <= 0 or depth_temperature <= 0 or top_k < 1:
+        raise ValueError("temperatures must be positive and top_k at least 1")
+    last = conversation[-1] if conversation else {}
+    if any(item.get("type") == "audio" for item in last.get("content", ())):
+        raise ValueError("the last turn of a conversation to generate must have no audio")
 
 
 def synthesize(
