@@ -71,6 +71,8 @@ class Models:
     asr: str = "large-v3"
     speaker: str = "speechbrain/spkrec-ecapa-voxceleb"
     device: str = "auto"
+    tts_batch: int = 8
+    """At most this many generations (lines or their pieces) run together in one batch."""
 
 
 @dataclass
@@ -325,6 +327,7 @@ def _check_ranges(s: Settings) -> None:
         (s.segmentation.vad_mode in (0, 1, 2, 3), "'segmentation.vad_mode' must be 0, 1, 2 or 3"),
         (s.segmentation.frame_ms in (10, 20, 30), "'segmentation.frame_ms' must be 10, 20 or 30"),
         (s.models.device in ("auto", "cpu", "cuda"), "'models.device' must be auto, cpu or cuda"),
+        (1 <= s.models.tts_batch <= 64, "'models.tts_batch' must lie in 1..64"),
         (1 <= s.training.lora_rank <= 256, "'training.lora_rank' must lie in 1..256"),
         (0.0 <= s.training.lora_dropout < 1.0, "'training.lora_dropout' must lie in 0..1"),
         (0.0 < s.training.learning_rate < 1.0, "'training.learning_rate' must lie in 0..1"),

@@ -72,12 +72,19 @@ def test_same_inputs_give_byte_identical_outputs(demo_copy: Workspace) -> None:
     assert second.wav.read_bytes() == wav and second.manifest.read_bytes() == manifest
 
 
-def test_csm_backend_with_two_tiny_adapters_renders_a_two_speaker_script(
-    demo_copy: Workspace, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
+@pytest.fixture
+def duo(demo_copy: Workspace, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Workspace:
+    """The demo with tiny trained voices for alice and bob (tiny models in a private cache)."""
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
     make_tiny_voice(demo_copy, "alice", seed=1)
     make_tiny_voice(demo_copy, "bob", seed=2)
+    return demo_copy
+
+
+def test_csm_backend_with_two_tiny_adapters_renders_a_two_speaker_script(
+    duo: Workspace,
+) -> None:
+    demo_copy = duo
     script = demo_copy.scripts_dir / "duet.md"
     script.write_text(
         '+++\ntitle = "Duet"\n[speakers]\nA = "alice"\nB = "bob"\n+++\n\n# One\n'
@@ -389,3 +396,64 @@ def test_a_render_cancelled_while_mastering_leaves_no_episode_and_no_temporary(
     folder = demo_copy.episodes_dir / "welcome"
     assert not (folder / "welcome.wav").exists() and not (folder / "manifest.json").exists()
     assert not list((demo_copy.root / ".tmp").glob("*.mix.f32"))
+
+
+def test_csm_lines_sound_the_same_alone_in_mixed_batches_and_as_before(
+    duo: Workspace,
+) -> None:
+    demo_copy = duo
+    """The batched engine changes speed only: a line's audio is the same rendered alone, in a
+    batch with the other speaker's lines, and through the stock one-line path of 0.1
+    (``csm.synthesize`` with the speaker's adapter set)."""
+    from core.episodes.parser import load_script
+    from core.episodes.synthesis.csm_backend import CsmBackend
+    from core.models import csm
+
+    script = demo_copy.scripts_dir / "duet.md"
+    script.write_text(
+        '+++\ntitle = "Duet"\n[speakers]\nA = "alice"\nB = "bob"\n+++\n\n'
+        'A: Hello and welcome. <break time="300ms"/> Short one.\n'
+        "B: Thanks for having me.\nA: Bye.\n"
+    )
+    lines = load_script(script, demo_copy).lines
+    items = [(line, 20 + line.index) for line in lines]
+    batched = CsmBackend(demo_copy, batch_size=4).render_many(items)
+    alone = CsmBackend(demo_copy, batch_size=1)
+    for (line, seed), together in zip(items, batched, strict=True):
+        assert np.array_equal(together.audio, alone.render(line, seed).audio), line.text
+    # The stock path, one generation: B's line with bob's adapter set, bob's anchors.
+    voice = alone._load("bob")
+    alone._model.set_adapter("bob")
+    stock = csm.synthesize(
+        alone._bundle, "Thanks for having me.", 0, voice.anchors, seed=21,
+        max_seconds=max(2.0, len("Thanks for having me.") * 0.09),
+    )  # fmt: skip
+    assert np.array_equal(batched[1].audio, stock)
+
+
+def test_a_render_batches_its_missing_lines_and_caches_each(
+    duo: Workspace, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    demo_copy = duo
+    from core.episodes.synthesis import csm_backend
+
+    calls: list[int] = []
+    original = csm_backend.CsmBackend._generate
+
+    def counting(self: csm_backend.CsmBackend, jobs: list[object]) -> None:
+        calls.append(len(jobs))
+        original(self, jobs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(csm_backend.CsmBackend, "_generate", counting)
+    script = demo_copy.scripts_dir / "trio.md"
+    script.write_text(
+        '+++\ntitle = "Trio"\n[speakers]\nA = "alice"\nB = "bob"\n+++\n\n'
+        "A: One.\nB: Two.\nA: Three.\nB: Four.\nA: Five.\n"
+    )
+    demo_copy.settings.models.tts_batch = 2
+    result = render_episode(demo_copy, script, backend="csm", seed=5)
+    assert calls == [2, 2, 1] and result.rendered_lines == [0, 1, 2, 3, 4]
+    calls.clear()
+    again = render_episode(demo_copy, script, backend="csm", seed=5)
+    assert calls == [] and again.cached_lines == [0, 1, 2, 3, 4]
+    assert again.exported.wav.read_bytes() == result.exported.wav.read_bytes()

@@ -39,6 +39,7 @@ def test_create_makes_the_design_layout(tmp_path: Path) -> None:
         "asr": "large-v3",
         "speaker": "speechbrain/spkrec-ecapa-voxceleb",
         "device": "auto",
+        "tts_batch": 8,
     }
 
 
@@ -83,6 +84,7 @@ def test_open_a_missing_folder(tmp_path: Path) -> None:
         ("schema = 1\n[audio]\nsample_rate = 'fast'\n", "'audio.sample_rate' must be an integer"),
         ("schema = 1\n[audio]\nsamplerate = 24000\n", "unknown key 'audio.samplerate'"),
         ("schema = 1\n[audio]\ntarget_lufs = 5\n", "'audio.target_lufs' must lie in"),
+        ("schema = 1\n[models]\ntts_batch = 0\n", "'models.tts_batch' must lie in 1..64"),
         ("schema = 1\n[speakers.alice.consent]\nscope = 'all'\n", "missing"),
         ("schema = 1\n[speakers.'Bad Name']\n", "not allowed"),
     ],

@@ -142,6 +142,9 @@ def render_episode(
     lines = episode.lines
     done = 0
     loaded = False
+    keyed = [(line, line_cache_key(ws, engine, line, seed)) for line in lines]
+    missing = [(line, key) for line, key in keyed if cache.file(key) is None]
+    fresh: set[int] = set()  # lines synthesised by this call
     for item in episode.items:
         if isinstance(item, Line):
             for kind in sorted(item.tag_kinds - engine.supported_tags):
@@ -152,21 +155,27 @@ def render_episode(
                         f"plain text (first on line {item.source_line})"
                     )
             own_seed = line_seed(seed, item)
-            key = line_cache_key(ws, engine, item, seed)
+            key = keyed[item.index][1]
             keys.add(key)
             ref = cache.file(key)
             if ref is None:
                 if not loaded and engine.name != "draft":
                     loaded = True
                     report(0, 0, STAGE_LOADING)
+                # This line and the next missing ones, up to the backend's batch size.
+                batch = [(line, k) for line, k in missing if line.index not in fresh]
+                batch = batch[: max(1, engine.batch_size)]
                 with _library_noise_to(ws, engine.name != "draft"):
-                    audio = engine.render(item, own_seed)
-                cache.put(key, audio)
+                    audios = engine.render_many([(ln, line_seed(seed, ln)) for ln, _ in batch])
+                for (line, k), audio in zip(batch, audios, strict=True):
+                    cache.put(k, audio)
+                    fresh.add(line.index)
                 ref = cache.file(key)
                 if ref is None:
                     raise VoiceError(
                         f"cannot read back line {item.source_line} from {cache.folder}"
                     )
+            if item.index in fresh:
                 rendered.append(item.index)
             else:
                 cached.append(item.index)

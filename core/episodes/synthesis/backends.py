@@ -7,6 +7,7 @@ about the backend and the voice that shapes the audio, for the render cache key.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Protocol
 
@@ -36,6 +37,8 @@ class Backend(Protocol):
     name: str
     version: str
     supported_tags: frozenset[str]
+    batch_size: int
+    """How many lines :meth:`render_many` renders together (1: one at a time)."""
 
     def cache_identity(self, voice: str) -> dict[str, object]:
         """Everything about ``voice`` in this backend that changes its audio."""
@@ -43,6 +46,10 @@ class Backend(Protocol):
 
     def render(self, line: Line, seed: int) -> Rendered:
         """Synthesise ``line`` in its speaker's voice."""
+        ...
+
+    def render_many(self, items: Sequence[tuple[Line, int]]) -> list[Rendered]:
+        """``render(line, seed)`` for each item, possibly in one batch: the same audio."""
         ...
 
 
@@ -57,6 +64,7 @@ class DraftBackend:
     name = "draft"
     version = "espeak-ng-1"
     supported_tags = frozenset({"break", "emphasis", "prosody"})
+    batch_size = 1  # instant per line: nothing to gain from batches
 
     def __init__(self, speakers: dict[str, Speaker], sample_rate: int = 24000) -> None:
         self.speakers = speakers
@@ -73,6 +81,9 @@ class DraftBackend:
     def render(self, line: Line, seed: int) -> Rendered:
         audio = synthesize(line.ssml(), self._voice(line.voice), self.sample_rate, ssml=True)
         return Rendered(audio=audio, sample_rate=self.sample_rate)
+
+    def render_many(self, items: Sequence[tuple[Line, int]]) -> list[Rendered]:
+        return [self.render(line, seed) for line, seed in items]
 
 
 def make_backend(ws: Workspace, name: str) -> Backend:

@@ -1,9 +1,11 @@
 """The CSM backend: one base model in memory, every speaker's LoRA adapter loaded into it.
 
 A speaker's voice is its :class:`~core.voices.folder.VoiceFolder`: the peft adapter, the anchor
-clips and ``voice.toml`` (anchor transcripts). Each line selects its speaker's adapter with
-``set_adapter`` and is generated after the speaker's anchor clips as context turns, with a
-seed of its own; the output length is bounded from the text length. ``<break>`` tags are
+clips and ``voice.toml`` (anchor transcripts). Each generation runs after its speaker's anchor
+clips as context turns, with a seed of its own; the output length is bounded from the text
+length. Generations run in batches of up to ``models.tts_batch`` across lines and speakers
+(:func:`core.models.csm_engine.generate_batch`: each row with its own adapter and its own
+random generator, so a line sounds the same alone or in any batch). ``<break>`` tags are
 honoured by generating the text on either side separately and joining them with silence;
 emphasis and prosody are not (the renderer warns once).
 
@@ -18,6 +20,7 @@ from __future__ import annotations
 
 import hashlib
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -49,13 +52,19 @@ class CsmBackend:
 
     name = "csm"
     version = "csm-2"  # 2: long lines split between sentences instead of cut at 40 s
+    engine = "frame-loop-1"
+    """The generation path, part of every line's cache identity (our frame loop; on CPU its
+    codes equal stock ``generate``'s, tested)."""
     supported_tags = frozenset({"break"})
 
-    def __init__(self, ws: Workspace, max_chars: int = MAX_PIECE_CHARS) -> None:
+    def __init__(
+        self, ws: Workspace, max_chars: int = MAX_PIECE_CHARS, batch_size: int | None = None
+    ) -> None:
         if not 1 <= max_chars <= MAX_SECONDS / SECONDS_PER_CHAR:
             raise ValueError(f"max_chars must lie in 1..{MAX_SECONDS / SECONDS_PER_CHAR:g}")
         self.ws = ws
         self.max_chars = max_chars
+        self.batch_size = batch_size or ws.settings.models.tts_batch
         self.last_pieces: list[str] = []
         """The texts generated for the last rendered line, one per generation, in order."""
         self._bundle: Any = None
@@ -83,7 +92,11 @@ class CsmBackend:
             digest.update(path.read_bytes())
         if folder.toml.is_file():
             digest.update(folder.toml.read_bytes())
-        return {"base_model": self.ws.settings.models.tts, "voice": digest.hexdigest()[:24]}
+        return {
+            "base_model": self.ws.settings.models.tts,
+            "voice": digest.hexdigest()[:24],
+            "engine": self.engine,
+        }
 
     def _load(self, speaker: str) -> Voice:
         if speaker in self._voices:
@@ -113,13 +126,38 @@ class CsmBackend:
 
     # -- rendering ---------------------------------------------------------------
     def render(self, line: Line, seed: int) -> Rendered:
-        from core.models import csm
+        return self.render_many([(line, seed)])[0]
 
-        voice = self._load(line.voice)
-        self._model.set_adapter(line.voice)
+    def render_many(self, items: Sequence[tuple[Line, int]]) -> list[Rendered]:
+        """Render each ``(line, seed)``; every generation of every line (a line is split at
+        its breaks and, when long, between sentences) goes into batches of ``batch_size``."""
+        for line, _ in items:
+            self._load(line.voice)
         sr = self._bundle.sample_rate
-        pieces: list[npt.NDArray[np.float32]] = []
-        generated: list[str] = []
+        plans = [self._plan(line, seed) for line, seed in items]
+        jobs = [job for plan in plans for job in plan if isinstance(job, _Job)]
+        for start in range(0, len(jobs), self.batch_size):
+            self._generate(jobs[start : start + self.batch_size])
+        rendered = []
+        for plan in plans:
+            pieces: list[npt.NDArray[np.float32]] = []
+            for job in plan:
+                if isinstance(job, _Job):
+                    assert job.audio is not None  # nosec B101  # filled by _generate above
+                    pieces.append(job.audio)
+                else:
+                    pieces.append(np.zeros(job, np.float32))
+            audio = np.concatenate(pieces) if pieces else np.zeros(0, np.float32)
+            rendered.append(Rendered(audio=audio.astype(np.float32), sample_rate=sr))
+        last = plans[-1] if plans else []
+        self.last_pieces = [job.text for job in last if isinstance(job, _Job)]
+        return rendered
+
+    def _plan(self, line: Line, seed: int) -> list[_Job | int]:
+        """``line`` as generations (:class:`_Job`) and silences (samples), in order."""
+        sr: int = self._bundle.sample_rate
+        plan: list[_Job | int] = []
+        seeds = 0
         text = ""
         for part in (*line.parts, Break(0.0)):
             if isinstance(part, Span):
@@ -127,18 +165,45 @@ class CsmBackend:
                 continue
             for k, piece in enumerate(split_text(text, self.max_chars)):
                 if k > 0:
-                    pieces.append(np.zeros(round(SENTENCE_GAP_S * sr), np.float32))
+                    plan.append(round(SENTENCE_GAP_S * sr))
                 max_seconds = min(MAX_SECONDS, max(MIN_SECONDS, len(piece) * SECONDS_PER_CHAR))
-                pieces.append(
-                    csm.synthesize(
-                        self._bundle, piece, 0, voice.anchors,
-                        seed=seed + len(generated), max_seconds=max_seconds,
-                    )
-                )  # fmt: skip
-                generated.append(piece)
+                plan.append(_Job(line.voice, piece, seed + seeds, max_seconds))
+                seeds += 1
             text = ""
             if isinstance(part, Break) and part.seconds > 0:
-                pieces.append(np.zeros(math.ceil(part.seconds * sr), np.float32))
-        self.last_pieces = generated
-        audio = np.concatenate(pieces) if pieces else np.zeros(0, np.float32)
-        return Rendered(audio=audio.astype(np.float32), sample_rate=sr)
+                plan.append(math.ceil(part.seconds * sr))
+        return plan
+
+    def _generate(self, jobs: Sequence[_Job]) -> None:
+        """Generate ``jobs`` in one batch, each with its speaker's adapter and anchors."""
+        from core.models import csm
+        from core.models.csm_engine import EngineRow, generate_batch
+
+        bundle = self._bundle
+        voices = {job.voice for job in jobs}
+        if len(voices) == 1:
+            self._model.set_adapter(*voices)  # one voice: the plain adapter path, no row hooks
+        frames = [max(1, math.ceil(job.max_seconds * bundle.frame_rate - 1e-9)) for job in jobs]
+        rows = [
+            EngineRow(
+                csm.build_conversation(self._voices[job.voice].anchors, job.text, 0),
+                job.seed,
+                adapter=job.voice,
+            )
+            for job in jobs
+        ]
+        codes = generate_batch(bundle, rows, max_new_frames=max(frames))
+        for job, row_codes, limit in zip(jobs, codes, frames, strict=True):
+            audio = csm.decode_codes(bundle, row_codes[:, :limit])
+            job.audio = audio[: round(job.max_seconds * bundle.sample_rate)]
+
+
+@dataclass
+class _Job:
+    """One generation: ``text`` in ``voice`` with ``seed``, at most ``max_seconds`` long."""
+
+    voice: str
+    text: str
+    seed: int
+    max_seconds: float
+    audio: npt.NDArray[np.float32] | None = None
