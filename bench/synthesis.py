@@ -37,44 +37,6 @@ TEXTS = (
 )
 
 
-def full_size_bundle(device: str, dtype: str) -> Any:
-    """The real-size CSM with random weights and the tiny model's processor."""
-    import torch
-    import transformers
-
-    from core.models import csm
-    from core.models.tiny.csm import AUDIO_EOS_TOKEN, AUDIO_TOKEN, BOS_TOKEN
-
-    library: Any = transformers
-    device = csm.pick_device(device)
-    torch_dtype = csm._pick_dtype(dtype, device)
-    processor = library.AutoProcessor.from_pretrained(csm.resolve_tts_model("tiny"))
-    ids = {
-        token: int(processor.tokenizer.convert_tokens_to_ids(token))
-        for token in (BOS_TOKEN, AUDIO_TOKEN, AUDIO_EOS_TOKEN)
-    }
-    config = library.CsmConfig(
-        bos_token_id=ids[BOS_TOKEN],
-        pad_token_id=ids[AUDIO_TOKEN],
-        audio_token_id=ids[AUDIO_TOKEN],
-        audio_eos_token_id=ids[AUDIO_EOS_TOKEN],
-    )
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(0)
-        model = library.CsmForConditionalGeneration(config).to(device, torch_dtype)
-    model.eval()
-    return csm.CsmBundle(
-        model=model,
-        processor=processor,
-        device=device,
-        dtype=torch_dtype,
-        model_id="random CsmConfig()",
-        sample_rate=int(config.codec_config.sampling_rate),
-        num_codebooks=int(config.num_codebooks),
-        frame_rate=float(config.codec_config.frame_rate),
-    )
-
-
 def conversations(bundle: Any, count: int, anchor_frames: int) -> list[Any]:
     """``count`` lines, each after an anchor turn of ``anchor_frames`` random codes."""
     import torch
@@ -137,6 +99,8 @@ def timed(run: Any) -> tuple[float, int]:
 
 
 def main() -> None:
+    from core.models.tiny.csm import full_size_random_csm
+
     parser = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0])
     parser.add_argument("--full", action="store_true", help="the real-size model, random weights")
     parser.add_argument("--frames", type=int, help="frames a line (tiny: 40, full: 24)")
@@ -156,7 +120,7 @@ def main() -> None:
     batches = [int(size) for size in args.batches.split(",")]
     start = time.perf_counter()
     if args.full:
-        bundle = full_size_bundle(args.device, args.dtype)
+        bundle = full_size_random_csm(args.device, args.dtype)
     else:
         bundle = csm.load_csm("tiny", device=args.device, dtype=args.dtype)
     anchor_frames = 62 if args.full else 25

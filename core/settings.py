@@ -93,6 +93,9 @@ class Training:
     bf16: bool = True
     gradient_checkpointing: bool = True
     max_clip_sec: float = 15.0
+    depth_decoder_ratio: float = 1.0
+    """Share of each clip's frames whose depth-decoder loss is trained (CSM's compute
+    amortisation: below 1 a step is cheaper; the backbone still learns every frame)."""
     eval_quality_every: int = 0  # steps between WER/similarity probes; 0 = off
     eval_texts: int = 4  # validation texts synthesised per probe
 
@@ -329,6 +332,10 @@ def _check_ranges(s: Settings) -> None:
         (s.models.device in ("auto", "cpu", "cuda"), "'models.device' must be auto, cpu or cuda"),
         (1 <= s.models.tts_batch <= 64, "'models.tts_batch' must lie in 1..64"),
         (1 <= s.training.lora_rank <= 256, "'training.lora_rank' must lie in 1..256"),
+        (
+            0.0 < s.training.depth_decoder_ratio <= 1.0,
+            "'training.depth_decoder_ratio' must lie in 0..1 (above 0)",
+        ),
         (0.0 <= s.training.lora_dropout < 1.0, "'training.lora_dropout' must lie in 0..1"),
         (0.0 < s.training.learning_rate < 1.0, "'training.learning_rate' must lie in 0..1"),
         (

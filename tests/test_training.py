@@ -241,3 +241,25 @@ def test_quality_evals_log_wer_and_similarity_without_changing_training(
     for e in quality.values():
         assert e["wer"] >= 0.0 and -1.0 <= e["similarity"] <= 1.0
     assert _losses(probed) == _losses(plain)  # the probes never touch the training RNG
+
+
+def test_depth_decoder_ratio_reaches_the_loss_and_stays_deterministic(
+    trainable: Workspace,
+) -> None:
+    worker = [sys.executable, "-m", "core.training.worker", str(trainable.root)]
+
+    def losses(ratio: float) -> dict[int, float]:
+        trainable.settings.training = dataclasses.replace(
+            trainable.settings.training, depth_decoder_ratio=ratio
+        )
+        trainable.save()
+        run = create_run(trainable, "alice", steps=3)
+        subprocess.run(
+            [*worker, str(run)], env=_env(), check=True, timeout=300, capture_output=True
+        )
+        return _losses(run)
+
+    full, share = losses(1.0), losses(0.25)
+    assert sorted(full) == sorted(share) == [1, 2, 3]
+    assert full[1] != share[1]  # the depth decoder's loss is taken on other frames
+    assert losses(0.25) == share  # the frames are drawn from the run's seed

@@ -77,8 +77,9 @@ def train(
             with torch.random.fork_rng(devices=[]):  # never moves the training RNG
                 context = [(ex.context.text, cache.codes(ex.context, encode))] if ex.context else []
                 built[key] = csm.training_inputs(
-                    bundle, context, ex.target.text, cache.codes(ex.target, encode)
-                )
+                    bundle, context, ex.target.text, cache.codes(ex.target, encode),
+                    depth_decoder_ratio=t.depth_decoder_ratio, seed=t.seed + (ex.target.id or 0),
+                )  # fmt: skip
             if len(built) > 512:  # bounded memory on long datasets
                 built.pop(next(iter(built)))
         return built[key]

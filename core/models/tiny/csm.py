@@ -12,10 +12,13 @@ Details: docs/TESTING.md, "Tiny models"; size and build time in docs/PERFORMANCE
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from core.models.tiny.build import STAMP_FILE as STAMP_FILE  # re-exported
 from core.models.tiny.build import TinyBuild, token_id
+
+if TYPE_CHECKING:
+    from core.models.csm import CsmBundle
 
 TINY_CSM_VERSION = 1
 """Bumped whenever the files built here change, so that caches of older builds are ignored."""
@@ -283,3 +286,46 @@ def _make_tokenizer() -> Any:
 
 def _token_id(tokenizer: Any, token: str) -> int:
     return token_id(tokenizer, token, "tiny CSM")
+
+
+def full_size_random_csm(device: str = "auto", dtype: str = "auto") -> CsmBundle:
+    """The real-size CSM-1B (``transformers.CsmConfig()``), random weights, in memory.
+
+    For benchmarks and the slow real-size checks: no download. It uses the tiny model's
+    processor, so its special-token ids are set to that tokenizer's (the real ones,
+    128000-128003, exist only in the real tokenizer); that changes no computation.
+    Its size in memory is in docs/PERFORMANCE.md.
+    """
+    import torch
+    import transformers
+
+    from core.models import csm
+
+    library: Any = transformers
+    device = csm.pick_device(device)
+    torch_dtype = csm._pick_dtype(dtype, device)
+    processor = library.AutoProcessor.from_pretrained(csm.resolve_tts_model("tiny"))
+    ids = {
+        token: int(processor.tokenizer.convert_tokens_to_ids(token))
+        for token in (BOS_TOKEN, AUDIO_TOKEN, AUDIO_EOS_TOKEN)
+    }
+    config = library.CsmConfig(
+        bos_token_id=ids[BOS_TOKEN],
+        pad_token_id=ids[AUDIO_TOKEN],
+        audio_token_id=ids[AUDIO_TOKEN],
+        audio_eos_token_id=ids[AUDIO_EOS_TOKEN],
+    )
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(0)
+        model = library.CsmForConditionalGeneration(config).to(device, torch_dtype)
+    model.eval()
+    return csm.CsmBundle(
+        model=model,
+        processor=processor,
+        device=device,
+        dtype=torch_dtype,
+        model_id="random CsmConfig()",
+        sample_rate=int(config.codec_config.sampling_rate),
+        num_codebooks=int(config.num_codebooks),
+        frame_rate=float(config.codec_config.frame_rate),
+    )
