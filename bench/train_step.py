@@ -8,7 +8,8 @@ two-turn conversations (an anchor turn and a target of ``--seconds`` of random c
 for each ``--ratios`` value of ``depth_decoder_ratio`` (the share of target frames whose depth
 decoder loss is trained). Each ratio runs once untimed first. Prints seconds per step, the
 peak resident memory of the process (CPU) or the peak reserved GPU memory, and each ratio's
-time against ratio 1.0 measured in the same run.
+time against the first ratio measured in the same run. On a CPU the memory figure is the
+process's peak so far (model build included); on a GPU each ratio's own peak.
 
     uv run python bench/train_step.py [--rank 16] [--batch 2] [--seconds 10]
         [--ratios 1.0,0.0625] [--device auto] [--dtype auto] [--no-checkpointing]
@@ -91,6 +92,8 @@ def main() -> None:
     )
     baseline: float | None = None
     for ratio in (float(r) for r in args.ratios.split(",")):
+        if bundle.device.startswith("cuda"):
+            torch.cuda.reset_peak_memory_stats()  # each ratio's own peak
         batch = csm.collate_training_inputs(
             [conversation_inputs(bundle, args.seconds, ratio, seed) for seed in range(args.batch)]
         )
@@ -108,11 +111,13 @@ def main() -> None:
                 torch.cuda.synchronize()
             times.append(time.perf_counter() - start)
         step = times[-1]
+        memory = "reserved VRAM" if bundle.device.startswith("cuda") else "process RSS"
         baseline = baseline or step
         print(
             f"depth_decoder_ratio {ratio:<7g} step {step:8.2f} s  "
             f"({baseline / step:.2f}x the speed of ratio {args.ratios.split(',')[0]}), "
-            f"loss {float(loss):.3f}, peak memory {peak_memory_gb(bundle.device):.2f} GB",
+            f"loss {float(loss.detach()):.3f}, "
+            f"peak {memory} {peak_memory_gb(bundle.device):.2f} GB",
             flush=True,
         )
 
