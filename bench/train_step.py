@@ -12,7 +12,7 @@ time against the first ratio measured in the same run. On a CPU the memory figur
 process's peak so far (model build included); on a GPU each ratio's own peak.
 
     uv run python bench/train_step.py [--rank 16] [--batch 2] [--seconds 10]
-        [--ratios 1.0,0.0625] [--device auto] [--dtype auto] [--no-checkpointing]
+        [--ratios 1.0,0.0625] [--device auto] [--dtype auto] [--no-checkpointing] [--tiny]
 """
 
 from __future__ import annotations
@@ -61,6 +61,7 @@ def main() -> None:
     parser.add_argument("--device", default="auto")
     parser.add_argument("--dtype", default="auto")
     parser.add_argument("--no-checkpointing", action="store_true")
+    parser.add_argument("--tiny", action="store_true", help="the tiny model: plumbing check")
     args = parser.parse_args()
 
     import torch
@@ -69,7 +70,10 @@ def main() -> None:
     from core.models.tiny.csm import full_size_random_csm
 
     started = time.perf_counter()
-    bundle = full_size_random_csm(args.device, args.dtype)
+    if args.tiny:
+        bundle = csm.load_csm("tiny", device=args.device, dtype=args.dtype)
+    else:
+        bundle = full_size_random_csm(args.device, args.dtype)
     model = csm.prepare_for_training(
         bundle,
         csm.lora_config(args.rank, 2 * args.rank, 0.0),
@@ -78,7 +82,7 @@ def main() -> None:
     params = [p for p in model.parameters() if p.requires_grad]
     optimizer = torch.optim.AdamW(params, lr=1e-4)
     print(
-        f"model random CsmConfig() ({bundle.dtype}, {bundle.device}, "
+        f"model {bundle.model_id} ({bundle.dtype}, {bundle.device}, "
         f"{torch.get_num_threads()} threads), LoRA r={args.rank}, "
         f"{sum(p.numel() for p in params) / 1e6:.1f} M trainable, ready in "
         f"{time.perf_counter() - started:.1f} s; batch {args.batch} x {args.seconds:g} s, "
