@@ -27,11 +27,6 @@ class Cancelled(PodforgeError):
     """The user stopped the job; what was finished is kept, nothing is half-written."""
 
 
-def never_cancelled() -> bool:
-    """The default cancel hook."""
-    return False
-
-
 def check_cancel(cancel: CancelCheck | None) -> None:
     """Raise :class:`Cancelled` if ``cancel`` says so."""
     if cancel is not None and cancel():

@@ -48,8 +48,8 @@ from core.audio.meter import (
 from core.audio.types import FloatArray
 
 __all__ = [
-    "LOUDNESS_TOLERANCE_LU",
     "MAKEUP_MAX_DB",
+    "MAKEUP_TOLERANCE_LU",
     "Conditioned",
     "condition",
     "hum_notch",
@@ -60,7 +60,7 @@ _MAKEUP_ROUNDS: Final = 8
 MAKEUP_MAX_DB: Final = 12.0
 """The most make-up gain a master adds to win back what limiting took (here and the
 streamed episode master)."""
-LOUDNESS_TOLERANCE_LU: Final = 0.1
+MAKEUP_TOLERANCE_LU: Final = 0.1
 """How close to its target a limited master's loudness must come before make-up stops."""
 
 
@@ -146,8 +146,8 @@ def condition(
             or measured is None
             or lufs is None
             or estimate is None
-            or abs(estimate - goal) > LOUDNESS_TOLERANCE_LU  # capped: nothing to gain
-            or abs(lufs - target_lufs) <= LOUDNESS_TOLERANCE_LU
+            or abs(estimate - goal) > MAKEUP_TOLERANCE_LU  # capped: nothing to gain
+            or abs(lufs - target_lufs) <= MAKEUP_TOLERANCE_LU
         ):
             break
         goal += target_lufs - lufs  # the estimate was off by this much: aim beside it
@@ -189,7 +189,7 @@ def _fit_makeup(
         if power is None or blocks is None or curve is None:
             return total, curve, None
         estimate = _gated_lufs(_limited_energies(power, blocks, curve, sr) * (total * total))
-        if estimate is None or abs(estimate - target_lufs) <= LOUDNESS_TOLERANCE_LU:
+        if estimate is None or abs(estimate - target_lufs) <= MAKEUP_TOLERANCE_LU:
             break
         if round_ == _MAKEUP_ROUNDS - 1:
             break

@@ -25,7 +25,7 @@ from typing import Any, Final
 import numpy as np
 
 from core.atomic import atomic_path
-from core.audio.conditioning import LOUDNESS_TOLERANCE_LU, MAKEUP_MAX_DB, condition
+from core.audio.conditioning import MAKEUP_MAX_DB, MAKEUP_TOLERANCE_LU, condition
 from core.audio.meter import integrated_lufs, true_peak_db
 from core.audio.mp3 import Mp3Unjoinable, Mp3Writer
 from core.audio.types import FloatArray
@@ -316,7 +316,7 @@ def render_episode_files(
                     target is None
                     or lufs is None
                     or rounds >= _MAKEUP_ROUNDS
-                    or abs(lufs - target) <= LOUDNESS_TOLERANCE_LU
+                    or abs(lufs - target) <= MAKEUP_TOLERANCE_LU
                 ):
                     break
                 # Limiting took loudness away: raise the gain (at most +12 dB of make-up).
