@@ -1,7 +1,8 @@
 """Every GPU figure in one command, within about five minutes, saved as it is taken.
 
 Runs, each in its own process with a time limit: the synthesis bench (``bench/synthesis.py
---full``: stock ``generate`` against our engine, one line and batched, with adapters) and
+--full --compiled``: stock ``generate`` against our engine, eager and compiled, one line
+and batched, with adapters, and the compiled path's teacher-forced logits check) and
 the training-step bench (``bench/train_step.py``: step time and peak VRAM at LoRA r=16,
 batch 2, 10 s clips, depth-decoder share 1/16 and 1). Each result line is parsed and the
 JSON file is rewritten after every figure, so a run cut off still reports what it measured.
@@ -70,6 +71,8 @@ def main() -> None:
         def on_line(line: str) -> None:
             if line.startswith("model "):
                 report[f"{key}_model"] = line
+            elif line.startswith(("teacher-forced logits", "compiled engine unavailable")):
+                report[f"{key}_logits_check"] = line
             elif match := pattern.match(line):
                 report[key].append(match.groupdict())  # type: ignore[attr-defined]
             save()
@@ -78,7 +81,7 @@ def main() -> None:
 
     size = [] if args.tiny else ["--full"]
     frames = ["--frames", "8"] if args.tiny else ["--frames", "50", "--repeats", "2"]
-    synth = [sys.executable, str(HERE / "synthesis.py"), *size, *frames]
+    synth = [sys.executable, str(HERE / "synthesis.py"), *size, *frames, "--compiled"]
     runs: dict[str, str] = report["runs"]  # type: ignore[assignment]
     runs["synthesis"] = run(synth, args.budget * 0.55, collect("synthesis", SYNTH))
     save()

@@ -4,7 +4,9 @@ In one run: the stock path (``core.models.csm.generate_codes``, one line, and th
 ``generate`` on the largest batch, left-padded), then ``core.models.csm_engine.generate_batch``
 for one line and batches of 4 and 8 (static KV cache), and the largest batch again with a
 dynamic cache, then with LoRA adapters (rank 16): all rows one adapter, and two adapters
-mixed (peft's per-row hooks). Every line has an anchor turn
+mixed (peft's per-row hooks); with ``--compiled`` also the compiled engine
+(``mode="compiled"``, one line and the largest batch) and a teacher-forced check of its
+logits against the eager ones. Every line has an anchor turn
 of codes as context, as a render gives it. Prints frames/s (all lines of a batch together),
 the RTF (seconds of compute per second of audio; 12.5 frames are one second) and the ratio
 of frames/s to the stock single line. Each path is warmed up once first, then timed
@@ -16,6 +18,7 @@ set to those of the tiny model's tokenizer (the real ones, 128000-128003, exist 
 real tokenizer), which changes no computation; about 6 GB in fp32 and minutes on a CPU.
 
     uv run python bench/synthesis.py [--full] [--frames N] [--repeats N] [--device auto]
+        [--compiled]
 """
 
 from __future__ import annotations
@@ -25,6 +28,9 @@ import time
 from typing import Any
 
 FRAME_RATE = 12.5
+LOGIT_TOLERANCE = 0.02
+"""Compiled and eager logits may differ by 2 % of the largest logit: bfloat16 keeps 8 bits
+of mantissa (0.4 %), and fused kernels round at other points than eager ones."""
 TEXTS = (
     "welcome back to the show",
     "thanks for being here",
@@ -108,6 +114,9 @@ def main() -> None:
     parser.add_argument("--device", default="auto")
     parser.add_argument("--dtype", default="auto")
     parser.add_argument("--batches", default="4,8", help="batch sizes of the engine")
+    parser.add_argument(
+        "--compiled", action="store_true", help="also the compiled engine (minutes to compile)"
+    )
     args = parser.parse_args()
 
     import torch
@@ -138,9 +147,13 @@ def main() -> None:
     def stocks(size: int, count: int) -> Any:
         return lambda: stock_batch(bundle, lines[:size], count)
 
-    def ours(size: int, count: int, cache: CacheKind = "static", voices: Any = (None,)) -> Any:
+    def ours(
+        size: int, count: int, cache: CacheKind = "static", voices: Any = (None,), mode: Any = None
+    ) -> Any:
         rows = [EngineRow(lines[i], 1 + i, voices[i % len(voices)]) for i in range(size)]
-        return lambda: generate_batch(bundle, rows, max_new_frames=count, cache=cache)
+        return lambda: generate_batch(
+            bundle, rows, max_new_frames=count, cache=cache, mode=mode or "eager"
+        )
 
     largest = max(batches)
     runs: list[tuple[str, Any, Any]] = [
@@ -155,6 +168,11 @@ def main() -> None:
     for label, voices in (("one adapter", ("alice",)), ("two adapters mixed", ("alice", "bob"))):
         timing = (ours(largest, frames, voices=voices), ours(largest, 2, voices=voices))
         runs.append((f"engine, batch {largest}, {label}", *timing))
+    if args.compiled:  # warmed up on the same shapes it is timed on: compiling happens there
+        for size in (1, largest):
+            compiled = ours(size, frames, voices=("alice",), mode="compiled")
+            label = f"compiled engine, {'1 line' if size == 1 else f'batch {size}'}, one adapter"
+            runs.append((label, compiled, compiled))
     baseline = 0.0
     for label, run, warm_up in runs:
         if "adapter" in label and not hasattr(bundle.model, "peft_config"):
@@ -167,6 +185,38 @@ def main() -> None:
             f"{label:<42} {made:4d} frames in {seconds:7.2f} s: {rate:8.2f} frames/s, "
             f"RTF {FRAME_RATE / rate:6.3f}, {rate / baseline:5.2f}x stock"
         )
+    if args.compiled:
+        check_logits(bundle, lines[0], frames)
+
+
+def check_logits(bundle: Any, line: Any, frames: int) -> None:
+    """Teacher-forced logits of the compiled steps against the plain ones on one line."""
+    from core.models.csm import _csm
+    from core.models.csm_compiled import (
+        compile_failure,
+        compiled_steps,
+        eager_steps,
+        teacher_forced_logits,
+    )
+    from core.models.csm_engine import EngineRow, generate_batch
+
+    model = _csm(bundle.model)
+    steps = compiled_steps(model)
+    if steps is None:
+        print(f"compiled engine unavailable: {compile_failure(model)}")
+        return
+    codes = generate_batch(bundle, [EngineRow(line, 1)], max_new_frames=frames)[0]
+    fused = teacher_forced_logits(bundle, line, codes, steps)
+    plain = teacher_forced_logits(bundle, line, codes, eager_steps())
+    worst = float((fused - plain).abs().max())
+    scale = float(plain.abs().max())
+    tolerance = LOGIT_TOLERANCE * max(1.0, scale)
+    verdict = "within" if worst <= tolerance else "OUTSIDE"
+    print(
+        f"teacher-forced logits, compiled vs eager: max |diff| {worst:.4g} over "
+        f"{plain.shape[0]} positions (largest |logit| {scale:.3g}), {verdict} tolerance "
+        f"{tolerance:.4g}"
+    )
 
 
 if __name__ == "__main__":

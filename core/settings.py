@@ -73,6 +73,8 @@ class Models:
     device: str = "auto"
     tts_batch: int = 8
     """At most this many generations (lines or their pieces) run together in one batch."""
+    tts_engine: str = "auto"
+    """``auto`` (compiled on CUDA, eager elsewhere), ``eager`` or ``compiled``."""
 
 
 @dataclass
@@ -131,6 +133,33 @@ class EpisodeMaster:
 
 
 @dataclass
+class LineQa:
+    """When a rendered line is suspect (the ``[qa]`` table; docs/EPISODES.md, *Line QA*).
+    The defaults are not yet validated on real voices."""
+
+    max_wer: float = 0.25
+    max_cer: float = 0.15
+    min_similarity: float = 0.55
+    max_lead_s: float = 1.0
+    max_trail_s: float = 1.5
+    max_pause_s: float = 1.5
+    max_clipped_ratio: float = 0.001
+    rate_tolerance: float = 0.25
+    """The speaker's 10th-90th percentile speaking rate, widened by this share either way."""
+    min_length_ratio: float = 0.5
+    max_length_ratio: float = 2.0
+
+
+@dataclass
+class RenderSettings:
+    """Defaults of ``podforge render`` (the ``[render]`` table)."""
+
+    retakes: int = 0
+    """Line QA and retakes: up to this many candidates per line, the first that passes QA
+    kept (0: no line QA; 1: QA without retakes)."""
+
+
+@dataclass
 class Consent:
     """A speaker's recorded consent to clone and synthesise their voice."""
 
@@ -171,6 +200,8 @@ class Settings:
     evaluation: Evaluation = field(default_factory=Evaluation)
     """Written as ``[eval]`` in ``workspace.toml``."""
     episode: EpisodeMaster = field(default_factory=EpisodeMaster)
+    qa: LineQa = field(default_factory=LineQa)
+    render: RenderSettings = field(default_factory=RenderSettings)
 
 
 def validate_speaker_name(name: str) -> str:
@@ -331,6 +362,10 @@ def _check_ranges(s: Settings) -> None:
         (s.segmentation.frame_ms in (10, 20, 30), "'segmentation.frame_ms' must be 10, 20 or 30"),
         (s.models.device in ("auto", "cpu", "cuda"), "'models.device' must be auto, cpu or cuda"),
         (1 <= s.models.tts_batch <= 64, "'models.tts_batch' must lie in 1..64"),
+        (
+            s.models.tts_engine in ("auto", "eager", "compiled"),
+            "'models.tts_engine' must be auto, eager or compiled",
+        ),
         (1 <= s.training.lora_rank <= 256, "'training.lora_rank' must lie in 1..256"),
         (
             0.0 < s.training.depth_decoder_ratio <= 1.0,
@@ -354,6 +389,14 @@ def _check_ranges(s: Settings) -> None:
         (
             s.episode.mp3_bitrate_kbps in (32, 40, 48, 56, 64, 80, 96, 112, 128, 160),
             "'episode.mp3_bitrate_kbps' must be one of 32..160 (an MPEG bitrate, e.g. 128)",
+        ),
+        (0 <= s.render.retakes <= 10, "'render.retakes' must lie in 0..10"),
+        (s.qa.max_wer >= 0.0 and s.qa.max_cer >= 0.0, "'qa.max_wer' and 'qa.max_cer' must be >= 0"),
+        (-1.0 <= s.qa.min_similarity <= 1.0, "'qa.min_similarity' must lie in -1..1"),
+        (0.0 <= s.qa.rate_tolerance < 1.0, "'qa.rate_tolerance' must lie in 0..1"),
+        (
+            0.0 < s.qa.min_length_ratio <= 1.0 <= s.qa.max_length_ratio,
+            "'qa.min_length_ratio' must lie in 0..1 and 'qa.max_length_ratio' be >= 1",
         ),
         (s.evaluation.max_wer >= 0.0, "'eval.max_wer' must be >= 0"),
         (s.evaluation.max_cer >= 0.0, "'eval.max_cer' must be >= 0"),

@@ -93,17 +93,22 @@ def demo_copy(demo_workspace: Workspace, tmp_path: Path) -> Workspace:
     return Workspace.open(tmp_path / "demo")
 
 
-def make_tiny_voice(ws: Workspace, speaker: str, seed: int) -> None:
-    """A speaker voice made the way training exports one, with random (not zero) LoRA weights."""
+def make_tiny_voice(
+    ws: Workspace, speaker: str, seed: int, *, rank: int = 4, alpha: int = 8,
+    targets: str | None = None,
+) -> None:  # fmt: skip
+    """A speaker voice made the way training exports one, with random (not zero) LoRA weights
+    (``targets``: another ``target_modules`` regex than training's)."""
     import torch
 
     from core.models import csm
 
     bundle = csm.load_csm("tiny")
     torch.manual_seed(seed)
-    model = csm.prepare_for_training(
-        bundle, csm.lora_config(4, 8, 0.0), gradient_checkpointing=False
-    )
+    config = csm.lora_config(rank, alpha, 0.0)
+    if targets is not None:
+        config.target_modules = targets
+    model = csm.prepare_for_training(bundle, config, gradient_checkpointing=False)
     with torch.no_grad():
         for name, param in model.named_parameters():
             if "lora_B" in name:

@@ -40,6 +40,7 @@ def test_create_makes_the_design_layout(tmp_path: Path) -> None:
         "speaker": "speechbrain/spkrec-ecapa-voxceleb",
         "device": "auto",
         "tts_batch": 8,
+        "tts_engine": "auto",
     }
 
 
@@ -85,6 +86,7 @@ def test_open_a_missing_folder(tmp_path: Path) -> None:
         ("schema = 1\n[audio]\nsamplerate = 24000\n", "unknown key 'audio.samplerate'"),
         ("schema = 1\n[audio]\ntarget_lufs = 5\n", "'audio.target_lufs' must lie in"),
         ("schema = 1\n[models]\ntts_batch = 0\n", "'models.tts_batch' must lie in 1..64"),
+        ("schema = 1\n[models]\ntts_engine = 'fast'\n", "'models.tts_engine' must be auto"),
         ("schema = 1\n[training]\ndepth_decoder_ratio = 0.0\n", "'training.depth_decoder_ratio'"),
         ("schema = 1\n[speakers.alice.consent]\nscope = 'all'\n", "missing"),
         ("schema = 1\n[speakers.'Bad Name']\n", "not allowed"),

@@ -18,6 +18,7 @@ from typing import Any, Literal
 import soundfile as sf
 
 from core.episodes.parser import parse_script
+from core.episodes.pronunciations import load_pronunciations, spoken_line
 from core.episodes.render import line_cache_key, line_seed
 from core.episodes.script import Episode, Line, ScriptWarning
 from core.episodes.synthesis.backends import Rendered, make_backend
@@ -104,9 +105,13 @@ def line_states(ws: Workspace, name: str, episode: Episode) -> dict[int, LineSta
         return {line.index: LineState("stale") for line in episode.lines}
     cache = RenderCache(ws.episodes_dir / name / "cache")
     states: dict[int, LineState] = {}
+    try:
+        lexicon = load_pronunciations(ws.root)
+    except PodforgeError:
+        return {line.index: LineState("error") for line in episode.lines}
     for line in episode.lines:
         try:
-            path = cache.path(line_cache_key(ws, engine, line, SEED))
+            path = cache.path(line_cache_key(ws, engine, spoken_line(line, lexicon), SEED))
         except (PodforgeError, KeyError, OSError):
             states[line.index] = LineState("error")
             continue
@@ -138,6 +143,7 @@ def preview_line(ws: Workspace, name: str, line: Line, backend: str) -> tuple[Re
     :class:`~core.errors.ConsentError`, other ``PodforgeError`` s and ``OSError``.
     """
     engine = make_backend(ws, backend)
+    line = spoken_line(line, load_pronunciations(ws.root))  # what the voice says
     key = line_cache_key(ws, engine, line, SEED)  # csm: a missing voice fails here
     cache = RenderCache(ws.episodes_dir / name / "cache")
     rendered = cache.get(key)

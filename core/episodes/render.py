@@ -16,7 +16,7 @@ import hashlib
 import logging
 import time
 import warnings
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Final
@@ -35,11 +35,23 @@ from core.episodes.mixing import (
     plan_has_music_or_effects,
 )
 from core.episodes.parser import load_script
+from core.episodes.pronunciations import load_pronunciations, spoken_line
+from core.episodes.qa import RateRange, speaker_rate_range
+from core.episodes.retakes import (
+    CheckJob,
+    LineVerdict,
+    ModelScorer,
+    ScoreCache,
+    Scorer,
+    check_lines,
+    choice_id,
+    load_choices,
+)
 from core.episodes.script import Chapter, Episode, Line, MusicCue, Pause, SfxCue
-from core.episodes.synthesis.backends import Backend, make_backend
+from core.episodes.synthesis.backends import Backend, Rendered, make_backend
 from core.episodes.synthesis.cache import RenderCache, cache_key
 from core.episodes.target import master_target, stereo_master
-from core.errors import FolderSafetyError, VoiceError
+from core.errors import FolderSafetyError, PodforgeError, VoiceError
 from core.progress import CancelCheck, Progress, check_cancel
 from core.workspace import Workspace
 
@@ -64,6 +76,13 @@ class RenderResult:
     cached_lines: list[int] = field(default_factory=list)  # indexes read from the cache
     warnings: list[str] = field(default_factory=list)
     seconds: float = 0.0
+    qa: list[LineVerdict] | None = None
+    """Each line's QA and candidates (``None``: line QA was off)."""
+
+    @property
+    def suspect(self) -> list[LineVerdict]:
+        """The lines still suspect after their retakes."""
+        return [verdict for verdict in self.qa or () if verdict.suspect]
 
 
 def line_key(backend: Backend, line: Line, seed: int, settings: dict[str, object]) -> str:
@@ -103,8 +122,16 @@ def render_episode(
     seed: int = 0,
     progress: Progress | None = None,
     cancel: CancelCheck | None = None,
+    retakes: int | None = None,
+    scorer: Scorer | None = None,
 ) -> RenderResult:
     """Render ``script_path`` into ``episodes/<script name>/``.
+
+    Every line is said as :func:`~core.episodes.pronunciations.spoken_text` makes it
+    (respelled, verbalised). ``retakes`` (default ``render.retakes``): line QA with up to
+    that many candidates per line (:func:`core.episodes.retakes.check_lines`; 0: off),
+    scored by ``scorer`` (default :class:`~core.episodes.retakes.ModelScorer`); candidates
+    chosen by ear are kept whatever the setting.
 
     ``progress(done, total, what)`` is called after each line (``what`` =
     ``"SPEAKER: text"``), then for each stage after the lines (``what`` is one of
@@ -140,9 +167,12 @@ def render_episode(
     keys: set[str] = set()
     timeline: list[TimelineLine | TimelinePause | TimelineBed | TimelineSfx | TimelineChapter] = []
     lines = episode.lines
+    lexicon = load_pronunciations(ws.root)
+    spoken = {line.index: spoken_line(line, lexicon) for line in lines}
     done = 0
     loaded = False
-    keyed = [(line, line_cache_key(ws, engine, line, seed)) for line in lines]
+    keyed = [(spoken[line.index], line_cache_key(ws, engine, spoken[line.index], seed))
+             for line in lines]  # fmt: skip
     missing = [(line, key) for line, key in keyed if cache.file(key) is None]
     fresh: set[int] = set()  # lines synthesised by this call
     for item in episode.items:
@@ -154,7 +184,7 @@ def render_episode(
                         f"the {engine.name} backend cannot honour <{kind}>; it is read as "
                         f"plain text (first on line {item.source_line})"
                     )
-            own_seed = line_seed(seed, item)
+            own_seed = line_seed(seed, spoken[item.index])
             key = keyed[item.index][1]
             keys.add(key)
             ref = cache.file(key)
@@ -195,6 +225,15 @@ def render_episode(
             timeline.append(TimelineSfx(audio=sfx, sample_rate=rate, volume_db=item.volume_db))
         else:
             timeline.append(_cue_item(item))
+    candidates = ws.settings.render.retakes if retakes is None else retakes
+    choices = load_choices(ws, name)
+    verdicts: list[LineVerdict] | None = None
+    if candidates or choices:
+        verdicts, timeline = _check(
+            ws, engine, cache, folder, lines, spoken, seed, timeline,
+            candidates=max(1, candidates), choices=choices, scorer=scorer,
+            keys=keys, report=report,
+        )  # fmt: skip
     cache.prune(keys)
     settings = episode_mix_settings(ws, episode, timeline)
 
@@ -218,6 +257,7 @@ def render_episode(
             "backend_version": engine.version,
             "seed": seed,
             "warnings": result_warnings,
+            **({} if verdicts is None else {"qa": _qa_manifest(ws, verdicts, candidates)}),
         },
         progress=None
         if progress is None
@@ -234,7 +274,101 @@ def render_episode(
         cached_lines=cached,
         warnings=result_warnings,
         seconds=time.perf_counter() - started,
+        qa=verdicts,
     )
+
+
+def _check(
+    ws: Workspace,
+    engine: Backend,
+    cache: RenderCache,
+    folder: Path,
+    lines: Sequence[Line],
+    spoken: dict[int, Line],
+    seed: int,
+    timeline: list[Any],
+    *,
+    candidates: int,
+    choices: dict[str, int],
+    scorer: Scorer | None,
+    keys: set[str],
+    report: Callable[[int, int, str], None],
+) -> tuple[list[LineVerdict], list[Any]]:
+    """Line QA and retakes over the rendered lines; the timeline with each line's kept
+    candidate. Adds the candidates' cache keys to ``keys``."""
+    import dataclasses
+
+    settings: dict[str, object] = {"sample_rate": ws.settings.audio.sample_rate}
+    jobs = [
+        CheckJob(line, spoken[line.index], line_seed(seed, spoken[line.index]),
+                 choices.get(choice_id(line.voice, line.text)))
+        for line in lines
+    ]  # fmt: skip
+    if scorer is None:
+        scorer = ModelScorer(ws, identity_check=engine.name != "draft")
+    scores = ScoreCache(folder / "qa")
+
+    def render(items: list[tuple[Line, int]]) -> list[Rendered]:
+        with _library_noise_to(ws, engine.name != "draft"):
+            return engine.render_many(items)
+
+    with _library_noise_to(ws, True):
+        verdicts, used, score_keys = check_lines(
+            jobs,
+            candidates=candidates,
+            limits=ws.settings.qa,
+            rates={voice: speaker_rates(ws, voice) for voice in {line.voice for line in lines}},
+            scorer=scorer,
+            scores=scores,
+            cache=cache,
+            key_of=lambda line, own: line_key(engine, line, own, settings),
+            render=render,
+            batch_size=engine.batch_size,
+            report=report,
+        )
+    keys |= used
+    scores.prune(score_keys)
+    kept = {verdict.index: verdict.kept for verdict in verdicts}
+    out = []
+    for item in timeline:
+        if isinstance(item, TimelineLine) and item.index in kept:
+            ref = cache.file(kept[item.index].key)
+            if ref is None:
+                raise VoiceError(f"cannot read back a candidate of line {item.index + 1}")
+            item = dataclasses.replace(item, audio=ref, seed=kept[item.index].seed)
+        out.append(item)
+    return verdicts, out
+
+
+def speaker_rates(ws: Workspace, voice: str) -> RateRange:
+    """``voice``'s speaking-rate range from their accepted, transcribed segments."""
+    from core.catalog import Catalog
+    from core.evaluation.text import normalise
+
+    try:
+        with Catalog.open(ws.catalog_path) as catalog:
+            segments = catalog.segments(speaker=voice, status="accepted")
+    except PodforgeError:
+        segments = []
+    pairs = [(len(normalise(s.text).split()), s.duration_sec) for s in segments if s.text]
+    return speaker_rate_range(pairs, ws.settings.qa.rate_tolerance)
+
+
+def _qa_manifest(ws: Workspace, verdicts: list[LineVerdict], candidates: int) -> dict[str, Any]:
+    import dataclasses
+
+    passed = [v for v in verdicts if not v.suspect]
+    return {
+        "candidates": candidates,
+        "limits": dataclasses.asdict(ws.settings.qa),
+        "summary": {
+            "lines": len(verdicts),
+            "passed": len(passed),
+            "retaken": sum(1 for v in passed if v.kept.take > 0),
+            "suspect": [v.source_line for v in verdicts if v.suspect],
+        },
+        "lines": [verdict.to_json() for verdict in verdicts],
+    }
 
 
 def episode_mix_settings(

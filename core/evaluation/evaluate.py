@@ -132,6 +132,7 @@ def evaluate_voice(
     """
     from core.audio.io import read, resample
     from core.dataset.splits import split_seed
+    from core.episodes.pronunciations import load_pronunciations, spoken_text
     from core.episodes.synthesis.backends import make_backend
     from core.models.asr import load_asr
     from core.models.speaker import MIN_SAMPLES, load_speaker_encoder, similarity_to_anchors
@@ -187,13 +188,14 @@ def evaluate_voice(
     tts.render(_line(voice, WARMUP_TEXT, 0), seed)  # loads the model and warms it up
     load_seconds = time.perf_counter() - started
 
+    lexicon = load_pronunciations(ws.root)  # said as a render says it; scored as written
     renders: list[FloatArray] = []
     timings: list[float] = []
     audio_seconds: list[float] = []
     for i, text in enumerate(kept):
         report_progress(2 + i, steps, f"rendering {i + 1}/{len(kept)}")
         started = time.perf_counter()
-        rendered = tts.render(_line(voice, text, i + 1), seed + i)
+        rendered = tts.render(_line(voice, spoken_text(text, lexicon), i + 1), seed + i)
         timings.append(time.perf_counter() - started)
         audio = np.asarray(rendered.audio, dtype=np.float32).reshape(-1)
         audio_seconds.append(audio.size / rendered.sample_rate)

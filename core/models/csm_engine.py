@@ -24,12 +24,24 @@ torch and peft are imported inside the functions that use them.
 from __future__ import annotations
 
 import sys
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Literal
 
 from core.models.csm import CsmBundle, _assemble, _check_generation_args, _csm
+from core.models.csm_compiled import (
+    CompileBackend,
+    EngineMode,
+    Steps,
+    backbone_step,
+    bucket_length,
+    bucket_rows,
+    compiled_steps,
+    depth_embeds,
+    depth_step,
+    mark_failed,
+)
 
 if TYPE_CHECKING:
     import torch
@@ -61,6 +73,8 @@ def generate_batch(
     depth_temperature: float = 0.9,
     top_k: int = 50,
     cache: CacheKind = "static",
+    mode: EngineMode = "eager",
+    compile_backend: CompileBackend = "inductor",
 ) -> list[torch.Tensor]:
     """Sample each row's codes: one int64 ``(num_codebooks, frames)`` CPU tensor per row.
 
@@ -69,6 +83,10 @@ def generate_batch(
     frame itself is not returned). A row's result depends only on its conversation, seed and
     adapter (and the model, device and library versions). The caller's random state and the
     model's mode are left as they were.
+
+    ``mode="compiled"`` runs the loop's steps compiled (:mod:`core.models.csm_compiled`;
+    static cache only, every row with the same adapter); if compiling fails the batch, and
+    every later one, runs eagerly. ``compile_backend`` is ``torch.compile``'s backend.
     """
     import torch
 
@@ -78,6 +96,12 @@ def generate_batch(
         )
     if cache not in ("static", "dynamic"):
         raise ValueError(f"cache must be static or dynamic, not {cache!r}")
+    if mode not in ("eager", "compiled"):
+        raise ValueError(f"mode must be eager or compiled, not {mode!r}")
+    if mode == "compiled" and cache != "static":
+        raise ValueError("the compiled engine needs the static cache")
+    if mode == "compiled" and len({row.adapter for row in rows}) > 1:
+        raise ValueError("the compiled engine runs one adapter per batch: group rows by adapter")
     if not rows:
         return []
     model = _csm(bundle.model)
@@ -89,15 +113,20 @@ def generate_batch(
                 _assemble(bundle, row.conversation, reserve=max_new_frames)["inputs_embeds"][0]
                 for row in rows
             ]
+            seeds = [row.seed for row in rows]
+            sampling = _Sampling(temperature, depth_temperature, top_k)
             with adapters_for(model, [row.adapter for row in rows]):
-                return _frame_loop(
-                    model,
-                    prompts,
-                    [row.seed for row in rows],
-                    max_new_frames=max_new_frames,
-                    sampling=_Sampling(temperature, depth_temperature, top_k),
-                    cache=cache,
-                )
+                steps = compiled_steps(model, compile_backend) if mode == "compiled" else None
+                if steps is not None:
+                    try:
+                        return _frame_loop(
+                            model, prompts, seeds, max_new_frames, sampling, cache, steps
+                        )
+                    except torch.OutOfMemoryError:
+                        raise
+                    except Exception as exc:  # compilers fail in many ways; eager still works
+                        mark_failed(model, exc)
+                return _frame_loop(model, prompts, seeds, max_new_frames, sampling, cache)
     finally:
         bundle.model.train(was_training)
         model.codec_model.eval()  # train(True) would switch the codec too
@@ -114,19 +143,27 @@ def _frame_loop(
     model: Any,
     prompts: list[torch.Tensor],
     seeds: list[int],
-    *,
     max_new_frames: int,
     sampling: _Sampling,
     cache: CacheKind,
+    steps: Steps | None = None,
 ) -> list[torch.Tensor]:
+    """Generate every row; ``steps`` (compiled) replaces the stock module calls, with the
+    batch padded to a row bucket and the caches to a length bucket."""
     import torch
 
     config = model.config
     device = prompts[0].device
+    wanted = len(prompts)
+    if steps is not None:  # fixed shapes: extra rows repeat the first and are dropped
+        extra = bucket_rows(wanted) - wanted
+        prompts, seeds = prompts + [prompts[0]] * extra, seeds + [seeds[0]] * extra
     rows = len(prompts)
     lengths = [int(prompt.shape[0]) for prompt in prompts]
     longest = max(lengths)
     total = longest + max_new_frames
+    if steps is not None:
+        total = bucket_length(total)
     eos = int(config.codebook_eos_token_id)
     vocab_limit = int(config.codec_config.codebook_size)
 
@@ -145,16 +182,24 @@ def _frame_loop(
     stops = [max_new_frames] * rows
     seen = longest
     for frame in range(max_new_frames):
-        hidden = model.backbone_model(
-            inputs_embeds=embeds,
-            attention_mask=mask[:, :seen],
-            position_ids=positions,
-            past_key_values=backbone_cache,
-            use_cache=True,
-        ).last_hidden_state[:, -1]
+        if steps is None:
+            hidden = model.backbone_model(
+                inputs_embeds=embeds,
+                attention_mask=mask[:, :seen],
+                position_ids=positions,
+                past_key_values=backbone_cache,
+                use_cache=True,
+            ).last_hidden_state[:, -1]
+        else:  # the prompt runs eagerly (its own shape); each following frame compiled
+            step = backbone_step if frame == 0 else steps.backbone
+            written = torch.arange(seen - embeds.shape[1], seen, device=device)
+            hidden = _call(steps, step, model, embeds, mask, positions, written, backbone_cache)
         logits = model.lm_head(hidden[:, None])[:, -1]
         first = _sample(logits, sampling.temperature, sampling.top_k, vocab_limit, generators)
-        codes = _depth_decode(model, hidden, first, depth_cache, sampling, vocab_limit, generators)
+        codes = _depth_decode(
+            model, hidden, first, depth_cache, sampling, vocab_limit, generators, steps,
+            first_eager=frame == 0,
+        )  # fmt: skip
         frames.append(codes)
         checked = codes[:, :-1] if codes.shape[1] > 1 else codes
         for index, ended in enumerate((checked == eos).all(dim=-1).tolist()):
@@ -168,7 +213,18 @@ def _frame_loop(
         positions = following
         following = following + 1
     stacked = torch.stack(frames, dim=1).to("cpu", torch.long)  # (rows, frames, codebooks)
-    return [stacked[index, : stops[index]].T.contiguous() for index in range(rows)]
+    return [stacked[index, : stops[index]].T.contiguous() for index in range(wanted)]
+
+
+def _call(steps: Steps, step: Callable[..., torch.Tensor], *args: Any) -> torch.Tensor:
+    """``step(*args)``; with CUDA graphs, a new graph step and the output copied out of the
+    graph's memory (the next replay overwrites it)."""
+    if not steps.cuda_graphs:
+        return step(*args)
+    import torch
+
+    torch.compiler.cudagraph_mark_step_begin()  # type: ignore[no-untyped-call]
+    return step(*args).clone()
 
 
 def _depth_decode(
@@ -179,11 +235,34 @@ def _depth_decode(
     sampling: _Sampling,
     vocab_limit: int,
     generators: list[torch.Generator],
+    steps: Steps | None = None,
+    *,
+    first_eager: bool = False,
 ) -> torch.Tensor:
     """The frame's codebooks after the first, as the stock depth decoder ``generate`` makes
-    them: position 0 is the backbone's last hidden state, position 1 the first codebook."""
+    them: position 0 is the backbone's last hidden state, position 1 the first codebook.
+
+    With ``steps`` through :func:`core.models.csm_compiled.depth_step`: the positions are
+    tensors, so every codebook after the first runs the same graph. ``first_eager`` runs the
+    first step uncompiled: it allocates a new cache's tensors, which a compiled graph would
+    otherwise have to include (and then recompile without)."""
     import torch
 
+    if steps is not None:
+        cache.reset()
+        codes = [first]
+        embeds = torch.stack([hidden, depth_embeds(model, first, 0)], dim=1)
+        position = torch.arange(2, device=hidden.device)
+        for codebook in range(1, int(model.config.num_codebooks)):
+            step = depth_step if first_eager and codebook == 1 else steps.depth
+            logits = _call(steps, step, model, embeds, position, cache)
+            code = _sample(
+                logits, sampling.depth_temperature, sampling.top_k, vocab_limit, generators
+            )
+            codes.append(code)
+            embeds = depth_embeds(model, code, codebook)[:, None]
+            position = position[-1:] + 1
+        return torch.stack(codes, dim=1)
     decoder = model.depth_decoder
     cache.reset()
     codes = [first]

@@ -4,8 +4,15 @@ stderr (shown only once work starts, so an early error stays one line)."""
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
+
+if TYPE_CHECKING:
+    from core.episodes.render import RenderResult
+
+STRICT_EXIT = 3
+"""``podforge render --strict``'s exit status when a line is still suspect after QA."""
 
 
 @click.command()
@@ -13,9 +20,22 @@ import click
 @click.argument("script", type=click.Path(path_type=Path))
 @click.option("--draft", is_flag=True, help="Use the espeak-ng draft voice (instant, no GPU).")
 @click.option("--seed", type=int, default=0, show_default=True, help="Seed of the synthesis.")
-def render(workspace: Path, script: Path, draft: bool, seed: int) -> None:
+@click.option(
+    "--retakes",
+    type=click.IntRange(0, 10),
+    default=None,
+    help="Line QA: up to N candidates a line, the first that passes kept (0: off; "
+    "default: render.retakes in workspace.toml).",
+)
+@click.option(
+    "--strict", is_flag=True, help=f"Exit with status {STRICT_EXIT} if a line is still suspect."
+)
+def render(
+    workspace: Path, script: Path, draft: bool, seed: int, retakes: int | None, strict: bool
+) -> None:
     """Render SCRIPT (e.g. scripts/welcome.md) into episodes/<name>/: WAV, MP3, manifest,
-    chapters. Only lines that changed since the last render are synthesised."""
+    chapters. Only lines that changed since the last render are synthesised; with line QA
+    (--retakes) each line is back-transcribed and checked, and suspect lines retaken."""
     from core.episodes.render import STAGE_LOADING, is_stage, render_episode
     from core.workspace import Workspace
     from tui.cli.bars import StderrBars
@@ -35,8 +55,9 @@ def render(workspace: Path, script: Path, draft: bool, seed: int) -> None:
             bars.update(done, total or None, what)
 
         result = render_episode(
-            ws, script, backend="draft" if draft else "csm", seed=seed, progress=report
-        )
+            ws, script, backend="draft" if draft else "csm", seed=seed, progress=report,
+            retakes=retakes,
+        )  # fmt: skip
     out = result.exported
     console.print(
         f"{len(result.rendered_lines)} line(s) synthesised, {len(result.cached_lines)} from "
@@ -50,3 +71,28 @@ def render(workspace: Path, script: Path, draft: bool, seed: int) -> None:
         f"loudness {lufs} LUFS, true peak {result.true_peak_db:.1f} dBTP, "
         f"{result.duration_sec / 60:.1f} min"
     )
+    if result.qa is not None:
+        for line in qa_summary(result):
+            console.print(line)
+        if strict and result.suspect:
+            raise click.exceptions.Exit(STRICT_EXIT)
+
+
+def qa_summary(result: RenderResult) -> list[str]:
+    """The QA lines ``podforge render`` ends with: counts, then each suspect line."""
+    verdicts = result.qa or []
+    passed = [v for v in verdicts if not v.suspect]
+    retaken = sum(1 for v in passed if v.kept.take > 0)
+    by_ear = sum(1 for v in verdicts if v.how == "by ear")
+    out = [
+        f"QA: {len(passed)} of {len(verdicts)} line(s) passed ({retaken} after a retake"
+        + (f", {by_ear} chosen by ear" if by_ear else "")
+        + f"), {len(result.suspect)} still suspect"
+    ]
+    for verdict in result.suspect:
+        kept = verdict.kept
+        out.append(
+            f"[yellow]suspect:[/] script line {verdict.source_line} ({verdict.speaker}), "
+            f"best of {len(verdict.candidates)}: {'; '.join(kept.reasons)}"
+        )
+    return out
