@@ -11,7 +11,7 @@ render masters to (:func:`~core.episodes.target.master_target`). The app only fo
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
@@ -19,7 +19,8 @@ import soundfile as sf
 
 from core.episodes.parser import parse_script
 from core.episodes.pronunciations import load_pronunciations, spoken_line
-from core.episodes.render import line_cache_key, line_seed
+from core.episodes.render import line_cache_key, line_key, line_seed
+from core.episodes.retakes import candidate_seed
 from core.episodes.script import Episode, Line, ScriptWarning
 from core.episodes.synthesis.backends import Rendered, make_backend
 from core.episodes.synthesis.cache import RenderCache
@@ -73,6 +74,8 @@ class Analysis:
     episode: Episode | None
     diagnostics: tuple[Diagnostic, ...]
     states: dict[int, LineState]
+    checks: dict[int, LineCheck] = field(default_factory=dict)
+    """Each line's QA from the last render with line QA (:func:`line_checks`)."""
 
 
 def template(name: str, speakers: list[str]) -> str:
@@ -132,26 +135,93 @@ def analyse(ws: Workspace, text: str, path: Path) -> Analysis:
     except ScriptError as exc:
         return Analysis(None, (Diagnostic.of_error(exc),), {})
     diagnostics = tuple(Diagnostic.of_warning(w) for w in episode.warnings)
-    return Analysis(episode, diagnostics, line_states(ws, path.stem, episode))
+    return Analysis(
+        episode,
+        diagnostics,
+        line_states(ws, path.stem, episode),
+        line_checks(ws, path.stem, episode),
+    )
 
 
-def preview_line(ws: Workspace, name: str, line: Line, backend: str) -> tuple[Rendered, bool]:
+def preview_line(
+    ws: Workspace, name: str, line: Line, backend: str, take: int = 0
+) -> tuple[Rendered, bool]:
     """``line`` of the script ``name`` in ``backend``'s voice, from the render cache or
-    synthesised into it; the flag says it was synthesised now (its state changed).
+    synthesised into it; the flag says it was synthesised now (its state changed). ``take``
+    is a retake candidate (:func:`core.episodes.retakes.candidate_seed`; 0: the usual one).
 
     Raises what the backend raises: :class:`~core.errors.VoiceError` (no trained voice),
     :class:`~core.errors.ConsentError`, other ``PodforgeError`` s and ``OSError``.
     """
     engine = make_backend(ws, backend)
     line = spoken_line(line, load_pronunciations(ws.root))  # what the voice says
-    key = line_cache_key(ws, engine, line, SEED)  # csm: a missing voice fails here
+    seed = candidate_seed(line_seed(SEED, line), take)
+    settings: dict[str, object] = {"sample_rate": ws.settings.audio.sample_rate}
+    key = line_key(engine, line, seed, settings)  # csm: a missing voice fails here
     cache = RenderCache(ws.episodes_dir / name / "cache")
     rendered = cache.get(key)
     if rendered is not None:
         return rendered, False
-    rendered = engine.render(line, line_seed(SEED, line))
+    rendered = engine.render(line, seed)
     cache.put(key, rendered)
     return rendered, True
+
+
+@dataclass(frozen=True)
+class LineCheck:
+    """A line's QA from the last render with line QA (what the outline shows)."""
+
+    passed: bool
+    reasons: tuple[str, ...]
+    wer: float | None
+    similarity: float | None
+    kept_take: int
+    how: str
+    takes: tuple[dict[str, Any], ...]
+    """Every candidate: ``take``, ``seed``, ``passed``, ``reasons``, ``scores``."""
+
+    def summary(self) -> str:
+        """``"QA ✓ WER 0% sim 0.82"`` or ``"QA ⚠ WER 40% > 25%"``."""
+        figures = []
+        if self.wer is not None:
+            figures.append(f"WER {self.wer:.0%}")
+        if self.similarity is not None:
+            figures.append(f"sim {self.similarity:.2f}")
+        if self.passed:
+            return " ".join(["QA ✓", *figures, *(["by ear"] if self.how == "by ear" else [])])
+        return f"QA ⚠ {'; '.join(self.reasons) or 'suspect'}"
+
+
+def line_checks(ws: Workspace, name: str, episode: Episode) -> dict[int, LineCheck]:
+    """Each line's QA from the last mix's manifest, for the lines whose voice and text are
+    still the same (an edited line has no QA until it is rendered again)."""
+    manifest = read_manifest(ws, name) or {}
+    qa = manifest.get("qa")
+    entries = qa.get("lines") if isinstance(qa, dict) else None
+    if not isinstance(entries, list):
+        return {}
+    by_line = {(line.voice, line.text): line.index for line in episode.lines}
+    checks: dict[int, LineCheck] = {}
+    for entry in entries:
+        try:
+            index = by_line.get((str(entry["voice"]), str(entry["text"])))
+            if index is None:
+                continue
+            takes = tuple(entry["candidates"])
+            kept = next(t for t in takes if t["take"] == entry["kept_take"])
+            scores = kept.get("scores") or {}
+            checks[index] = LineCheck(
+                passed=entry["verdict"] == "pass",
+                reasons=tuple(entry["reasons"]),
+                wer=scores.get("wer"),
+                similarity=scores.get("similarity"),
+                kept_take=int(entry["kept_take"]),
+                how=str(entry["how"]),
+                takes=takes,
+            )
+        except (KeyError, TypeError, ValueError, StopIteration):
+            continue  # an older or damaged manifest: no QA shown for that line
+    return checks
 
 
 def read_manifest(ws: Workspace, name: str) -> dict[str, Any] | None:

@@ -230,6 +230,8 @@ class LineVerdict:
     source_line: int
     speaker: str
     candidates: list[Candidate]
+    voice: str = ""
+    text: str = ""
     chosen: int = 0
     """Index into ``candidates``."""
     how: str = "passed"
@@ -249,6 +251,8 @@ class LineVerdict:
             "index": self.index,
             "source_line": self.source_line,
             "speaker": self.speaker,
+            "voice": self.voice,
+            "text": self.text,
             "verdict": "suspect" if self.suspect else "pass",
             "reasons": self.kept.reasons,
             "kept_take": self.kept.take,
@@ -327,9 +331,12 @@ def check_lines(
     chosen by ear keeps that take. Returns the verdicts, in ``jobs`` order, and the render
     and score cache keys in use."""
     verdicts = {
-        job.line.index: LineVerdict(job.line.index, job.line.source_line, job.line.speaker, [])
+        job.line.index: LineVerdict(
+            job.line.index, job.line.source_line, job.line.speaker, [],
+            voice=job.line.voice, text=job.line.text,
+        )
         for job in jobs
-    }
+    }  # fmt: skip
     audio_keys: set[str] = set()
     score_keys: set[str] = set()
     if candidates < 1:

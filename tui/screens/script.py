@@ -46,6 +46,7 @@ from core.audio.playback import Player
 from core.episodes.editor import (
     SEED,
     Diagnostic,
+    LineCheck,
     LineState,
     MixReport,
     analyse,
@@ -57,6 +58,7 @@ from core.episodes.editor import (
     template,
 )
 from core.episodes.render import RenderResult, is_stage, render_episode
+from core.episodes.retakes import choice_id, load_choices, save_choice
 from core.episodes.script import Episode, Line
 from core.episodes.synthesis.backends import Rendered
 from core.errors import ConsentError, PlaybackError, PodforgeError, VoiceError
@@ -70,6 +72,7 @@ from tui.messages import (
     RenderFinished,
     RenderProgress,
 )
+from tui.screens.takes import TakesScreen
 from tui.styles import STYLES
 from tui.widgets.script_text import ScriptTextArea
 
@@ -293,6 +296,8 @@ class ScriptEditorScreen(Screen[None]):
         Binding("c", "cancel_render", "Cancel render", id="script.cancel"),
         Binding("m", "mix", "Mix & play", id="script.mix"),
         Binding("L", "loudness", "Loudness", id="script.loudness"),
+        Binding("t", "retake", "Retake line", id="script.retake"),
+        Binding("C", "takes", "Takes", id="script.takes"),
         Binding("e", "edit", "Edit text", id="script.edit"),
         Binding("escape", "back", "Back", id="script.back"),
         Binding("q", "quit", "Quit", id="script.quit", show=False),
@@ -308,6 +313,7 @@ class ScriptEditorScreen(Screen[None]):
         self.episode: Episode | None = None
         self.diagnostics: tuple[Diagnostic, ...] = ()
         self.states: dict[int, LineState] = {}
+        self.checks: dict[int, LineCheck] = {}
         self.backend_name = "draft"
         self.last_result: RenderResult | None = None
         self._generation = 0
@@ -415,6 +421,7 @@ class ScriptEditorScreen(Screen[None]):
             self.episode = result.episode
             self.backend_name = backend_for(self.workspace, result.episode)
             self.states = result.states
+            self.checks = result.checks
             self._fill_outline()
         else:
             self.query_one("#outline-box").border_subtitle = "last valid parse"
@@ -467,10 +474,14 @@ class ScriptEditorScreen(Screen[None]):
         glyph, style = STATE_STYLE[state.state]
         length = f"{state.duration_sec:5.1f}s" if state.duration_sec is not None else "     –"
         words = line.text if len(line.text) <= 48 else line.text[:47] + "…"
-        return Text.assemble(
+        label = Text.assemble(
             (f"{line.index + 1:>3} ", "dim"), (f"{glyph} {state.state:<9}", style),
             (f"{length} ", "dim"), (f"{line.speaker}: ", "bold"), words,
         )  # fmt: skip
+        check = self.checks.get(line.index)
+        if check is not None and state.state == "cached":
+            label.append(f"  {check.summary()}", "green" if check.passed else "bold yellow")
+        return label
 
     def _refresh_outline_line(self, index: int) -> None:
         if self.episode is None or index >= len(self.episode.lines):
@@ -568,10 +579,10 @@ class ScriptEditorScreen(Screen[None]):
         self._preview(line, backend)
 
     @work(thread=True, exclusive=True, group="preview")
-    def _preview(self, line: Line, backend: str) -> None:
+    def _preview(self, line: Line, backend: str, take: int = 0) -> None:
         try:
             rendered: Rendered
-            rendered, new = preview_line(self.workspace, self.name_stem, line, backend)
+            rendered, new = preview_line(self.workspace, self.name_stem, line, backend, take)
         except VoiceError as exc:
             self.post_message(Notice(str(exc), "error", title="no trained voice"))
             return
@@ -601,6 +612,51 @@ class ScriptEditorScreen(Screen[None]):
         if message.reason not in self._playback_errors:  # say it once, then stay quiet
             self._playback_errors.add(message.reason)
             self.notify(message.reason, title="no playback", severity="warning", timeout=10)
+
+    # -- retakes -------------------------------------------------------------------------
+    def action_retake(self) -> None:
+        """Re-roll the line at the cursor with its next take, play it and keep it."""
+        line = self.line_at_cursor()
+        if line is None:
+            self.notify("no speaker line to retake (fix the script first)", severity="warning")
+            return
+        check = self.checks.get(line.index)
+        chosen = load_choices(self.workspace, self.name_stem).get(choice_id(line.voice, line.text))
+        take = max(check.kept_take if check else 0, chosen if chosen is not None else 0) + 1
+        save_choice(self.workspace, self.name_stem, line.voice, line.text, take)
+        self.notify(
+            f"line {line.index + 1}: take {take}, kept at every render (C lists the takes)",
+            timeout=6,
+        )
+        self._preview(line, self.backend_name, take)
+
+    def action_takes(self) -> None:
+        """List the takes of the line at the cursor: play each, keep one by ear."""
+        line = self.line_at_cursor()
+        check = self.checks.get(line.index) if line is not None else None
+        if line is None or check is None:
+            self.notify(
+                "no takes yet: render with line QA (render.retakes, or t to retake a line)",
+                severity="warning",
+            )
+            return
+        takes = list(check.takes)
+        chosen = load_choices(self.workspace, self.name_stem).get(choice_id(line.voice, line.text))
+        if chosen is not None and all(t["take"] != chosen for t in takes):
+            takes.append({"take": chosen, "passed": False, "reasons": ["not checked yet"]})
+        kept = chosen if chosen is not None else check.kept_take
+        backend = self.backend_name
+
+        def keep(take: int | None) -> None:
+            if take is not None:
+                save_choice(self.workspace, self.name_stem, line.voice, line.text, take)
+                self.notify(f"line {line.index + 1}: take {take} kept (by ear)", timeout=5)
+
+        self.app.push_screen(
+            TakesScreen(f"Takes of line {line.index + 1}", takes, kept,
+                        lambda take: self._preview(line, backend, take)),
+            keep,
+        )  # fmt: skip
 
     # -- rendering -----------------------------------------------------------------------
     def action_render(self) -> None:

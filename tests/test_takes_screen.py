@@ -1,0 +1,71 @@
+"""The script editor's line QA: the outline shows each line's verdict, ``t`` re-rolls a line
+with its next take (kept at every render), ``C`` lists the takes and keeps one by ear."""
+
+from __future__ import annotations
+
+import pytest
+from textual.widgets import OptionList
+
+from core.episodes.parser import load_script
+from core.episodes.render import render_episode
+from core.episodes.retakes import choice_id, load_choices
+from core.workspace import Workspace
+from tests.test_line_qa import PlantedScorer
+from tests.test_script_screen import SIZE, EditorApp, _editor, _until
+from tui.screens.takes import TakesScreen
+
+pytestmark = pytest.mark.usefixtures("no_color_unset")
+
+
+def _outline(screen: object) -> list[str]:
+    options = screen.query_one("#outline", OptionList)  # type: ignore[attr-defined]
+    return [str(options.get_option_at_index(i).prompt) for i in range(options.option_count)]
+
+
+async def test_the_outline_shows_qa_and_t_retakes_a_line_kept_at_every_render(
+    demo_copy: Workspace,
+) -> None:
+    script = demo_copy.scripts_dir / "welcome.md"
+    episode = load_script(script, demo_copy)
+    wrong = episode.lines[0]
+    # A planted scorer: line 1's audio scores as another speaker (its length is planted).
+    from core.audio.io import resample
+    from core.episodes.render import line_cache_key
+    from core.episodes.synthesis.backends import make_backend
+    from core.episodes.synthesis.cache import RenderCache
+
+    render_episode(demo_copy, script, backend="draft")
+    key = line_cache_key(demo_copy, make_backend(demo_copy, "draft"), wrong, 0)
+    audio = RenderCache(demo_copy.episodes_dir / "welcome" / "cache").get(key)
+    assert audio is not None
+    scorer = PlantedScorer({len(resample(audio.audio, audio.sample_rate, 16000))})
+    demo_copy.settings.qa.rate_tolerance = 0.9  # the draft voice is nobody's real rate
+    demo_copy.settings.qa.min_length_ratio, demo_copy.settings.qa.max_length_ratio = 0.1, 10.0
+    result = render_episode(demo_copy, script, backend="draft", retakes=1, scorer=scorer)
+    assert [v.index for v in result.suspect] == [wrong.index]
+
+    app = EditorApp(demo_copy)
+    async with app.run_test(size=SIZE) as pilot:
+        screen = await _editor(pilot)
+        await _until(pilot, lambda: bool(screen.checks))
+        labels = [label for label in _outline(screen) if "QA" in label]
+        assert len(labels) == len(episode.lines)
+        assert "QA ⚠ similarity 0.20 < 0.55" in labels[0]
+        assert all("QA ✓" in label for label in labels[1:])
+        # t on the first line: take 1, recorded and auditioned (rendered into the cache).
+        screen._move_cursor(wrong.source_line, 1)
+        await pilot.press("escape")  # leave the text for the outline: keys are commands
+        await pilot.press("t")
+        ident = choice_id(wrong.voice, wrong.text)
+        await _until(pilot, lambda: load_choices(demo_copy, "welcome").get(ident) == 1)
+        # C lists the takes; k keeps the highlighted one by ear.
+        await pilot.press("C")
+        await _until(pilot, lambda: isinstance(app.screen, TakesScreen))
+        takes = app.screen.query_one("#takes", OptionList)
+        assert takes.option_count == 2  # take 0 (checked) and take 1 (not checked yet)
+        takes.highlighted = 0
+        await pilot.press("k")
+        await _until(pilot, lambda: load_choices(demo_copy, "welcome").get(ident) == 0)
+    again = render_episode(demo_copy, script, backend="draft", retakes=1, scorer=scorer)
+    kept = next(v for v in again.qa or [] if v.index == wrong.index)
+    assert kept.how == "by ear" and kept.kept.take == 0 and not kept.suspect
