@@ -279,3 +279,45 @@ def test_a_broken_pronunciations_file_is_one_line_naming_it(tmp_path: Path) -> N
     (tmp_path / "pronunciations.toml").write_text("oops = \n")
     with pytest.raises(WorkspaceConfigError, match=r"pronunciations\.toml: .*line 1"):
         load_pronunciations(tmp_path)
+
+
+# --------------------------------------------------------------------------- script lint
+
+LINT_SCRIPT = """+++
+title = "T"
+[speakers]
+A = "alice"
++++
+
+A: NASA said $5 at 3:00; see https://x.org & <emphasis>Nguyen</emphasis> in the 1990s.
+"""
+
+
+def test_lint_flags_what_voices_misread_at_its_column(tmp_path: Path) -> None:
+    from core.episodes.lint import MIN_VOCABULARY, add_pronunciation, lint_lines
+    from core.episodes.parser import parse_script
+    from core.episodes.pronunciations import Lexicon
+
+    lines = parse_script(LINT_SCRIPT).lines
+    source = LINT_SCRIPT.splitlines()
+    hints = lint_lines(lines, source, Lexicon(), {})
+    assert [(h.kind, h.token) for h in hints] == [
+        ("acronym", "NASA"), ("number", "$5"), ("number", "3:00"), ("address", "https://x.org"),
+        ("symbol", "&"), ("number", "1990s"),
+    ]  # fmt: skip
+    for hint in hints:
+        assert source[hint.line - 1][hint.column - 1 :].startswith(hint.token)
+    assert "“five dollars”" in hints[1].message and "“nineteen nineties”" in hints[5].message
+    # With a large vocabulary of the speaker's own words, a word never said is flagged too.
+    vocabulary = {f"w{i}" for i in range(MIN_VOCABULARY)} | {"said", "at", "see", "in", "the"}
+    unknown = [h.token for h in lint_lines(lines, source, Lexicon(), {"alice": vocabulary})
+               if h.kind == "unknown"]  # fmt: skip
+    assert unknown == ["Nguyen"]
+    # A respelled word is no longer flagged; the file keeps its comments and other entries.
+    (tmp_path / "pronunciations.toml").write_text('# names\nGIF = "jif"\nNASA = "nassa"\n')
+    lexicon = add_pronunciation(tmp_path, "NASA", "nah sah")
+    add_pronunciation(tmp_path, "Nguyen", "win")
+    text = (tmp_path / "pronunciations.toml").read_text()
+    assert text.startswith('# names\nGIF = "jif"\n') and text.count("NASA") == 1
+    assert dict(load_pronunciations(tmp_path).entries)["NASA"] == "nah sah"
+    assert "NASA" not in [h.token for h in lint_lines(lines, source, lexicon, {})]

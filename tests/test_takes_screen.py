@@ -69,3 +69,26 @@ async def test_the_outline_shows_qa_and_t_retakes_a_line_kept_at_every_render(
     again = render_episode(demo_copy, script, backend="draft", retakes=1, scorer=scorer)
     kept = next(v for v in again.qa or [] if v.index == wrong.index)
     assert kept.how == "by ear" and kept.kept.take == 0 and not kept.suspect
+
+
+async def test_r_respells_a_hinted_word_and_the_hint_goes(demo_copy: Workspace) -> None:
+    from textual.widgets import Input
+
+    from tui.screens.respell import RespellScreen
+
+    path = demo_copy.scripts_dir / "welcome.md"
+    path.write_text(path.read_text() + "HOST: Ask NASA.\n")
+    app = EditorApp(demo_copy)
+    async with app.run_test(size=SIZE) as pilot:
+        screen = await _editor(pilot)
+        await _until(pilot, lambda: any(d.word == "NASA" for d in screen.diagnostics))
+        problems = screen.query_one("#diagnostics", OptionList)
+        problems.focus()
+        problems.highlighted = next(i for i, d in enumerate(screen.diagnostics) if d.word == "NASA")
+        await pilot.press("R")
+        await _until(pilot, lambda: isinstance(app.screen, RespellScreen))
+        field = app.screen.query_one(Input)
+        field.value = "nah sah"
+        await pilot.press("enter")
+        await _until(pilot, lambda: not any(d.word == "NASA" for d in screen.diagnostics))
+    assert 'NASA = "nah sah"' in (demo_copy.root / "pronunciations.toml").read_text()

@@ -12,16 +12,18 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass, field
+from functools import lru_cache
 from pathlib import Path
 from typing import Any, Literal
 
 import soundfile as sf
 
+from core.episodes.lint import lint_lines
 from core.episodes.parser import parse_script
-from core.episodes.pronunciations import load_pronunciations, spoken_line
+from core.episodes.pronunciations import Lexicon, load_pronunciations, spoken_line
 from core.episodes.render import line_cache_key, line_key, line_seed
 from core.episodes.retakes import candidate_seed
-from core.episodes.script import Episode, Line, ScriptWarning
+from core.episodes.script import Episode, Line, ScriptWarning, Span
 from core.episodes.synthesis.backends import Rendered, make_backend
 from core.episodes.synthesis.cache import RenderCache
 from core.episodes.target import MasterTarget, master_target
@@ -33,7 +35,7 @@ SEED = 0
 """The episode seed the editor renders and previews with."""
 ROLE_NAMES = ("HOST", "GUEST")
 
-Severity = Literal["error", "warning"]
+Severity = Literal["error", "warning", "hint"]
 LineStateName = Literal["cached", "stale", "rendering", "error"]
 
 
@@ -45,6 +47,8 @@ class Diagnostic:
     line: int
     column: int
     message: str
+    word: str | None = None
+    """For a lint hint: the token it is about (what ``R`` respells)."""
 
     @property
     def label(self) -> str:
@@ -135,12 +139,52 @@ def analyse(ws: Workspace, text: str, path: Path) -> Analysis:
     except ScriptError as exc:
         return Analysis(None, (Diagnostic.of_error(exc),), {})
     diagnostics = tuple(Diagnostic.of_warning(w) for w in episode.warnings)
+    try:
+        lexicon = load_pronunciations(ws.root)
+    except PodforgeError as exc:
+        diagnostics += (Diagnostic("warning", 1, 1, str(exc)),)
+        lexicon = Lexicon()
+    vocabularies = {voice: speaker_vocabulary(ws, voice) for voice in episode.speakers.values()}
+    hints = lint_lines(episode.lines, text.splitlines(), lexicon, vocabularies)
+    diagnostics += tuple(Diagnostic("hint", h.line, h.column, h.message, h.token) for h in hints)
     return Analysis(
         episode,
         diagnostics,
         line_states(ws, path.stem, episode),
         line_checks(ws, path.stem, episode),
     )
+
+
+def speaker_vocabulary(ws: Workspace, voice: str) -> set[str]:
+    """The words (lower case) of ``voice``'s accepted transcripts; read again only when the
+    catalog changes."""
+    try:
+        stamp = ws.catalog_path.stat().st_mtime_ns
+    except OSError:
+        return set()
+    return set(_vocabulary(str(ws.catalog_path), stamp, voice))
+
+
+@lru_cache(maxsize=16)
+def _vocabulary(catalog_path: str, stamp: int, voice: str) -> frozenset[str]:
+    from core.catalog import Catalog
+    from core.evaluation.text import normalise
+
+    try:
+        with Catalog.open(Path(catalog_path)) as catalog:
+            segments = catalog.segments(speaker=voice, status="accepted")
+    except PodforgeError:
+        return frozenset()
+    return frozenset(word for s in segments if s.text for word in normalise(s.text).split())
+
+
+def audition(ws: Workspace, voice: str, text: str, backend: str) -> Rendered:
+    """``text`` alone in ``voice`` (through ``backend``, respellings applied): how a word
+    will sound. Not cached."""
+    engine = make_backend(ws, backend)
+    line = Line(0, voice.upper(), voice, (Span(text),), 1, 0)
+    spoken = spoken_line(line, load_pronunciations(ws.root))
+    return engine.render(spoken, SEED)
 
 
 def preview_line(

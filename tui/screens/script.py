@@ -50,6 +50,7 @@ from core.episodes.editor import (
     LineState,
     MixReport,
     analyse,
+    audition,
     backend_for,
     line_start_sec,
     mix_report,
@@ -57,6 +58,7 @@ from core.episodes.editor import (
     read_manifest,
     template,
 )
+from core.episodes.lint import add_pronunciation
 from core.episodes.render import RenderResult, is_stage, render_episode
 from core.episodes.retakes import choice_id, load_choices, save_choice
 from core.episodes.script import Episode, Line
@@ -72,6 +74,7 @@ from tui.messages import (
     RenderFinished,
     RenderProgress,
 )
+from tui.screens.respell import RespellScreen
 from tui.screens.takes import TakesScreen
 from tui.styles import STYLES
 from tui.widgets.script_text import ScriptTextArea
@@ -298,6 +301,7 @@ class ScriptEditorScreen(Screen[None]):
         Binding("L", "loudness", "Loudness", id="script.loudness"),
         Binding("t", "retake", "Retake line", id="script.retake"),
         Binding("C", "takes", "Takes", id="script.takes"),
+        Binding("R", "respell", "Respell word", id="script.respell"),
         Binding("e", "edit", "Edit text", id="script.edit"),
         Binding("escape", "back", "Back", id="script.back"),
         Binding("q", "quit", "Quit", id="script.quit", show=False),
@@ -435,7 +439,7 @@ class ScriptEditorScreen(Screen[None]):
             box.border_subtitle = ""
             return
         for i, diag in enumerate(self.diagnostics):
-            style = "bold red" if diag.severity == "error" else "yellow"
+            style = {"error": "bold red", "warning": "yellow"}.get(diag.severity, "cyan")
             label = Text.assemble((f"{diag.line}:{diag.column} ", style), diag.message)
             options.add_option(Option(label, id=f"diag-{i}"))
         box.border_subtitle = f"{len(self.diagnostics)}"
@@ -657,6 +661,55 @@ class ScriptEditorScreen(Screen[None]):
                         lambda take: self._preview(line, backend, take)),
             keep,
         )  # fmt: skip
+
+    # -- pronunciations -------------------------------------------------------------------
+    def _hint_for_respelling(self) -> Diagnostic | None:
+        """The hint highlighted in Problems, else the first on the cursor's line."""
+        problems = self.query_one("#diagnostics", OptionList)
+        index = problems.highlighted
+        if self.focused is problems and index is not None and index < len(self.diagnostics):
+            chosen = self.diagnostics[index]
+            if chosen.word:
+                return chosen
+        row = self.text_area.cursor_location[0] + 1
+        return next((d for d in self.diagnostics if d.word and d.line == row), None)
+
+    def action_respell(self) -> None:
+        """Add a respelling for the hinted word, then audition the word with it."""
+        hint = self._hint_for_respelling()
+        line = None
+        if hint is not None and self.episode is not None:
+            line = next((ln for ln in self.episode.lines if ln.source_line == hint.line), None)
+        if hint is None or hint.word is None or line is None:
+            self.notify("no hinted word here: R works on a hint in Problems", severity="warning")
+            return
+        word, voice, backend = hint.word, line.voice, self.backend_name
+
+        def respelled(spelling: str | None) -> None:
+            if spelling is None:
+                return
+            try:
+                add_pronunciation(self.workspace.root, word, spelling)
+            except (PodforgeError, OSError, ValueError) as exc:
+                self.notify(str(exc), title="not saved", severity="error", timeout=10)
+                return
+            self.notify(f"{word!r} is said {spelling!r} (pronunciations.toml)", timeout=5)
+            self._parse_now()  # the hint goes; lines with the word turn stale
+            self._audition(voice, word, backend)
+
+        self.app.push_screen(RespellScreen(word), respelled)
+
+    @work(thread=True, exclusive=True, group="preview")
+    def _audition(self, voice: str, word: str, backend: str) -> None:
+        try:
+            rendered = audition(self.workspace, voice, word, backend)
+        except (PodforgeError, OSError) as exc:
+            self.post_message(Notice(str(exc), "error", title="audition failed"))
+            return
+        try:
+            self.player.play(rendered.audio, rendered.sample_rate)
+        except PlaybackError as exc:
+            self.post_message(PlaybackFailed(str(exc)))
 
     # -- rendering -----------------------------------------------------------------------
     def action_render(self) -> None:
