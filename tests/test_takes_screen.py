@@ -92,3 +92,41 @@ async def test_r_respells_a_hinted_word_and_the_hint_goes(demo_copy: Workspace) 
         await pilot.press("enter")
         await _until(pilot, lambda: not any(d.word == "NASA" for d in screen.diagnostics))
     assert 'NASA = "nah sah"' in (demo_copy.root / "pronunciations.toml").read_text()
+
+
+def test_the_loudness_report_plots_each_voices_similarity_along_the_episode(
+    demo_copy: Workspace,
+) -> None:
+    """A voice that drifts shows where: each speaker's kept-take similarity in time order."""
+    from core.episodes.editor import mix_report, read_manifest
+    from tui.format import BARS, duration
+    from tui.screens.script import format_report
+
+    script = demo_copy.scripts_dir / "welcome.md"
+    episode = load_script(script, demo_copy)
+
+    class Drifting(PlantedScorer):
+        """Similarity falls line by line: 0.95, 0.85, 0.75, ..."""
+
+        def similarity(self, voice: str, clips: list) -> list[float | None]:  # type: ignore[override,type-arg]
+            return [round(0.95 - 0.1 * i, 2) for i in range(len(clips))]
+
+    demo_copy.settings.qa.rate_tolerance = 0.9
+    demo_copy.settings.qa.min_length_ratio, demo_copy.settings.qa.max_length_ratio = 0.1, 10.0
+    render_episode(demo_copy, script, backend="draft", retakes=1, scorer=Drifting(set()))
+    manifest = read_manifest(demo_copy, "welcome") or {}
+    report = mix_report(demo_copy, manifest, episode)
+    starts = {ln["index"]: ln["start_sec"] for ln in manifest["lines"]}
+    expected: dict[str, list[tuple[float, float]]] = {}
+    for entry in manifest["qa"]["lines"]:
+        kept = entry["candidates"][0]["scores"]["similarity"]
+        expected.setdefault(entry["speaker"], []).append((starts[entry["index"]], kept))
+    assert report.drift == {k: sorted(v) for k, v in expected.items()}
+    assert set(report.drift) == {"HOST", "GUEST"} and len(report.drift["HOST"]) == 4
+    shown = format_report(report).plain
+    assert "voice similarity along the episode" in shown
+    host = next(row for row in shown.splitlines() if row.startswith("HOST"))
+    bars = "".join(ch for ch in host if ch in BARS)
+    assert len(bars) == 4 and "lowest" in host
+    low_at, lowest = min(report.drift["HOST"], key=lambda p: p[1])
+    assert f"lowest {lowest:.2f} at {duration(low_at)}" in host

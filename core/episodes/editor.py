@@ -302,6 +302,10 @@ class MixReport:
     channels: str
     backend: str
     warnings: tuple[str, ...]
+    drift: dict[str, list[tuple[float, float]]] = field(default_factory=dict)
+    """Each speaker's similarity to their voice along the episode: ``(start_sec,
+    similarity)`` of every line line QA scored, in time order (:func:`similarity_timeline`)."""
+    min_similarity: float | None = None
 
     @property
     def loudness_ok(self) -> bool:
@@ -330,4 +334,29 @@ def mix_report(ws: Workspace, manifest: dict[str, Any], episode: Episode | None)
         channels=str(manifest.get("channels", "?")),
         backend=str(manifest.get("backend", "?")),
         warnings=tuple(str(w) for w in manifest.get("warnings") or []),
+        drift=similarity_timeline(manifest),
+        min_similarity=ws.settings.qa.min_similarity,
     )
+
+
+def similarity_timeline(manifest: dict[str, Any]) -> dict[str, list[tuple[float, float]]]:
+    """Each speaker's kept-take similarity against the line's start in the mix, in time
+    order, from a manifest with line QA (empty without): a voice that drifts after minute
+    12 shows as a fall there."""
+    qa = manifest.get("qa")
+    starts = {
+        entry.get("index"): entry.get("start_sec")
+        for entry in manifest.get("lines") or []
+        if isinstance(entry, dict)
+    }
+    timeline: dict[str, list[tuple[float, float]]] = {}
+    for entry in qa.get("lines") or [] if isinstance(qa, dict) else []:
+        try:
+            kept = next(c for c in entry["candidates"] if c["take"] == entry["kept_take"])
+            similarity = (kept.get("scores") or {}).get("similarity")
+            start = starts.get(entry["index"])
+        except (KeyError, TypeError, StopIteration):
+            continue
+        if isinstance(similarity, int | float) and isinstance(start, int | float):
+            timeline.setdefault(str(entry["speaker"]), []).append((float(start), float(similarity)))
+    return {speaker: sorted(points) for speaker, points in timeline.items()}

@@ -66,6 +66,7 @@ from core.episodes.synthesis.backends import Rendered
 from core.errors import ConsentError, PlaybackError, PodforgeError, VoiceError
 from core.progress import Cancelled
 from core.workspace import Workspace
+from tui.format import duration, sparkline
 from tui.messages import (
     Analysed,
     LineCached,
@@ -191,6 +192,16 @@ def format_report(report: MixReport) -> Text:
         text.append(f"{report.duration_sec:.1f} s\n")
     text.append("format     ", "dim")
     text.append(f"{report.sample_rate} Hz, {report.channels} ch, {report.backend} voice\n")
+    if report.drift:
+        text.append("\nvoice similarity along the episode (line QA)\n", "dim")
+        for speaker, points in sorted(report.drift.items()):
+            values = [similarity for _, similarity in points]
+            low_at, lowest = min(points, key=lambda point: point[1])
+            weak = report.min_similarity is not None and lowest < report.min_similarity
+            text.append(f"{speaker:<10} ", "bold")
+            text.append(sparkline(values), "yellow" if weak else "green")
+            where = f"  lowest {lowest:.2f} at {duration(low_at)}\n"
+            text.append(where, "bold yellow" if weak else "")
     for warning in report.warnings:
         text.append(f"\n⚠ {warning}", "yellow")
     return text
