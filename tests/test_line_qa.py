@@ -321,3 +321,32 @@ def test_lint_flags_what_voices_misread_at_its_column(tmp_path: Path) -> None:
     assert text.startswith('# names\nGIF = "jif"\n') and text.count("NASA") == 1
     assert dict(load_pronunciations(tmp_path).entries)["NASA"] == "nah sah"
     assert "NASA" not in [h.token for h in lint_lines(lines, source, lexicon, {})]
+
+
+@pytest.mark.slow  # the tiny CSM, whisper and ECAPA, for real
+def test_line_qa_through_the_real_scorer_and_trained_voices(
+    demo_copy: Workspace, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The path a user runs: trained voices, faster-whisper and ECAPA (the tiny stand-ins,
+    whose figures mean nothing); every line scored, with a transcript and a similarity,
+    and the retakes batched through the CSM engine."""
+    from tests.conftest import make_tiny_voice
+
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    make_tiny_voice(demo_copy, "alice", seed=1)
+    make_tiny_voice(demo_copy, "bob", seed=2)
+    script = demo_copy.scripts_dir / "short.md"
+    script.write_text(
+        '+++\ntitle = "Short"\n[speakers]\nA = "alice"\nB = "bob"\n+++\n\n'
+        "A: It cost $5 in 1990.\nB: Thanks.\n"
+    )
+    result = render_episode(demo_copy, script, backend="csm", retakes=2)
+    assert result.qa is not None and len(result.qa) == 2
+    for verdict in result.qa:
+        first = verdict.candidates[0].scores
+        assert first is not None and first.transcript is not None
+        assert first.similarity is not None and -1.0 <= first.similarity <= 1.0
+        assert first.reference in ("It cost five dollars in nineteen ninety.", "Thanks.")
+        assert 1 <= len(verdict.candidates) <= 2
+    manifest = json.loads(result.exported.manifest.read_text())
+    assert manifest["qa"]["summary"]["lines"] == 2
