@@ -23,6 +23,7 @@ from core.evaluation.evaluate import (
     number_to_words,
     wer,
 )
+from core.evaluation.text import NORMALISER, WHISPER_NORMALISER, whisper_normalise
 from core.settings import parse_settings, settings_to_toml
 from core.workspace import Workspace
 from tests.conftest import REPO, make_tiny_voice
@@ -145,11 +146,11 @@ def evaluable(own_cache: Path, demo_copy: Workspace) -> Workspace:
 
 ITEM_FIELDS = {
     "text", "hypothesis", "wer", "cer", "similarity", "rtf", "seconds", "render_seconds",
-    "segment_id",
+    "segment_id", "wer_whisper",
 }  # fmt: skip
 AGGREGATES = {
     "wer", "cer", "similarity", "reference_similarity", "rtf", "render_seconds",
-    "audio_seconds", "load_seconds", "items",
+    "audio_seconds", "load_seconds", "items", "wer_whisper",
 }  # fmt: skip
 
 
@@ -188,6 +189,16 @@ def test_eval_command_end_to_end_with_tiny_models(evaluable: Workspace) -> None:
     assert doc["passed"] is False
     assert doc["anchors"] == ["voices/alice/anchors/anchor-1.wav"]
     assert doc["models"] == {"tts": "tiny", "asr": "tiny", "speaker": "tiny"}
+    # Which normaliser made each figure; WER in Whisper's form beside ours, recomputed here.
+    assert doc["normalisers"] == {
+        "wer": NORMALISER, "cer": NORMALISER, "wer_whisper": WHISPER_NORMALISER,
+    }  # fmt: skip
+    kept = [
+        (whisper_normalise(i["text"]), whisper_normalise(i["hypothesis"])) for i in doc["items"]
+    ]
+    kept = [(r, h) for r, h in kept if r]
+    expected = corpus_wer([r for r, _ in kept], [h for _, h in kept], normalised=False)
+    assert doc["aggregates"]["wer_whisper"] == pytest.approx(expected)
 
 
 @pytest.mark.slow

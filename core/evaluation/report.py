@@ -21,8 +21,9 @@ from core.workspace import Workspace
 
 __all__ = ["REPORT_SCHEMA", "EvalItem", "EvalReport", "latest_report", "save_report"]
 
-REPORT_SCHEMA = 2
-"""2: ``segment_ids``, ``split_seed`` and each item's ``segment_id`` added."""
+REPORT_SCHEMA = 3
+"""2: ``segment_ids``, ``split_seed`` and each item's ``segment_id`` added. 3:
+``normalisers``, ``aggregates.wer_whisper`` and each item's ``wer_whisper``."""
 
 
 @dataclass
@@ -43,6 +44,8 @@ class EvalItem:
     """Wall time the render took."""
     segment_id: int | None = None
     """The held-out segment whose transcript this is; ``None`` for ``--texts``."""
+    wer_whisper: float | None = None
+    """WER after Whisper's English normaliser (the leaderboards' form)."""
 
 
 @dataclass
@@ -78,6 +81,10 @@ class EvalReport:
     the reference similarity): none of them is in a ``split.json`` ``train`` list of the
     voice's runs, since both come from the splits stored in the catalog."""
     split_seed: int | None = None
+    wer_whisper: float | None = None
+    """Corpus WER after Whisper's English normaliser; ``None`` when no text survives it."""
+    normalisers: dict[str, str] = field(default_factory=dict)
+    """Which normaliser each figure was computed in (``wer``/``cer``, ``wer_whisper``)."""
     path: Path | None = None
     """Where the report was saved."""
 
@@ -94,12 +101,14 @@ class EvalReport:
             "seed": self.seed,
             "texts_source": self.texts_source,
             "models": dict(self.models),
+            "normalisers": dict(self.normalisers),
             "anchors": list(self.anchors),
             "notes": list(self.notes),
             "split_seed": self.split_seed,
             "segment_ids": list(self.segment_ids),
             "aggregates": {
                 "wer": self.wer,
+                "wer_whisper": self.wer_whisper,
                 "cer": self.cer,
                 "similarity": self.similarity,
                 "reference_similarity": self.reference_similarity,
