@@ -167,6 +167,8 @@ def test_eval_command_end_to_end_with_tiny_models(evaluable: Workspace) -> None:
     for gate in ("wer", "cer", "similarity", "rtf"):
         assert gate in result.output
     assert "FAIL" in result.output
+    assert "WER in Whisper's English form" in result.output
+    assert "similarity text by text, in render order:" in result.output
 
     files = sorted((evaluable.voices_dir / "alice" / "eval").glob("*.json"))
     assert len(files) == 1

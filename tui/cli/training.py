@@ -104,6 +104,7 @@ def eval_cmd(workspace: Path, voice: str, texts_file: Path | None, seed: int, dr
     from core.evaluation.gates import bound
     from core.workspace import Workspace
     from tui.cli.bars import StderrBars
+    from tui.format import sparkline
 
     ws = Workspace.open(workspace)
     texts = read_texts(texts_file) if texts_file is not None else None
@@ -130,6 +131,18 @@ def eval_cmd(workspace: Path, voice: str, texts_file: Path | None, seed: int, dr
             "[green]PASS[/]" if passed else "[red]FAIL[/]",
         )
     out.print(table)
+    if report.wer_whisper is not None:
+        out.print(
+            f"WER in Whisper's English form (for published figures): {report.wer_whisper:.3f}"
+        )
+    scored = [(i, item.similarity) for i, item in enumerate(report.items, 1)]
+    values = [sim for _, sim in scored if sim is not None]
+    if values:
+        at, lowest = min(((i, sim) for i, sim in scored if sim is not None), key=lambda p: p[1])
+        out.print(
+            f"similarity text by text, in render order: {sparkline(values)}  "
+            f"lowest {lowest:.2f} (text {at})"
+        )
     click.echo(f"report: {report.path}")
     if not report.passed:
         click.echo(f"failed gate(s): {', '.join(report.failed_gates)}")
