@@ -439,6 +439,9 @@ def test_export_files_manifest_and_chapters(tmp_path: Path) -> None:
     assert sorted(p.name for p in (tmp_path / "ep").iterdir()) == [
         "chapters.json",
         "ep1.mp3",
+        "ep1.srt",
+        "ep1.transcript.json",
+        "ep1.vtt",
         "ep1.wav",
         "manifest.json",
     ]
@@ -460,7 +463,10 @@ def test_export_files_manifest_and_chapters(tmp_path: Path) -> None:
     assert manifest["lufs"] == pytest.approx(-19.0, abs=0.5)
     assert manifest["true_peak_dbtp"] <= -1.0
     assert manifest["script"] == "x.md"
-    assert manifest["files"] == {"wav": "ep1.wav", "mp3": "ep1.mp3", "chapters": "chapters.json"}
+    assert manifest["files"] == {
+        "wav": "ep1.wav", "mp3": "ep1.mp3", "chapters": "chapters.json",
+        "transcripts": {"srt": "ep1.srt", "vtt": "ep1.vtt", "json": "ep1.transcript.json"},
+    }  # fmt: skip
     assert [entry["index"] for entry in manifest["lines"]] == [0, 1, 2, 3]
     first = manifest["lines"][1]
     assert first == {

@@ -1,10 +1,13 @@
-"""Episode delivery: the files of a mastered episode (WAV, MP3, chapters, manifest).
+"""Episode delivery: the files of a mastered episode (WAV, MP3, chapters, transcripts,
+manifest).
 
 :func:`export_episode` writes ``<name>.wav`` (PCM_16), ``<name>.mp3`` (constant
 bitrate, through soundfile/libsndfile and LAME), ``chapters.json`` (Podcasting 2.0
-JSON chapters, version 1.2.0) and ``manifest.json``, each atomically (``manifest.json``
-last). The same result gives byte-identical files. :func:`render_episode_files
-<core.episodes.master.render_episode_files>` writes the same files as it streams.
+JSON chapters, version 1.2.0), the transcripts (``<name>.srt``, ``<name>.vtt``,
+``<name>.transcript.json``: :mod:`core.episodes.transcripts`) and ``manifest.json``, each
+atomically (``manifest.json`` last). The same result gives byte-identical files.
+:func:`render_episode_files <core.episodes.master.render_episode_files>` writes the same
+files as it streams.
 
 The manifest and chapters are written from :class:`EpisodeFacts`, the part that the
 in-memory and the streamed master's results share; the MP3 is :mod:`core.audio.mp3`.
@@ -24,6 +27,7 @@ from core.atomic import atomic_write_bytes, atomic_write_text
 from core.audio.io import write_wav
 from core.audio.mp3 import encode_mp3
 from core.episodes.mixing import PlacedLine
+from core.episodes.transcripts import srt, transcript_json, vtt
 
 if TYPE_CHECKING:
     from core.episodes.master import MasteredEpisode, MixResult
@@ -55,6 +59,10 @@ class ExportedEpisode:
     mp3: Path
     manifest: Path
     chapters: Path
+    srt: Path
+    vtt: Path
+    transcript: Path
+    """The Podcasting 2.0 JSON transcript (:mod:`core.episodes.transcripts`)."""
 
 
 @dataclass(frozen=True, eq=False, kw_only=True)
@@ -91,6 +99,9 @@ def episode_paths(folder: Path, name: str) -> ExportedEpisode:
         mp3=folder / f"{name}.mp3",
         manifest=folder / "manifest.json",
         chapters=folder / "chapters.json",
+        srt=folder / f"{name}.srt",
+        vtt=folder / f"{name}.vtt",
+        transcript=folder / f"{name}.transcript.json",
     )
 
 
@@ -121,8 +132,12 @@ def export_episode(
 def write_chapters_and_manifest(
     paths: ExportedEpisode, result: EpisodeFacts, manifest: Mapping[str, Any]
 ) -> None:
-    """Write ``chapters.json``, then ``manifest.json`` (last: the export is complete)."""
+    """Write ``chapters.json`` and the transcripts, then ``manifest.json`` (last: the export
+    is complete)."""
     atomic_write_text(paths.chapters, _json(chapters_json(result)))
+    atomic_write_text(paths.srt, srt(result.lines))
+    atomic_write_text(paths.vtt, vtt(result.lines))
+    atomic_write_text(paths.transcript, _json(transcript_json(result.lines)))
     atomic_write_text(paths.manifest, _json(manifest))
 
 
@@ -158,6 +173,11 @@ def manifest_for(
             "wav": f"{name}.wav",
             "mp3": f"{name}.mp3",
             "chapters": "chapters.json",
+            "transcripts": {
+                "srt": f"{name}.srt",
+                "vtt": f"{name}.vtt",
+                "json": f"{name}.transcript.json",
+            },
         },
         "mp3": {"bitrate_kbps": bitrate, "mode": "CBR"},
         "lines": [
