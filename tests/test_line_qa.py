@@ -227,12 +227,18 @@ def test_a_take_chosen_by_ear_is_kept(demo_copy: Workspace) -> None:
     script = demo_copy.scripts_dir / "welcome.md"
     line = load_script(script, demo_copy).lines[0]
     save_choice(demo_copy, "welcome", line.voice, line.text, 2)
-    result = render_episode(
-        demo_copy, script, backend="draft", retakes=0, scorer=PlantedScorer(set())
-    )
+    scorer = PlantedScorer(set())
+    result = render_episode(demo_copy, script, backend="draft", retakes=1, scorer=scorer)
     assert result.qa is not None
     chosen = next(v for v in result.qa if v.index == line.index)
     assert chosen.how == "by ear" and chosen.kept.take == 2 and not chosen.suspect
+    # With line QA off the chosen take is still kept, and nothing is scored (no ASR needed).
+    calls = PlantedScorer(set())
+    off = render_episode(demo_copy, script, backend="draft", retakes=0, scorer=calls)
+    assert off.qa is None and calls.calls == 0
+    manifest = json.loads(off.exported.manifest.read_text())
+    kept = next(ln for ln in manifest["lines"] if ln["index"] == line.index)
+    assert kept["seed"] == chosen.kept.seed and "qa" not in manifest
 
 
 def test_strict_render_exits_non_zero_with_a_summary(demo_copy: Workspace) -> None:

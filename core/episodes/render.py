@@ -228,12 +228,13 @@ def render_episode(
     candidates = ws.settings.render.retakes if retakes is None else retakes
     choices = load_choices(ws, name)
     verdicts: list[LineVerdict] | None = None
-    if candidates or choices:
-        verdicts, timeline = _check(
+    if candidates or choices:  # without QA, only the takes chosen by ear are swapped in
+        checked, timeline = _check(
             ws, engine, cache, folder, lines, spoken, seed, timeline,
             candidates=max(1, candidates), choices=choices, scorer=scorer,
-            keys=keys, report=report,
+            keys=keys, report=report, score=bool(candidates),
         )  # fmt: skip
+        verdicts = checked if candidates else None
     cache.prune(keys)
     settings = episode_mix_settings(ws, episode, timeline)
 
@@ -293,6 +294,7 @@ def _check(
     scorer: Scorer | None,
     keys: set[str],
     report: Callable[[int, int, str], None],
+    score: bool = True,
 ) -> tuple[list[LineVerdict], list[Any]]:
     """Line QA and retakes over the rendered lines; the timeline with each line's kept
     candidate. Adds the candidates' cache keys to ``keys``."""
@@ -304,7 +306,7 @@ def _check(
                  choices.get(choice_id(line.voice, line.text)))
         for line in lines
     ]  # fmt: skip
-    if scorer is None:
+    if scorer is None and score:
         scorer = ModelScorer(ws, identity_check=engine.name != "draft")
     scores = ScoreCache(folder / "qa")
 
@@ -318,7 +320,7 @@ def _check(
             candidates=candidates,
             limits=ws.settings.qa,
             rates={voice: speaker_rates(ws, voice) for voice in {line.voice for line in lines}},
-            scorer=scorer,
+            scorer=scorer if score else None,
             scores=scores,
             cache=cache,
             key_of=lambda line, own: line_key(engine, line, own, settings),
@@ -327,7 +329,8 @@ def _check(
             report=report,
         )
     keys |= used
-    scores.prune(score_keys)
+    if score:
+        scores.prune(score_keys)
     kept = {verdict.index: verdict.kept for verdict in verdicts}
     out = []
     for item in timeline:

@@ -317,7 +317,7 @@ def check_lines(
     candidates: int,
     limits: QaLimits,
     rates: Mapping[str, RateRange],
-    scorer: Scorer,
+    scorer: Scorer | None,
     scores: ScoreCache,
     cache: RenderCache,
     key_of: Callable[[Line, int], str],
@@ -328,7 +328,8 @@ def check_lines(
     """Score every line's first candidate (rendered already, or now), render more for each
     suspect line, up to ``candidates`` in all (a batch of the voice engine per take); keep the
     first passing candidate, else the least bad (:func:`~core.episodes.qa.badness`); a line
-    chosen by ear keeps that take. Returns the verdicts, in ``jobs`` order, and the render
+    chosen by ear keeps that take. ``scorer=None``: no QA, only the takes chosen by ear
+    (``candidates`` must then be 1). Returns the verdicts, in ``jobs`` order, and the render
     and score cache keys in use."""
     verdicts = {
         job.line.index: LineVerdict(
@@ -361,15 +362,18 @@ def check_lines(
             made = render([(job.spoken, cand.seed) for job, cand in batch])
             for (_, cand), rendered in zip(batch, made, strict=True):
                 cache.put(cand.key, rendered)
-        _score(round_jobs, scorer, scores, cache, score_keys, report)
+        if scorer is not None:
+            _score(round_jobs, scorer, scores, cache, score_keys, report)
         still = []
         for job, cand in round_jobs:
             audio_keys.add(cand.key)
-            assert cand.scores is not None  # nosec B101  # filled by _score above
-            cand.reasons = judge(cand.scores, limits, rates[job.line.voice])
+            if cand.scores is not None:
+                cand.reasons = judge(cand.scores, limits, rates[job.line.voice])
             verdict = verdicts[job.line.index]
             verdict.candidates.append(cand)
-            if job.chosen_take is not None:
+            if scorer is None:  # QA off: a take chosen by ear is all that counts
+                verdict.how = "by ear" if job.chosen_take is not None else "unchecked"
+            elif job.chosen_take is not None:
                 verdict.chosen, verdict.how = len(verdict.candidates) - 1, "by ear"
             elif not cand.reasons:
                 verdict.chosen, verdict.how = len(verdict.candidates) - 1, "passed"
