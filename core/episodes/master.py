@@ -47,6 +47,7 @@ from core.episodes.mixing import (
     _ramp,
     _samples,
 )
+from core.episodes.tags import Mp3Tags, write_id3
 from core.progress import CancelCheck, StageProgress, check_cancel
 
 __all__ = [
@@ -192,6 +193,7 @@ def render_episode_files(
     progress: StageProgress | None = None,
     cancel: CancelCheck | None = None,
     window_sec: float = _WINDOW_SEC,
+    tags: Mp3Tags | None = None,
 ) -> tuple[ExportedEpisode, MasteredEpisode]:
     """Mix, master and export an episode of any length in bounded memory.
 
@@ -207,7 +209,8 @@ def render_episode_files(
     ``progress(stage, done_sec, total_sec)`` follows each window, and ``cancel()`` is polled
     there: once true the render stops with :class:`~core.progress.Cancelled` before the
     episode's files are replaced. The intermediate file is removed at the end, also on
-    errors. Room tone is not offered here.
+    errors. Room tone is not offered here. ``tags``: ID3 provenance and chapters written into
+    the MP3 before it is moved into place (:func:`core.episodes.tags.write_id3`).
     """
     if settings.room_tone_db is not None:
         raise ValueError("room tone is not offered by the streamed render; use mix_episode")
@@ -325,6 +328,8 @@ def render_episode_files(
                     break
                 gain = wanted
                 label = f"{STAGE_MASTER} (loudness round {rounds + 1})"
+            if tags is not None:
+                write_id3(mp3_tmp, tags, plan.chapters, n / sr if sr else 0.0)
         mastered = MasteredEpisode(
             sample_rate=sr,
             channels=channels,

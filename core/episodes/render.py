@@ -50,6 +50,7 @@ from core.episodes.retakes import (
 from core.episodes.script import Chapter, Episode, Line, MusicCue, Pause, SfxCue
 from core.episodes.synthesis.backends import Backend, Rendered, make_backend
 from core.episodes.synthesis.cache import RenderCache, cache_key
+from core.episodes.tags import Mp3Tags, find_cover
 from core.episodes.target import master_target, stereo_master
 from core.errors import FolderSafetyError, PodforgeError, VoiceError
 from core.progress import CancelCheck, Progress, check_cancel
@@ -250,6 +251,7 @@ def render_episode(
         title=episode.title,
         tmp_dir=ws.root / ".tmp",
         mp3_bitrate_kbps=ws.settings.episode.mp3_bitrate_kbps,
+        tags=episode_tags(ws, episode, engine.name),
         extra_manifest={
             "script": script_path.relative_to(ws.root).as_posix()
             if script_path.is_relative_to(ws.root)
@@ -341,6 +343,25 @@ def _check(
             item = dataclasses.replace(item, audio=ref, seed=kept[item.index].seed)
         out.append(item)
     return verdicts, out
+
+
+def episode_tags(ws: Workspace, episode: Episode, backend: str) -> Mp3Tags:
+    """The MP3's provenance: title, the workspace as the show, the cover from ``assets/``,
+    and the statement that the speech is synthetic, by whom and with what."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        made_by = f"podforge {version('podforge')}"
+    except PackageNotFoundError:
+        made_by = "podforge"
+    voices = ", ".join(f"{tag} ({voice})" for tag, voice in sorted(episode.speakers.items()))
+    kind = "the espeak-ng draft voice" if backend == "draft" else "cloned voices (CSM + LoRA)"
+    return Mp3Tags(
+        title=episode.title,
+        show=ws.settings.name,
+        provenance=f"synthetic speech: {voices}, with {kind}; made by {made_by}",
+        cover=find_cover(ws.root / "assets"),
+    )
 
 
 def speaker_rates(ws: Workspace, voice: str) -> RateRange:
