@@ -58,3 +58,15 @@ def test_ffprobe_sees_the_chapters(demo_copy: Workspace) -> None:
     starts = [float(c["start_time"]) for c in found]
     assert starts == pytest.approx([c["start_sec"] for c in manifest["chapters"]], abs=0.002)
     assert data["format"]["tags"]["title"] == manifest["title"]
+
+
+def test_the_wav_carries_the_same_facts_in_its_info_chunk(demo_copy: Workspace) -> None:
+    import soundfile as sf
+
+    result = _render(demo_copy)
+    with sf.SoundFile(str(result.exported.wav)) as wav:
+        assert wav.title == json.loads(result.exported.manifest.read_text())["title"]
+        assert wav.album == demo_copy.settings.name
+        assert wav.comment.startswith("synthetic speech:") and "podforge" in wav.software
+    raw = result.exported.wav.read_bytes()
+    assert b"LIST" in raw and b"INFO" in raw and b"ICMT" in raw  # the chunk, not a sidecar

@@ -210,7 +210,8 @@ def render_episode_files(
     there: once true the render stops with :class:`~core.progress.Cancelled` before the
     episode's files are replaced. The intermediate file is removed at the end, also on
     errors. Room tone is not offered here. ``tags``: ID3 provenance and chapters written into
-    the MP3 before it is moved into place (:func:`core.episodes.tags.write_id3`).
+    the MP3 before it is moved into place (:func:`core.episodes.tags.write_id3`), and the
+    same facts in the WAV's ``LIST/INFO`` chunk.
     """
     if settings.room_tone_db is not None:
         raise ValueError("room tone is not offered by the streamed render; use mix_episode")
@@ -275,6 +276,9 @@ def render_episode_files(
                     open(mix_path, "rb") as f,
                 ):
                     report(label, 0, total_sec)
+                    if tags is not None:  # LIST/INFO: INAM, IPRD, ICMT, ISFT
+                        wav.title, wav.album = tags.title, tags.show
+                        wav.comment, wav.software = tags.provenance, tags.software
                     for a in range(0, n, window):
                         b = min(n, a + window)
                         lo, hi = max(0, a - LIMIT_CONTEXT), min(n, b + LIMIT_CONTEXT)

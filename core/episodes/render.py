@@ -361,6 +361,7 @@ def episode_tags(ws: Workspace, episode: Episode, backend: str) -> Mp3Tags:
         show=ws.settings.name,
         provenance=f"synthetic speech: {voices}, with {kind}; made by {made_by}",
         cover=find_cover(ws.root / "assets"),
+        software=made_by,
     )
 
 

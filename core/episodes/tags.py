@@ -6,7 +6,9 @@ made it).
 one ordered top-level ``CTOC`` (the ID3 chapter addendum players read), a cover (``APIC``)
 when the workspace has ``assets/cover.jpg`` or ``.png``, and a ``TXXX`` frame
 ``SYNTHETIC_SPEECH`` saying that the speech is synthetic, which voices spoke and which
-podforge version made it. Tags are ID3v2.4, UTF-8.
+podforge version made it. Tags are ID3v2.4, UTF-8. The streamed master writes the same
+title, show and statement into the WAV's ``LIST/INFO`` chunk (``INAM``, ``IPRD``, ``ICMT``,
+``ISFT``, through libsndfile).
 """
 
 from __future__ import annotations
@@ -33,6 +35,8 @@ class Mp3Tags:
     provenance: str
     """The ``SYNTHETIC_SPEECH`` statement: synthetic, which voices, which podforge."""
     cover: Path | None = None
+    software: str = "podforge"
+    """What made the file (the WAV's ``ISFT``)."""
 
 
 def find_cover(assets: Path) -> Path | None:
