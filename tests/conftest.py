@@ -128,6 +128,11 @@ def make_tiny_voice(
         "anchors": [{"file": "anchors/anchor-1.wav", "text": "Hello there."}],
     }
     (folder / "voice.toml").write_text(tomli_w.dumps(meta))
+    if ws.settings.speakers.get(speaker) and ws.settings.speakers[speaker].consent:
+        from core.voices.consent import bind_consent
+        from core.voices.folder import VoiceFolder
+
+        bind_consent(ws, speaker, VoiceFolder(folder))  # as the voice export does
 
 
 def delete_catalog(ws: Workspace) -> None:

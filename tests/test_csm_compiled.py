@@ -207,10 +207,10 @@ def trio(demo_copy: Workspace, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) 
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
     make_tiny_voice(demo_copy, "alice", seed=1)
     make_tiny_voice(demo_copy, "bob", seed=2, rank=8, alpha=32)
+    demo_copy.add_speaker("carol", new_consent("Carol C", "form 1"))
     make_tiny_voice(
         demo_copy, "carol", seed=3, targets=r"backbone_model\.layers\.\d+\.mlp\.up_proj"
     )
-    demo_copy.add_speaker("carol", new_consent("Carol C", "form 1"))
     return demo_copy
 
 

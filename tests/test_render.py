@@ -199,6 +199,8 @@ def test_a_consent_scope_without_synthesis_refuses_the_trained_voice(
     from core.errors import ConsentError
     from core.evaluation.evaluate import evaluate_voice
     from core.settings import new_consent
+    from core.voices.consent import bind_consent
+    from core.voices.folder import VoiceFolder
 
     script = _carol_with_a_voice(workspace)
     workspace.add_speaker("carol", new_consent("Carol C", "form 3", scope="training only"))
@@ -207,6 +209,10 @@ def test_a_consent_scope_without_synthesis_refuses_the_trained_voice(
     with pytest.raises(ConsentError, match="'carol'"):
         evaluate_voice(workspace, "carol", texts=["Hello there."])
     workspace.add_speaker("carol", new_consent("Carol C", "form 4"))  # the default scope
+    # The voice was exported before any consent: it must be exported (bound) again.
+    with pytest.raises(ConsentError, match="carries no consent record"):
+        CsmBackend(workspace).voice_folder("carol")
+    bind_consent(workspace, "carol", VoiceFolder.for_speaker(workspace, "carol"))
     assert CsmBackend(workspace).voice_folder("carol") == workspace.voices_dir / "carol"
 
 

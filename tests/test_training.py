@@ -78,6 +78,12 @@ def test_detached_worker_trains_and_exports_a_loadable_adapter(trainable: Worksp
 
     meta = tomllib.loads((voice / "voice.toml").read_text())
     assert meta["step"] == 12 and meta["base_model"] == "tiny" and meta["anchors"][0]["text"]
+    from core.voices.consent import consent_record
+    from core.voices.folder import VoiceFolder, trained_voice
+
+    consent = trainable.speaker("alice").consent
+    assert consent is not None and meta["consent"] == consent_record("alice", consent)
+    assert trained_voice(trainable, "alice") == VoiceFolder(voice)  # the export is usable
 
     from peft import PeftModel
 

@@ -4,12 +4,14 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from core.dataset.ingest import NO_TEXT_FLAG, OTHER_SPEAKER_FLAG
 from core.errors import ConsentError, VoiceError
 from core.records import QC, Segment
 from core.voices import VoiceFolder, anchor_paths, best_anchors, is_anchor_length, voice_anchors
+from core.voices.consent import bind_consent
 from core.voices.folder import (
     REFERENCE_ANCHORS,
     REFERENCE_FLAGS,
@@ -73,6 +75,13 @@ def test_a_trained_voice_needs_consent_first_then_an_adapter(workspace: Workspac
     folder = VoiceFolder.for_speaker(workspace, "alice")
     folder.adapter.mkdir(parents=True)
     folder.adapter_config.write_text("{}")
+    # An adapter alone is not enough: the voice must carry the speaker's consent record.
+    with pytest.raises(ConsentError, match="carries no consent record"):
+        trained_voice(workspace, "alice")
+    from safetensors.numpy import save_file
+
+    save_file({"w": np.zeros(2, np.float32)}, str(folder.adapter / "adapter_model.safetensors"))
+    bind_consent(workspace, "alice", folder)
     assert trained_voice(workspace, "alice") == folder
 
 

@@ -27,6 +27,7 @@ from core.settings import SPEAKER_NAME
 from core.training.checkpoints import ADAPTER, checkpoint_step, newest_checkpoint
 from core.training.protocol import read_metrics
 from core.training.runs import RunConfig
+from core.voices.consent import bind_consent
 from core.voices.folder import (
     ADAPTER_CONFIG,
     VoiceFolder,
@@ -77,6 +78,7 @@ def export_adapter(ws: Workspace, run_dir: Path, checkpoint: Path | None = None)
                 "anchors": anchor_rows,
             }
         )
+        bind_consent(ws, config.speaker, staging)  # voice.toml [consent] + adapter metadata
         swap_in_folder(
             staging.root, target.root, kind=VOICE_KIND, parent=ws.voices_dir,
             adopt=is_unmarked_voice,

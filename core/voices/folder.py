@@ -112,7 +112,9 @@ class VoiceFolder:
 def trained_voice(ws: Workspace, speaker: str) -> VoiceFolder:
     """The speaker's voice folder, checked for use in synthesis: a
     :class:`~core.errors.ConsentError` when the consent does not cover synthesis (checked
-    first), a one-line :class:`VoiceError` when no adapter was exported. Loads no model."""
+    first), a one-line :class:`VoiceError` when no adapter was exported, and a
+    ``ConsentError`` when the voice does not carry the workspace's consent record for the
+    speaker (:func:`core.voices.consent.check_voice_consent`). Loads no model."""
     ws.require_consent(speaker, "synthesis")
     folder = VoiceFolder.for_speaker(ws, speaker)
     if not folder.is_trained():
@@ -121,6 +123,9 @@ def trained_voice(ws: Workspace, speaker: str) -> VoiceFolder:
             f"train one with `podforge train {ws.root} --speaker {speaker}` and export "
             "it, or render with --draft"
         )
+    from core.voices.consent import check_voice_consent
+
+    check_voice_consent(ws, speaker, folder)  # the voice carries this very consent
     return folder
 
 
