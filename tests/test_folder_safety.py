@@ -8,6 +8,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from core.atomic import FOLDER_MARKER, folder_kind
@@ -97,16 +98,21 @@ def test_ljspeech_ids_are_safe_and_unique() -> None:
 # ------------------------------------------------------------------ voices/<speaker>/
 
 
+WEIGHTS = np.arange(4, dtype=np.float32)
+
+
 def _run_with_a_checkpoint(ws: Workspace, speaker: str = "alice") -> Path:
-    """A run as training leaves it: config.toml and one checkpoint (its files are copied by the
-    export, not loaded, so plain bytes stand in for the weights)."""
+    """A run as training leaves it: config.toml and one checkpoint (a small safetensors file
+    stands in for the weights: the export stamps the consent hash into its metadata)."""
+    from safetensors.numpy import save_file
+
     from core.training.runs import create_run
 
     run_dir = create_run(ws, speaker, steps=2)
     checkpoint = run_dir / "checkpoints" / "step-2"
     (checkpoint / "adapter").mkdir(parents=True)
     (checkpoint / "adapter" / "adapter_config.json").write_text("{}\n")
-    (checkpoint / "adapter" / "adapter_model.safetensors").write_bytes(b"weights")
+    save_file({"w": WEIGHTS}, str(checkpoint / "adapter" / "adapter_model.safetensors"))
     (checkpoint / "state.pt").write_bytes(b"state")
     return run_dir
 
@@ -129,7 +135,11 @@ def test_a_voice_export_never_replaces_a_folder_podforge_did_not_make(
     voice.rmdir()
     assert export_adapter(accepted, run_dir) == voice
     assert folder_kind(voice) == "voice"
-    assert (voice / "adapter" / "adapter_model.safetensors").read_bytes() == b"weights"
+    from safetensors.numpy import load_file
+
+    assert np.array_equal(
+        load_file(str(voice / "adapter" / "adapter_model.safetensors"))["w"], WEIGHTS
+    )
     export_adapter(accepted, run_dir)  # ours now: replaced
     assert sorted(p.name for p in accepted.voices_dir.iterdir()) == ["alice"]
 

@@ -66,3 +66,15 @@ def test_another_or_no_record_or_a_tampered_adapter_is_refused(voiced: Workspace
     # Exported again under the new record: usable.
     bind_consent(voiced, "alice", folder)
     assert trained_voice(voiced, "alice") == folder
+
+
+def test_an_unreadable_adapter_is_one_line(workspace: Workspace) -> None:
+    from core.errors import VoiceError
+
+    folder = VoiceFolder.for_speaker(workspace, "alice")
+    folder.adapter.mkdir(parents=True)
+    (folder.adapter / "adapter_model.safetensors").write_bytes(b"not weights")
+    with pytest.raises(VoiceError) as info:
+        bind_consent(workspace, "alice", folder)
+    assert "not a readable safetensors adapter" in str(info.value)
+    assert "\n" not in str(info.value)

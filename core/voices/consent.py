@@ -21,7 +21,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from core.errors import ConsentError
+from core.errors import ConsentError, VoiceError, one_line
 from core.settings import Consent
 from core.voices.folder import VoiceFolder
 from core.workspace import Workspace
@@ -101,8 +101,14 @@ def _write_adapter_hash(path: Path, sha256: str) -> None:
 
     from core.atomic import atomic_write_bytes
 
-    with safe_open(str(path), framework="pt") as weights:
-        meta: dict[str, str] = dict(weights.metadata() or {})
-        tensors = {key: weights.get_tensor(key) for key in weights.keys()}  # noqa: SIM118
+    try:
+        with safe_open(str(path), framework="pt") as weights:
+            meta: dict[str, str] = dict(weights.metadata() or {})
+            tensors = {key: weights.get_tensor(key) for key in weights.keys()}  # noqa: SIM118
+    except Exception as exc:  # safetensors raises its own error type (not an OSError)
+        raise VoiceError(
+            f"{path}: not a readable safetensors adapter ({one_line(exc, first_line=True)}); "
+            "export another checkpoint"
+        ) from None
     meta[ADAPTER_KEY] = sha256
     atomic_write_bytes(path, save(tensors, metadata=meta))
