@@ -130,6 +130,9 @@ class EpisodeMaster:
     """0: 48000 when the episode has music or effects, else ``audio.sample_rate``."""
     stereo: bool = False
     mp3_bitrate_kbps: int = 128
+    preset: str = ""
+    """A platform's loudness for every episode (``apple``, ``spotify``, ``youtube``,
+    ``ebu-r128``, ``aes-speech``); empty: ``audio.target_lufs`` (-16 for stereo)."""
 
 
 @dataclass
@@ -391,6 +394,10 @@ def _check_ranges(s: Settings) -> None:
             "'episode.mp3_bitrate_kbps' must be one of 32..160 (an MPEG bitrate, e.g. 128)",
         ),
         (0 <= s.render.retakes <= 10, "'render.retakes' must lie in 0..10"),
+        (
+            s.episode.preset in ("", "apple", "spotify", "youtube", "ebu-r128", "aes-speech"),
+            "'episode.preset' must be apple, spotify, youtube, ebu-r128, aes-speech or empty",
+        ),
         (s.qa.max_wer >= 0.0 and s.qa.max_cer >= 0.0, "'qa.max_wer' and 'qa.max_cer' must be >= 0"),
         (-1.0 <= s.qa.min_similarity <= 1.0, "'qa.min_similarity' must lie in -1..1"),
         (0.0 <= s.qa.rate_tolerance < 1.0, "'qa.rate_tolerance' must lie in 0..1"),

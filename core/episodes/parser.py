@@ -50,6 +50,7 @@ from core.episodes.script import (
     Span,
     sentences,
 )
+from core.episodes.target import LOUDNESS_PRESETS
 from core.errors import ScriptError
 from core.settings import SPEAKER_NAME
 
@@ -94,6 +95,7 @@ _MIX_RULES: dict[str, tuple[type, float, float]] = {
     "target_lufs": (float, -40.0, -10.0),
     "true_peak_dbtp": (float, -12.0, 0.0),
     "sample_rate": (int, 24000, 48000),
+    "preset": (str, 0, 0),
 }
 
 
@@ -398,6 +400,12 @@ class _Parser:
                     f"unknown [mix] key {key!r}; expected one of {', '.join(_MIX_RULES)}",
                 )
             kind, low, high = rule
+            if kind is str:  # preset: one of the named platform targets
+                if value not in LOUDNESS_PRESETS:
+                    names = ", ".join(LOUDNESS_PRESETS)
+                    self.fail(line, col, f"[mix] {key} = {value!r}; expected one of {names}")
+                values[key] = value
+                continue
             if kind is dict:
                 values[key] = self.check_pan(value, line, col, low, high)
                 continue

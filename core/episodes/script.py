@@ -236,6 +236,9 @@ class ScriptMix:
     sample_rate: int | None = None
     """The master's rate (24000, 44100 or 48000); unset: the workspace's ``[episode]``
     rule (48 kHz with music or effects, else the voice rate)."""
+    preset: str | None = None
+    """A platform's loudness (``apple``, ``spotify``, ``youtube``, ``ebu-r128``,
+    ``aes-speech``: :data:`core.episodes.target.LOUDNESS_PRESETS`); ``target_lufs`` wins."""
 
     @property
     def loudness_lufs(self) -> float:
