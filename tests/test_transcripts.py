@@ -4,7 +4,6 @@ by the project's subtitle parser and by ffmpeg, their cues at the manifest's tim
 from __future__ import annotations
 
 import json
-import shutil
 import subprocess
 
 import pytest
@@ -38,7 +37,6 @@ def test_the_demo_episode_has_transcripts_at_its_line_times(demo_copy: Workspace
     assert [s["startTime"] for s in segments] == [round(ln["start_sec"], 3) for ln in lines]
 
 
-@pytest.mark.skipif(shutil.which("ffmpeg") is None, reason="ffmpeg reads the files back")
 def test_ffmpeg_reads_both_subtitle_files(demo_copy: Workspace, tmp_path) -> None:  # type: ignore[no-untyped-def]
     result = render_episode(demo_copy, demo_copy.scripts_dir / "welcome.md", backend="draft")
     for path in (result.exported.srt, result.exported.vtt):

@@ -12,6 +12,7 @@ the cache and writes no episode files.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import hashlib
 import logging
 import time
@@ -300,8 +301,6 @@ def _check(
 ) -> tuple[list[LineVerdict], list[Any]]:
     """Line QA and retakes over the rendered lines; the timeline with each line's kept
     candidate. Adds the candidates' cache keys to ``keys``."""
-    import dataclasses
-
     settings: dict[str, object] = {"sample_rate": ws.settings.audio.sample_rate}
     jobs = [
         CheckJob(line, spoken[line.index], line_seed(seed, spoken[line.index]),
@@ -380,8 +379,6 @@ def speaker_rates(ws: Workspace, voice: str) -> RateRange:
 
 
 def _qa_manifest(ws: Workspace, verdicts: list[LineVerdict], candidates: int) -> dict[str, Any]:
-    import dataclasses
-
     passed = [v for v in verdicts if not v.suspect]
     return {
         "candidates": candidates,

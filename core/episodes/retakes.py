@@ -34,7 +34,7 @@ from core.episodes.script import Line
 from core.episodes.synthesis.backends import Rendered
 from core.episodes.synthesis.cache import RenderCache
 from core.errors import VoiceError
-from core.evaluation.text import NORMALISER, normalise, whisper_normalise
+from core.evaluation.text import NORMALISER, normalise
 from core.workspace import Workspace
 
 __all__ = [
@@ -141,7 +141,7 @@ def score_audio(
 ) -> LineScores:
     """The :class:`~core.episodes.qa.LineScores` of one candidate from its transcript and
     similarity (computed by a :class:`Scorer`) and its signal."""
-    from core.evaluation.scoring import cer, wer
+    from core.evaluation.scoring import cer, wer, whisper_wer
 
     words = len(normalise(reference).split())
     error: float | None = None
@@ -149,9 +149,7 @@ def score_audio(
     whisper: float | None = None
     if transcript is not None and words:
         error, chars = wer(reference, transcript), cer(reference, transcript)
-        whisper_reference = whisper_normalise(reference)
-        if whisper_reference:
-            whisper = wer(whisper_reference, whisper_normalise(transcript), normalised=False)
+        whisper = whisper_wer([reference], [transcript])
     return LineScores(
         reference=reference,
         transcript=transcript,

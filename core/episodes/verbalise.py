@@ -15,8 +15,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable
-
-from num2words import num2words
+from typing import Any
 
 __all__ = ["VERSION", "cardinal", "ordinal", "verbalise", "year"]
 
@@ -26,6 +25,14 @@ _CURRENCY = {"$": ("dollar", "dollars", "cent", "cents"), "€": ("euro", "euros
              "£": ("pound", "pounds", "penny", "pence")}  # fmt: skip
 _SCALE = {"k": "thousand", "m": "million", "b": "billion", "bn": "billion"}
 _NUMBER = r"\d{1,3}(?:,\d{3})+(?:\.\d+)?|\d+(?:\.\d+)?"
+
+
+def num2words(number: int, **options: Any) -> str:
+    """:func:`num2words.num2words`, imported on first use (it loads every language it has:
+    about 0.1 s, kept off the editor's start)."""
+    from num2words import num2words as spell
+
+    return str(spell(number, **options))
 
 
 def _clean(words: str) -> str:

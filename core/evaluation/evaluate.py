@@ -40,13 +40,13 @@ from core.evaluation.scoring import (
     real_time_factor,
     similarities,
     wer,
+    whisper_wer,
 )
 from core.evaluation.text import (
     NORMALISER,
     WHISPER_NORMALISER,
     normalise,
     number_to_words,
-    whisper_normalise,
 )
 from core.records import Segment
 from core.workspace import Workspace
@@ -234,7 +234,7 @@ def evaluate_voice(
             hypothesis=hyp,
             wer=wer(text, hyp),
             cer=cer(text, hyp),
-            wer_whisper=_whisper_wer([text], [hyp]),
+            wer_whisper=whisper_wer([text], [hyp]),
             similarity=sim,
             rtf=real_time_factor(spent, secs),
             seconds=secs,
@@ -322,7 +322,7 @@ def _assemble(
         notes=notes,
         segment_ids=list(segment_ids or []),
         split_seed=split_seed,
-        wer_whisper=_whisper_wer(refs, hyps),
+        wer_whisper=whisper_wer(refs, hyps),
         normalisers={"wer": NORMALISER, "cer": NORMALISER, "wer_whisper": WHISPER_NORMALISER},
     )
     save_report(ws, report, now)
@@ -330,18 +330,6 @@ def _assemble(
 
 
 # ----------------------------------------------------------------------------- helpers
-
-
-def _whisper_wer(references: list[str], hypotheses: list[str]) -> float | None:
-    """Corpus WER in Whisper's English form; ``None`` when no reference keeps a word."""
-    pairs = [
-        (whisper_normalise(r), whisper_normalise(h))
-        for r, h in zip(references, hypotheses, strict=True)
-    ]
-    kept = [(r, h) for r, h in pairs if r]
-    if not kept:
-        return None
-    return corpus_wer([r for r, _ in kept], [h for _, h in kept], normalised=False)
 
 
 def _line(voice: str, text: str, index: int) -> Line:

@@ -27,6 +27,7 @@ __all__ = [
     "real_time_factor",
     "similarities",
     "wer",
+    "whisper_wer",
 ]
 
 
@@ -63,6 +64,24 @@ def corpus_cer(
     if not refs:
         raise ValueError("CER needs at least one reference")
     return float(jiwer.process_characters(refs, hyps).cer)
+
+
+def whisper_wer(references: Sequence[str], hypotheses: Sequence[str]) -> float | None:
+    """Corpus WER after Whisper's English normaliser (the ASR leaderboards' form) on both
+    sides; pairs whose reference keeps no word in that form are left out, ``None`` when
+    none is left."""
+    from core.evaluation.text import whisper_normalise
+
+    if len(references) != len(hypotheses):
+        raise ValueError(f"{len(references)} references but {len(hypotheses)} hypotheses")
+    pairs = [
+        (whisper_normalise(r), whisper_normalise(h))
+        for r, h in zip(references, hypotheses, strict=True)
+    ]
+    kept = [(r, h) for r, h in pairs if r]
+    if not kept:
+        return None
+    return corpus_wer([r for r, _ in kept], [h for _, h in kept], normalised=False)
 
 
 def wer(reference: str, hypothesis: str, *, normalised: bool = True) -> float:
