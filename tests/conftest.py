@@ -167,13 +167,21 @@ async def notified(
 
 async def tables_settled(pilot: object) -> None:
     """Wait until every DataTable has applied its rows' widths (it does so on its next render,
-    which can lag behind the rows under load; a snapshot taken earlier differs)."""
+    which can lag behind the rows under load; a snapshot taken earlier differs) and its rows
+    and widths have held still for 0.1 s."""
     from textual.widgets import DataTable
 
+    seen: object = None
+    steady = 0
     for _ in range(300):
         await pilot.pause(0.02)  # type: ignore[attr-defined]
-        tables = pilot.app.screen.query(DataTable)  # type: ignore[attr-defined]
-        if not any(t._require_update_dimensions for t in tables):
+        tables = list(pilot.app.screen.query(DataTable))  # type: ignore[attr-defined]
+        # Rows may still arrive from a worker: wait until rows and widths stop changing too.
+        state = [(t.row_count, [c.width for c in t.columns.values()]) for t in tables]
+        pending = any(t._require_update_dimensions for t in tables)
+        steady = steady + 1 if state == seen and not pending else 0
+        seen = state
+        if steady >= 5:
             await pilot.pause()  # type: ignore[attr-defined]
             return
     raise AssertionError("a DataTable never applied its dimensions")
