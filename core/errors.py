@@ -118,3 +118,7 @@ def one_line(exc: BaseException, limit: int = 200, *, first_line: bool = False) 
         reason = next((line for line in str(reason).splitlines() if line.strip()), "")
     text = re.sub(r"\s+", " ", str(reason)).strip() or type(exc).__name__
     return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+class WatermarkError(PodforgeError):
+    """The watermark cannot be applied or read (library missing or broken, unreadable file)."""

@@ -14,7 +14,7 @@ import types
 import typing
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any, TypeVar
+from typing import Any, Final, TypeVar
 
 from core.errors import SpeakerError, WorkspaceConfigError
 
@@ -162,6 +162,28 @@ class RenderSettings:
     kept (0: no line QA; 1: QA without retakes)."""
 
 
+PRESET_NAMES: Final = ("apple", "spotify", "youtube", "ebu-r128", "aes-speech")
+"""The platform loudness presets (their figures: :data:`core.episodes.target.LOUDNESS_PRESETS`)."""
+
+
+@dataclass
+class ExportTargets:
+    """More deliverables from every render (the ``[export]`` table)."""
+
+    targets: list[str] = field(default_factory=list)
+    """Platform presets, each optionally ``:mono`` or ``:stereo`` (default: the master's
+    layout): one more MP3 each, ``<name>.<preset>[-<layout>].mp3``, measured after decoding."""
+
+
+@dataclass
+class WatermarkSettings:
+    """The synthetic-speech mark on every rendered line (the ``[watermark]`` table)."""
+
+    enabled: bool = True
+    reason: str = ""
+    """Why the mark is off (required when ``enabled = false``; recorded in each manifest)."""
+
+
 @dataclass
 class Consent:
     """A speaker's recorded consent to clone and synthesise their voice."""
@@ -171,6 +193,9 @@ class Consent:
     scope: str = DEFAULT_CONSENT_SCOPE
     statement: str = ""
     evidence: str = ""
+    audio: str = ""
+    """The spoken consent clip, relative to the workspace (``consent/<speaker>-<hash>.*``)."""
+    audio_sha256: str = ""
 
     def covers(self, use: str) -> bool:
         """Whether ``scope`` names ``use`` (a key of :data:`CONSENT_USES`)."""
@@ -205,6 +230,8 @@ class Settings:
     episode: EpisodeMaster = field(default_factory=EpisodeMaster)
     qa: LineQa = field(default_factory=LineQa)
     render: RenderSettings = field(default_factory=RenderSettings)
+    watermark: WatermarkSettings = field(default_factory=WatermarkSettings)
+    export: ExportTargets = field(default_factory=ExportTargets)
 
 
 def validate_speaker_name(name: str) -> str:
@@ -258,10 +285,13 @@ def new_consent(
     scope: str | None = None,
     evidence: str = "",
     granted_at: datetime | None = None,
+    audio: tuple[str, str] | None = None,
 ) -> Consent:
     """A consent record of exactly what was given, stamped now (UTC, whole seconds) unless
     ``granted_at`` is given. Who granted it and the statement are required: nothing is
-    filled in for them. ``scope=None`` means the default scope (training and synthesis)."""
+    filled in for them. ``scope=None`` means the default scope (training and synthesis).
+    ``audio``: the spoken consent clip's workspace path and SHA-256
+    (:func:`core.voices.spoken.store_consent_audio`)."""
     if not granted_by.strip():
         raise SpeakerError(
             "a consent record needs the name of the person who granted it; it was empty"
@@ -283,6 +313,8 @@ def new_consent(
         scope=scope.strip() if scope is not None else DEFAULT_CONSENT_SCOPE,
         statement=statement.strip(),
         evidence=evidence.strip(),
+        audio=audio[0] if audio else "",
+        audio_sha256=audio[1] if audio else "",
     )
 
 
@@ -320,6 +352,11 @@ def _coerce(hint: Any, value: Any, key: str) -> Any:
         if not isinstance(value, dict):
             raise WorkspaceConfigError(f"'{key}' must be a table")
         return value
+    if origin is list:
+        (item,) = typing.get_args(hint)
+        if not isinstance(value, list):
+            raise WorkspaceConfigError(f"'{key}' must be a list, not {type(value).__name__}")
+        return [_coerce(item, v, key) for v in value]
     if hint is float and isinstance(value, int) and not isinstance(value, bool):
         return float(value)
     if hint is datetime and isinstance(value, datetime):
@@ -395,8 +432,22 @@ def _check_ranges(s: Settings) -> None:
         ),
         (0 <= s.render.retakes <= 10, "'render.retakes' must lie in 0..10"),
         (
-            s.episode.preset in ("", "apple", "spotify", "youtube", "ebu-r128", "aes-speech"),
-            "'episode.preset' must be apple, spotify, youtube, ebu-r128, aes-speech or empty",
+            s.watermark.enabled or bool(s.watermark.reason.strip()),
+            "'watermark.enabled = false' needs 'watermark.reason' (why the synthetic speech "
+            "goes unmarked; it is recorded in every episode's manifest)",
+        ),
+        (
+            s.episode.preset in ("", *PRESET_NAMES),
+            f"'episode.preset' must be {', '.join(PRESET_NAMES)} or empty",
+        ),
+        (
+            all(
+                t.partition(":")[0] in PRESET_NAMES
+                and t.partition(":")[2] in ("", "mono", "stereo")
+                for t in s.export.targets
+            ),
+            f"'export.targets' must list presets ({', '.join(PRESET_NAMES)}), each optionally "
+            'with :mono or :stereo (e.g. ["apple", "spotify:stereo"])',
         ),
         (s.qa.max_wer >= 0.0 and s.qa.max_cer >= 0.0, "'qa.max_wer' and 'qa.max_cer' must be >= 0"),
         (-1.0 <= s.qa.min_similarity <= 1.0, "'qa.min_similarity' must lie in -1..1"),

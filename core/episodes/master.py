@@ -13,11 +13,13 @@ Details: docs/EPISODES.md, "Master format and long episodes"."""
 
 from __future__ import annotations
 
+import contextlib
+import functools
 import logging
 import math
 import os
 import tempfile
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Final
@@ -29,6 +31,7 @@ from core.audio.conditioning import MAKEUP_MAX_DB, MAKEUP_TOLERANCE_LU, conditio
 from core.audio.meter import integrated_lufs, true_peak_db
 from core.audio.mp3 import Mp3Unjoinable, Mp3Writer
 from core.audio.types import FloatArray
+from core.episodes.deliverables import Delivered, Delivery
 from core.episodes.export import (
     EpisodeFacts,
     ExportedEpisode,
@@ -48,6 +51,7 @@ from core.episodes.mixing import (
     _samples,
 )
 from core.episodes.tags import Mp3Tags, write_id3
+from core.episodes.target import PEAK_TOLERANCE_DB
 from core.progress import CancelCheck, StageProgress, check_cancel
 
 __all__ = [
@@ -194,6 +198,7 @@ def render_episode_files(
     cancel: CancelCheck | None = None,
     window_sec: float = _WINDOW_SEC,
     tags: Mp3Tags | None = None,
+    deliveries: Sequence[Delivery] = (),
 ) -> tuple[ExportedEpisode, MasteredEpisode]:
     """Mix, master and export an episode of any length in bounded memory.
 
@@ -216,9 +221,6 @@ def render_episode_files(
     if settings.room_tone_db is not None:
         raise ValueError("room tone is not offered by the streamed render; use mix_episode")
     paths = episode_paths(folder, name)
-    import soundfile as sf
-
-    from core.audio.limiter import LIMIT_CONTEXT, limit_window
     from core.audio.meter import LoudnessMeter
 
     def report(stage: str, done: int, total: int) -> None:
@@ -256,84 +258,30 @@ def render_episode_files(
             target = min(settings.target, measured + settings.max_gain_db)
             gain = _gain(target - measured)
 
-        first_gain = gain
+        source = _MixFile(mix_path, n, sr, channels, window)
+        ceiling_nominal = settings.ceiling_dbtp if settings.master else None
 
-        def master_pass(gain: float, one_piece: bool, label: str) -> tuple[float | None, float]:
-            out_meter = LoudnessMeter(sr, n, channels) if n else None
-            peak = 0.0
-            mp3 = Mp3Writer(mp3_tmp, n, sr, channels, bitrate_kbps=mp3_bitrate_kbps,
-                            title=title, one_piece=one_piece)  # fmt: skip
-            try:
-                with (
-                    sf.SoundFile(
-                        str(wav_tmp),
-                        "w",
-                        samplerate=sr,
-                        channels=channels,
-                        format="WAV",
-                        subtype="PCM_16",
-                    ) as wav,  # fmt: skip
-                    open(mix_path, "rb") as f,
-                ):
-                    report(label, 0, total_sec)
-                    if tags is not None:  # LIST/INFO: INAM, IPRD, ICMT, ISFT
-                        wav.title, wav.album = tags.title, tags.show
-                        wav.comment, wav.software = tags.provenance, tags.software
-                    for a in range(0, n, window):
-                        b = min(n, a + window)
-                        lo, hi = max(0, a - LIMIT_CONTEXT), min(n, b + LIMIT_CONTEXT)
-                        f.seek(lo * channels * 4)
-                        context = np.fromfile(f, dtype=np.float32, count=(hi - lo) * channels)
-                        if channels > 1:
-                            context = context.reshape(hi - lo, channels)
-                        limited = limit_window(
-                            context, sr, gain=gain,
-                            ceiling_dbtp=settings.ceiling_dbtp if settings.master else 1000.0,
-                            keep=(a - lo, b - lo),
-                        )  # fmt: skip
-                        del context
-                        block = limited.audio
-                        assert out_meter is not None  # nosec B101  # type narrowing only
-                        out_meter.add(block)
-                        peak = max(peak, limited.peak)
-                        wav.write(np.clip(block, -1.0, 1.0))
-                        mp3.feed(block)
-                        report(label, math.ceil(b / sr), total_sec)
-                mp3.close()
-            except BaseException:
-                mp3.abort()
-                raise
-            return (None if out_meter is None else out_meter.lufs()), peak
+        def main_pass(ceiling: float, trim: float) -> tuple[float | None, float]:
+            with atomic_path(paths.wav) as wav_tmp, atomic_path(paths.mp3) as mp3_tmp:
+                outputs = _Outputs(mp3_tmp, mp3_bitrate_kbps, title, wav_tmp, tags, mp3_trim=trim)
+                return _master_rounds(
+                    source, gain, target, ceiling, outputs,
+                    lambda label, done: report(label, done, total_sec),
+                )  # fmt: skip
 
-        with atomic_path(paths.wav) as wav_tmp, atomic_path(paths.mp3) as mp3_tmp:
-            one_piece = False
-            rounds = 0
-            label = STAGE_MASTER
-            while True:
-                try:
-                    lufs, peak = master_pass(gain, one_piece, label)
-                except Mp3Unjoinable:
-                    if one_piece:
-                        raise
-                    log.warning("MP3: no clean join between chunks; encoding in one piece")
-                    one_piece = True
-                    continue
-                rounds += 1
-                if (
-                    target is None
-                    or lufs is None
-                    or rounds >= _MAKEUP_ROUNDS
-                    or abs(lufs - target) <= MAKEUP_TOLERANCE_LU
-                ):
-                    break
-                # Limiting took loudness away: raise the gain (at most +12 dB of make-up).
-                wanted = min(gain * _gain(target - lufs), first_gain * _gain(MAKEUP_MAX_DB))
-                if abs(wanted / gain - 1.0) < 1e-4:
-                    break
-                gain = wanted
-                label = f"{STAGE_MASTER} (loudness round {rounds + 1})"
-            if tags is not None:
-                write_id3(mp3_tmp, tags, plan.chapters, n / sr if sr else 0.0)
+        encoded = _encode_measured(main_pass, paths.mp3, target, ceiling_nominal, n > 0)
+        lufs, peak = encoded.lufs, encoded.peak
+        if tags is not None:
+            write_id3(paths.mp3, tags, plan.chapters, n / sr if sr else 0.0)
+        main = encoded.delivered("master", paths.mp3, target, ceiling_nominal, channels)
+        delivered = [
+            _deliver(source, d, measured, paths.mp3.parent, name, mp3_bitrate_kbps, title,
+                     lambda label, done: report(label, done, total_sec))
+            for d in deliveries
+        ]  # fmt: skip
+        if tags is not None:
+            for d in delivered:
+                write_id3(d.path, tags, plan.chapters, n / sr if sr else 0.0)
         mastered = MasteredEpisode(
             sample_rate=sr,
             channels=channels,
@@ -345,11 +293,237 @@ def render_episode_files(
             target_lufs=settings.target if settings.master else None,
             ceiling_dbtp=settings.ceiling_dbtp if settings.master else None,
         )
-        manifest = manifest_for(mastered, name, title, mp3_bitrate_kbps, extra_manifest or {})
+        extra = {
+            **(extra_manifest or {}),
+            "deliverables": [d.manifest() for d in (main, *delivered)],
+        }
+        manifest = manifest_for(mastered, name, title, mp3_bitrate_kbps, extra)
         write_chapters_and_manifest(paths, mastered, manifest)
         return paths, mastered
     finally:
         mix_path.unlink(missing_ok=True)
+
+
+@dataclass(frozen=True)
+class _MixFile:
+    """The float32 mix intermediate of :func:`render_episode_files`: ``n`` samples of
+    ``channels`` at ``sr``, read back in ``window``-sample windows."""
+
+    path: Path
+    n: int
+    sr: int
+    channels: int
+    window: int
+
+
+@dataclass(frozen=True)
+class _Outputs:
+    """Where one master pass writes: an MP3 and, for the main master, the WAV."""
+
+    mp3: Path
+    bitrate_kbps: int
+    title: str
+    wav: Path | None = None
+    tags: Mp3Tags | None = None
+    channels: int | None = None
+    """Output channels (``None``: the mix's own): mono is the mean, stereo doubles mono."""
+    mp3_trim: float = 1.0
+    """Gain on the MP3's feed only (after the limiter): what the encoder takes, given back."""
+
+
+def _layout(block: FloatArray, channels: int) -> FloatArray:
+    if channels == 1 and block.ndim == 2:
+        return np.ascontiguousarray(block.mean(axis=1, dtype=np.float32))
+    if channels == 2 and block.ndim == 1:
+        return np.column_stack([block, block])
+    return block
+
+
+def _master_pass(
+    mix: _MixFile,
+    out: _Outputs,
+    gain: float,
+    ceiling_dbtp: float,
+    one_piece: bool,
+    report: Callable[[int], None],
+) -> tuple[float | None, float]:
+    """One pass over the mix: gain, true-peak limiting, the outputs; returns the output's
+    loudness and sample-domain peak (the limiter's reading)."""
+    import soundfile as sf
+
+    from core.audio.limiter import LIMIT_CONTEXT, limit_window
+    from core.audio.meter import LoudnessMeter
+
+    n, sr, window = mix.n, mix.sr, mix.window
+    channels = out.channels or mix.channels
+    out_meter = LoudnessMeter(sr, n, channels) if n else None
+    peak = 0.0
+    mp3 = Mp3Writer(out.mp3, n, sr, channels, bitrate_kbps=out.bitrate_kbps, title=out.title,
+                    one_piece=one_piece)  # fmt: skip
+    try:
+        with contextlib.ExitStack() as stack:
+            wav = None
+            if out.wav is not None:
+                wav = stack.enter_context(
+                    sf.SoundFile(
+                        str(out.wav),
+                        "w",
+                        samplerate=sr,
+                        channels=channels,
+                        format="WAV",
+                        subtype="PCM_16",
+                    )
+                )
+                if out.tags is not None:  # LIST/INFO: INAM, IPRD, ICMT, ISFT
+                    wav.title, wav.album = out.tags.title, out.tags.show
+                    wav.comment, wav.software = out.tags.provenance, out.tags.software
+            f = stack.enter_context(open(mix.path, "rb"))
+            report(0)
+            for a in range(0, n, window):
+                b = min(n, a + window)
+                lo, hi = max(0, a - LIMIT_CONTEXT), min(n, b + LIMIT_CONTEXT)
+                f.seek(lo * mix.channels * 4)
+                context = np.fromfile(f, dtype=np.float32, count=(hi - lo) * mix.channels)
+                if mix.channels > 1:
+                    context = context.reshape(hi - lo, mix.channels)
+                limited = limit_window(
+                    _layout(context, channels), sr, gain=gain, ceiling_dbtp=ceiling_dbtp,
+                    keep=(a - lo, b - lo),
+                )  # fmt: skip
+                del context
+                block = limited.audio
+                assert out_meter is not None  # nosec B101  # type narrowing only
+                out_meter.add(block)
+                peak = max(peak, limited.peak)
+                if wav is not None:
+                    wav.write(np.clip(block, -1.0, 1.0))
+                mp3.feed(block if out.mp3_trim == 1.0 else block * np.float32(out.mp3_trim))
+                report(math.ceil(b / sr))
+        mp3.close()
+    except BaseException:
+        mp3.abort()
+        raise
+    return (None if out_meter is None else out_meter.lufs()), peak
+
+
+def _master_rounds(
+    mix: _MixFile,
+    gain: float,
+    target: float | None,
+    ceiling_dbtp: float,
+    out: _Outputs,
+    report: Callable[[str, int], None],
+    label: str = STAGE_MASTER,
+) -> tuple[float | None, float]:
+    """Master passes until the output's loudness is within 0.1 LU of ``target`` (make-up
+    after limiting, at most 3 passes and +12 dB); an MP3 that cannot be joined from chunks
+    is encoded again in one piece."""
+    first_gain, one_piece, rounds, stage = gain, False, 0, label
+    while True:
+        try:
+            lufs, peak = _master_pass(
+                mix, out, gain, ceiling_dbtp, one_piece, functools.partial(report, stage)
+            )
+        except Mp3Unjoinable:
+            if one_piece:
+                raise
+            log.warning("MP3: no clean join between chunks; encoding in one piece")
+            one_piece = True
+            continue
+        rounds += 1
+        if (
+            target is None
+            or lufs is None
+            or rounds >= _MAKEUP_ROUNDS
+            or abs(lufs - target) <= MAKEUP_TOLERANCE_LU
+        ):
+            return lufs, peak
+        # Limiting took loudness away: raise the gain (at most +12 dB of make-up).
+        wanted = min(gain * _gain(target - lufs), first_gain * _gain(MAKEUP_MAX_DB))
+        if abs(wanted / gain - 1.0) < 1e-4:
+            return lufs, peak
+        gain = wanted
+        stage = f"{label} (loudness round {rounds + 1})"
+
+
+def _deliver(
+    mix: _MixFile,
+    delivery: Delivery,
+    measured: float | None,
+    folder: Path,
+    name: str,
+    bitrate_kbps: int,
+    title: str,
+    report: Callable[[str, int], None],
+) -> Delivered:
+    """One platform MP3 from the mix: mastered to the delivery's target, decoded and
+    measured, made again while its decoded peak or loudness misses (:func:`_encode_measured`)."""
+    path = folder / f"{name}.{delivery.label}.mp3"
+    # A mono mix doubled into stereo reads 3.01 dB louder (two equal channels); a stereo mix
+    # folded to mono is estimated the same way down, and make-up corrects what is left.
+    doubled = 10.0 * math.log10(2.0)
+    change = {(1, 2): doubled, (2, 1): -doubled}.get((mix.channels, delivery.channels), 0.0)
+    gain = 1.0 if measured is None else _gain(delivery.lufs - (measured + change))
+    label = f"{STAGE_MASTER} ({delivery.label})"
+
+    def one_pass(ceiling: float, trim: float) -> tuple[float | None, float]:
+        with atomic_path(path) as tmp:
+            out = _Outputs(tmp, bitrate_kbps, title, channels=delivery.channels, mp3_trim=trim)
+            return _master_rounds(mix, gain, delivery.lufs, ceiling, out, report, label)
+
+    encoded = _encode_measured(one_pass, path, delivery.lufs, delivery.ceiling_dbtp, True)
+    return encoded.delivered(
+        delivery.label, path, delivery.lufs, delivery.ceiling_dbtp, delivery.channels
+    )
+
+
+@dataclass(frozen=True)
+class _Encoded:
+    lufs: float | None
+    peak: float
+    """The last pass's loudness and peak before encoding."""
+    decoded_lufs: float | None
+    decoded_peak: float
+    encodes: int
+
+    def delivered(
+        self, label: str, path: Path, target: float | None, ceiling: float | None, channels: int
+    ) -> Delivered:
+        return Delivered(label, path, target, ceiling, channels, self.decoded_lufs,
+                         self.decoded_peak, self.encodes)  # fmt: skip
+
+
+def _encode_measured(
+    run: Callable[[float, float], tuple[float | None, float]],
+    mp3: Path,
+    target: float | None,
+    ceiling: float | None,
+    audible: bool,
+) -> _Encoded:
+    """``run(ceiling, mp3_trim)`` (a master pass writing ``mp3``), then ``mp3`` decoded and
+    measured; again while the decoded true peak is over ``ceiling`` (the limiter's ceiling
+    lowered by the overshoot) or the decoded loudness is off ``target`` by more than
+    :data:`~core.episodes.deliverables.DECODED_TOLERANCE_LU` (the MP3's feed trimmed: at
+    128 kbit/s LAME's quantiser takes ~0.45 dB evenly from every band), at most
+    :data:`~core.episodes.deliverables.ENCODE_ROUNDS` passes. ``None`` target and ceiling:
+    no master (measured only)."""
+    from core.episodes.deliverables import DECODED_TOLERANCE_LU, ENCODE_ROUNDS, measure_decoded
+
+    limit, trim = (1000.0 if ceiling is None else ceiling), 1.0
+    for encodes in range(1, ENCODE_ROUNDS + 1):
+        lufs, peak = run(limit, trim)
+        decoded_lufs, decoded_peak = measure_decoded(mp3) if audible else (None, -math.inf)
+        over = 0.0 if ceiling is None else decoded_peak - ceiling
+        off = 0.0 if target is None or decoded_lufs is None else target - decoded_lufs
+        if (over <= PEAK_TOLERANCE_DB and abs(off) <= DECODED_TOLERANCE_LU) or (
+            encodes == ENCODE_ROUNDS
+        ):
+            break
+        if over > PEAK_TOLERANCE_DB:
+            limit -= over + 0.1  # the encoder overshot: leave it that much more room
+        if abs(off) > DECODED_TOLERANCE_LU:
+            trim *= _gain(off)
+    return _Encoded(lufs, peak, decoded_lufs, decoded_peak, encodes)
 
 
 def _db(amplitude: float) -> float:

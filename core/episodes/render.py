@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any, Final
 
 from core.audio.io import read
+from core.episodes.deliverables import deliveries
 from core.episodes.export import ExportedEpisode
 from core.episodes.master import STAGE_MASTER, STAGE_MIX, render_episode_files
 from core.episodes.mixing import (
@@ -51,6 +52,7 @@ from core.episodes.retakes import (
 from core.episodes.script import Chapter, Episode, Line, MusicCue, Pause, SfxCue
 from core.episodes.synthesis.backends import Backend, Rendered, make_backend
 from core.episodes.synthesis.cache import RenderCache, cache_key
+from core.episodes.synthesis.watermarked import watermark_manifest
 from core.episodes.tags import Mp3Tags, find_cover
 from core.episodes.target import master_target, stereo_master
 from core.errors import FolderSafetyError, PodforgeError, VoiceError
@@ -253,6 +255,9 @@ def render_episode(
         tmp_dir=ws.root / ".tmp",
         mp3_bitrate_kbps=ws.settings.episode.mp3_bitrate_kbps,
         tags=episode_tags(ws, episode, engine.name),
+        deliveries=deliveries(
+            ws.settings.export.targets, settings.stereo, ws.settings.audio.true_peak_dbtp
+        ),
         extra_manifest={
             "script": script_path.relative_to(ws.root).as_posix()
             if script_path.is_relative_to(ws.root)
@@ -260,6 +265,7 @@ def render_episode(
             "backend": engine.name,
             "backend_version": engine.version,
             "seed": seed,
+            "watermark": watermark_manifest(ws.settings.watermark),
             "warnings": result_warnings,
             **({} if verdicts is None else {"qa": _qa_manifest(ws, verdicts, candidates)}),
         },
@@ -355,10 +361,11 @@ def episode_tags(ws: Workspace, episode: Episode, backend: str) -> Mp3Tags:
         made_by = "podforge"
     voices = ", ".join(f"{tag} ({voice})" for tag, voice in sorted(episode.speakers.items()))
     kind = "the espeak-ng draft voice" if backend == "draft" else "cloned voices (CSM + LoRA)"
+    mark = "Perth watermark" if ws.settings.watermark.enabled else "no watermark"
     return Mp3Tags(
         title=episode.title,
         show=ws.settings.name,
-        provenance=f"synthetic speech: {voices}, with {kind}; made by {made_by}",
+        provenance=f"synthetic speech: {voices}, with {kind} ({mark}); made by {made_by}",
         cover=find_cover(ws.root / "assets"),
         software=made_by,
     )

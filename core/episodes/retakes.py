@@ -193,11 +193,9 @@ class ScoreCache:
 
 def audio_digest(path: Path) -> str:
     """The hash of a cached candidate's file (its audio, losslessly stored)."""
-    digest = hashlib.sha256()
-    with path.open("rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
+    from core.dataset.importer import file_sha256
+
+    return file_sha256(path)
 
 
 @dataclass

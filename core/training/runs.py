@@ -134,7 +134,8 @@ def preflight(
 ) -> list[str]:
     """What can be checked before a worker starts; raises one clear line, returns warnings.
 
-    Consent, at least two accepted and transcribed segments of ``speaker``, the base model
+    Consent (and the spoken consent clip, when recorded, against the speaker's accepted
+    segments), at least two accepted and transcribed segments of ``speaker``, the base model
     present (the tiny one, a local folder, or a hub id in the cache; a hub id that is not is
     only a warning while downloads are allowed), CUDA when ``device`` asks for it, and
     whether the run ends inside its warm-up. Nothing is created or downloaded.
@@ -143,9 +144,11 @@ def preflight(
     from core.errors import ModelError
     from core.models.hub import hub_offline
     from core.training.data import speaker_examples
+    from core.voices.spoken import check_spoken_consent
 
     ws.require_consent(speaker)  # ConsentError says how to record it
     data = speaker_examples(ws, speaker, training.seed, training.max_clip_sec)  # or no data
+    check_spoken_consent(ws, speaker)  # the clip, when there is one, sounds like the speaker
     warnings: list[str] = list(data.warnings)  # a split far from 80/10/10
     presence = model_presence("tts", base_model)
     if not presence.present:

@@ -43,6 +43,8 @@ def consent_record(speaker: str, consent: Consent) -> dict[str, str]:
         "statement": consent.statement,
         "evidence": consent.evidence,
     }
+    if consent.audio_sha256:  # spoken consent: the clip's hash (older records stay unchanged)
+        fields["audio_sha256"] = consent.audio_sha256
     blob = json.dumps(fields, sort_keys=True, ensure_ascii=False).encode("utf-8")
     return {**fields, "sha256": hashlib.sha256(blob).hexdigest()}
 

@@ -156,6 +156,13 @@ def voice_anchors(accepted: Sequence[Segment]) -> list[Segment]:
     return chosen or sorted(transcribed, key=_by_quality)[:VOICE_ANCHORS]
 
 
+def reference_segments(segments: Sequence[Segment]) -> list[Segment]:
+    """Up to :data:`REFERENCE_ANCHORS` reference clips for a speaker check: by the anchor rule
+    (:data:`REFERENCE_FLAGS` tolerated); when none fits, the best of any length."""
+    chosen = best_anchors(segments, REFERENCE_ANCHORS, tolerated_flags=REFERENCE_FLAGS)
+    return chosen or sorted(segments, key=_by_quality)[:REFERENCE_ANCHORS]
+
+
 def anchor_paths(ws: Workspace, speaker: str, segments: Sequence[Segment]) -> list[Path]:
     """The speaker's reference clips: the voice's ``anchors/*.wav`` when present, else up to
     :data:`REFERENCE_ANCHORS` of ``segments`` by the anchor rule (:data:`REFERENCE_FLAGS`

@@ -21,6 +21,7 @@ from core.errors import PodforgeError
 from tui.cli.dataset import accept, export, ingest, splits
 from tui.cli.episodes import render
 from tui.cli.training import eval_cmd, train
+from tui.cli.trust import check
 from tui.cli.workspace import demo, doctor, init, open_cmd, repair, speaker
 
 __all__ = ["main"]
@@ -57,6 +58,6 @@ def main() -> None:
 
 for _command in (
     open_cmd, init, demo, speaker, ingest, accept, repair, export, splits, render, train,
-    doctor, eval_cmd,
+    doctor, eval_cmd, check,
 ):  # fmt: skip
     main.add_command(_command)

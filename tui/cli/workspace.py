@@ -102,6 +102,12 @@ def speaker() -> None:
 @click.option("--evidence", default="", help="Where the evidence is kept (a file, a form id).")
 @click.option("--display-name", default="", help="Human-readable name (default: NAME).")
 @click.option(
+    "--consent-audio",
+    type=click.Path(path_type=Path),
+    help="The speaker saying the consent statement (copied into the workspace; checked "
+    "against their accepted segments before training).",
+)
+@click.option(
     "--date",
     "granted_at",
     type=click.DateTime(formats=["%Y-%m-%d", "%Y-%m-%dT%H:%M:%S"]),
@@ -115,6 +121,7 @@ def speaker_add(
     scope: str | None,
     evidence: str,
     display_name: str,
+    consent_audio: Path | None,
     granted_at: datetime | None,
 ) -> None:
     """Add speaker NAME to WORKSPACE with a consent record (or update its consent).
@@ -150,10 +157,16 @@ def speaker_add(
         )
     except SpeakerError as exc:
         raise SpeakerError(f"speaker {name!r}: {exc}") from None
+    if consent_audio is not None:
+        from core.voices.spoken import store_consent_audio
+
+        consent.audio, consent.audio_sha256 = store_consent_audio(ws, name, consent_audio)
     ws.add_speaker(name, consent, display_name=shown)
     click.echo(
         f"speaker {name!r}: consent recorded "
-        f"(granted by {consent.granted_by}, {consent.granted_at:%Y-%m-%d})"
+        f"(granted by {consent.granted_by}, {consent.granted_at:%Y-%m-%d}"
+        + (f", spoken: {consent.audio}" if consent.audio else "")
+        + ")"
     )
     for use in ("training", "synthesis"):
         if not consent.covers(use):
@@ -176,6 +189,7 @@ def speaker_list(workspace: Path) -> None:
         if sp.consent:
             c = sp.consent
             line = f"consent: {c.granted_by}, {c.granted_at:%Y-%m-%d}, {c.scope}"
+            line += ", spoken" if c.audio else ""
         else:
             line = "NO CONSENT RECORD (cannot be trained or synthesised)"
         click.echo(f"{name:<16} {sp.display_name:<20} {line}")

@@ -88,12 +88,20 @@ class DraftBackend:
 
 def make_backend(ws: Workspace, name: str) -> Backend:
     """The one backend factory: ``"draft"`` (espeak-ng at the workspace rate) or ``"csm"``
-    (the base model + each speaker's adapter). Unknown names are a one-line VoiceError."""
+    (the base model + each speaker's adapter), every line watermarked
+    (:class:`~core.episodes.synthesis.watermarked.Watermarked`) unless ``[watermark]`` turns
+    the mark off. Unknown names are a one-line VoiceError."""
+    backend: Backend
     if name == "draft":
-        return DraftBackend(ws.settings.speakers, ws.settings.audio.sample_rate)
-    if name != "csm":
-        raise VoiceError(f"unknown synthesis backend {name!r}; use draft or csm")
-    from core.episodes.synthesis.csm_backend import CsmBackend
+        backend = DraftBackend(ws.settings.speakers, ws.settings.audio.sample_rate)
+    elif name == "csm":
+        from core.episodes.synthesis.csm_backend import CsmBackend
 
-    backend: Backend = CsmBackend(ws)
-    return backend
+        backend = CsmBackend(ws)
+    else:
+        raise VoiceError(f"unknown synthesis backend {name!r}; use draft or csm")
+    if not ws.settings.watermark.enabled:
+        return backend
+    from core.episodes.synthesis.watermarked import Watermarked
+
+    return Watermarked(backend)
