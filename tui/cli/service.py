@@ -58,4 +58,7 @@ def serve(workspace: Path, host: str, port: int, no_auth: bool) -> None:
                 "reverse proxy (docs/SERVICE.md)"
             )
 
-    run(ws, host=host, port=port, token=token, ready=ready)
+    try:
+        run(ws, host=host, port=port, token=token, ready=ready)
+    except KeyboardInterrupt:  # uvicorn shut down cleanly, then passes Ctrl-C on
+        click.echo("podforge serve: stopped")
