@@ -17,7 +17,6 @@ from __future__ import annotations
 import contextlib
 import os
 from pathlib import Path
-from types import TracebackType
 
 from core.errors import EpisodeBusyError, FolderSafetyError
 from core.tempfiles import flock_exclusive
@@ -93,10 +92,5 @@ class EpisodeLock:
     def __enter__(self) -> EpisodeLock:
         return self.acquire()
 
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
+    def __exit__(self, *exc: object) -> None:
         self.release()
