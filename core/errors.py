@@ -83,6 +83,15 @@ class VoiceError(PodforgeError):
     """A voice (draft or trained) cannot synthesise speech."""
 
 
+class EpisodeBusyError(PodforgeError):
+    """Another render of the same episode (the app, ``podforge render``, a service job) holds
+    the episode's render lock."""
+
+
+class ServiceError(PodforgeError):
+    """The inference service cannot start, or refuses a request (``core.service``)."""
+
+
 class ScriptError(PodforgeError):
     """An episode script cannot be parsed or refers to something that is not there.
 

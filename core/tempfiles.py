@@ -28,7 +28,14 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
-__all__ = ["LOCK_NAME", "TMP_DIRNAME", "clean_stale", "tmp_root", "workspace_tempdir"]
+__all__ = [
+    "LOCK_NAME",
+    "TMP_DIRNAME",
+    "clean_stale",
+    "flock_exclusive",
+    "tmp_root",
+    "workspace_tempdir",
+]
 
 log = logging.getLogger(__name__)
 
@@ -63,7 +70,7 @@ def workspace_tempdir(root: Path | str, purpose: str) -> Iterator[Path]:
     fd = -1
     try:
         fd = os.open(folder / LOCK_NAME, os.O_RDWR | os.O_CREAT, 0o600)
-        _lock(fd, blocking=True)
+        flock_exclusive(fd, blocking=True)
         os.write(fd, f"{os.getpid()}\n".encode())
         yield folder
     finally:
@@ -113,7 +120,9 @@ def _remove_if_stale(folder: Path) -> bool:
         os.close(fd)
 
 
-def _lock(fd: int, *, blocking: bool) -> bool:
+def flock_exclusive(fd: int, *, blocking: bool) -> bool:
+    """Take an exclusive ``flock`` on the open file ``fd`` (waiting when ``blocking``); False
+    when another open file holds it, also in this process. Always True without ``fcntl``."""
     try:
         import fcntl
     except ImportError:  # Windows: no advisory locks; see _try_lock
@@ -132,4 +141,4 @@ def _try_lock(fd: int, folder: Path) -> bool:
     except ImportError:
         # No flock (Windows): only a folder untouched for a day counts as abandoned.
         return time.time() - folder.stat().st_mtime > NO_LOCKS_GRACE_S
-    return _lock(fd, blocking=False)
+    return flock_exclusive(fd, blocking=False)

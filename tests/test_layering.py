@@ -8,7 +8,10 @@ import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-HEAVY = ("torch", "transformers", "faster_whisper", "speechbrain", "ctranslate2", "peft", "av")
+HEAVY = (
+    "torch", "transformers", "faster_whisper", "speechbrain", "ctranslate2", "peft", "av",
+    "fastapi", "uvicorn", "starlette",
+)  # fmt: skip
 
 
 def test_core_never_imports_textual_or_tui() -> None:

@@ -291,6 +291,22 @@ async def test_cancel_stops_a_render(demo_copy: Workspace) -> None:
         assert 1 <= len(cached) < len(screen.states)  # what finished before the cancel stays cached
 
 
+async def test_a_render_elsewhere_of_the_episode_stops_the_editors_render(
+    demo_copy: Workspace,
+) -> None:
+    from core.episodes.lock import EpisodeLock
+
+    app = EditorApp(demo_copy)
+    async with app.run_test(size=SIZE) as pilot:
+        screen = await _editor(pilot)
+        with EpisodeLock(demo_copy, "scripts/welcome.md"):  # the service or `podforge render`
+            screen.action_render()
+            await _until(pilot, lambda: not screen.rendering, 30)
+        assert screen.last_result is None
+        assert any("episode 'welcome' is being rendered" in m for m in _messages(pilot))
+        assert not (demo_copy.episodes_dir / "welcome" / "cache").exists()  # nothing rendered
+
+
 async def test_mix_plays_and_loudness_report(demo_copy: Workspace) -> None:
     app = EditorApp(demo_copy)
     async with app.run_test(size=SIZE) as pilot:

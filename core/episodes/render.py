@@ -122,7 +122,7 @@ def render_episode(
     ws: Workspace,
     script_path: Path | str,
     *,
-    backend: str = "csm",
+    backend: str | Backend = "csm",
     seed: int = 0,
     progress: Progress | None = None,
     cancel: CancelCheck | None = None,
@@ -130,6 +130,9 @@ def render_episode(
     scorer: Scorer | None = None,
 ) -> RenderResult:
     """Render ``script_path`` into ``episodes/<script name>/``.
+
+    ``backend`` is a name for :func:`~core.episodes.synthesis.backends.make_backend` or a
+    backend it made earlier (the service shares one loaded model between its jobs).
 
     Every line is said as :func:`~core.episodes.pronunciations.spoken_text` makes it
     (respelled, verbalised). ``retakes`` (default ``render.retakes``): line QA with up to
@@ -153,7 +156,7 @@ def render_episode(
             f"{script_path}: its name gives no usable episode folder ({name!r}); rename the script"
         )
     episode = load_script(script_path, ws)
-    engine = make_backend(ws, backend)
+    engine = make_backend(ws, backend) if isinstance(backend, str) else backend
     for voice in sorted({line.voice for line in episode.lines}):
         engine.cache_identity(voice)  # a missing voice fails now, before any synthesis
     folder = ws.episodes_dir / name

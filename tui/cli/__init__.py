@@ -5,7 +5,7 @@ scripts. Every user mistake ends as one ``podforge: error: ...`` line and exit
 status 1, never a traceback: the group catches :class:`~core.errors.PodforgeError`
 for every command, so commands raise and never print errors themselves. The
 commands live by family (:mod:`.workspace`, :mod:`.dataset`, :mod:`.training`,
-:mod:`.episodes`) and are registered here in the order ``podforge --help`` has
+:mod:`.episodes`, :mod:`.service`) and are registered here in the order ``podforge --help`` has
 always had. Only click and ``core.errors`` are imported at start; heavy modules
 are imported inside the commands.
 """
@@ -20,6 +20,7 @@ import click
 from core.errors import PodforgeError
 from tui.cli.dataset import accept, export, ingest, splits
 from tui.cli.episodes import render
+from tui.cli.service import serve
 from tui.cli.training import eval_cmd, train
 from tui.cli.trust import check
 from tui.cli.workspace import demo, doctor, init, open_cmd, repair, speaker
@@ -58,6 +59,6 @@ def main() -> None:
 
 for _command in (
     open_cmd, init, demo, speaker, ingest, accept, repair, export, splits, render, train,
-    doctor, eval_cmd, check,
+    doctor, eval_cmd, check, serve,
 ):  # fmt: skip
     main.add_command(_command)

@@ -36,6 +36,7 @@ def render(
     """Render SCRIPT (e.g. scripts/welcome.md) into episodes/<name>/: WAV, MP3, manifest,
     chapters. Only lines that changed since the last render are synthesised; with line QA
     (--retakes) each line is back-transcribed and checked, and suspect lines retaken."""
+    from core.episodes.lock import EpisodeLock
     from core.episodes.render import STAGE_LOADING, is_stage, render_episode
     from core.workspace import Workspace
     from tui.cli.bars import StderrBars
@@ -43,7 +44,8 @@ def render(
     ws = Workspace.open(workspace)
     if not script.is_absolute() and not script.exists():
         script = ws.root / script
-    with StderrBars("rendering") as bars:
+    # One render of an episode at a time (the app, another `podforge render`, the service).
+    with EpisodeLock(ws, script), StderrBars("rendering") as bars:
         console = bars.console
 
         def report(done: int, total: int, what: str) -> None:

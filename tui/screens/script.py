@@ -59,6 +59,7 @@ from core.episodes.editor import (
     template,
 )
 from core.episodes.lint import add_pronunciation
+from core.episodes.lock import EpisodeLock
 from core.episodes.render import RenderResult, is_stage, render_episode
 from core.episodes.retakes import choice_id, load_choices, save_choice
 from core.episodes.script import Episode, Line
@@ -772,14 +773,15 @@ class ScriptEditorScreen(Screen[None]):
             self.post_message(RenderProgress(done, total, what))
 
         try:
-            result = render_episode(
-                self.workspace,
-                self.path,
-                backend=backend,
-                seed=SEED,
-                progress=progress,
-                cancel=cancel.is_set,
-            )
+            with EpisodeLock(self.workspace, self.path):  # not while the CLI or service renders it
+                result = render_episode(
+                    self.workspace,
+                    self.path,
+                    backend=backend,
+                    seed=SEED,
+                    progress=progress,
+                    cancel=cancel.is_set,
+                )
         except Cancelled:
             self.post_message(RenderFinished(None, "render cancelled", None))
             return
