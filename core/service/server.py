@@ -50,7 +50,7 @@ def serve(
     limits: Limits | None = None,
     ready: Callable[[str, int], None] | None = None,
 ) -> None:
-    """Serve ``ws`` until interrupted; ``ready(host, port)`` once the socket is bound."""
+    """Serve ``ws`` until interrupted; ``ready(host, port)`` once the socket listens."""
     import uvicorn
 
     from core.service.app import create_app
@@ -64,6 +64,9 @@ def serve(
         timeout_graceful_shutdown=10,
         server_header=False,
     )
+    # Listening before "ready" is said: a client that connects at once waits in the backlog
+    # until uvicorn accepts, instead of being refused.
+    sock.listen(MAX_CONNECTIONS)
     if ready is not None:
         ready(host, sock.getsockname()[1])
     uvicorn.Server(config).run(sockets=[sock])
