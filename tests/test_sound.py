@@ -164,3 +164,10 @@ def test_a_real_sound_model_on_the_cpu_is_refused_without_the_flag(workspace: Wo
         (ws.episodes_dir / "ep" / "sounds").iterdir()
     )
     shutil.rmtree(ws.episodes_dir / "ep", ignore_errors=True)
+
+
+def test_the_demo_sound_script_renders_with_the_tiny_model(demo_copy: Workspace) -> None:
+    result = render_episode(demo_copy, "scripts/with-sound.md", backend="draft")
+    assert result.generated_sounds == [11, 13, 15]
+    manifest = json.loads(result.exported.manifest.read_text())
+    assert [s["source"] for s in manifest["sounds"]] == [None, None, "assets/chime.wav"]

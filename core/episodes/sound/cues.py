@@ -15,6 +15,7 @@ voice rate. The manifest's ``sounds`` records each cue's prompt, seed and model.
 from __future__ import annotations
 
 import hashlib
+import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -38,10 +39,13 @@ __all__ = [
     "EpisodeSounds",
     "GeneratedCue",
     "generated_cues",
+    "preview_sound",
     "render_sounds",
     "sound_cache",
     "sound_key",
     "sound_keys",
+    "sound_states",
+    "with_seed",
 ]
 
 GeneratedCue = SfxCue | MusicCue
@@ -264,3 +268,66 @@ def _source(episode: Episode, cue: GeneratedCue, request: GeneratedSound) -> Sou
             f"the source {request.source} cannot be read ({exc}); expected audio in assets/",
         ) from None  # fmt: skip
     return SoundSource(audio=audio, sample_rate=rate, sha256=sha)
+
+
+def sound_states(ws: Workspace, name: str, episode: Episode, seed: int) -> dict[int, str]:
+    """Each generated cue's state by script line, from the sound cache of ``episodes/<name>/``:
+    ``cached`` or ``stale`` (``error`` when its key cannot be made: a bad model setting or an
+    unreadable source). What the editor's outline shows beside the lines' states."""
+    from core.errors import PodforgeError
+
+    cues = generated_cues(episode)
+    if not cues:
+        return {}
+    try:
+        keys = sound_keys(ws, episode, seed)
+    except PodforgeError:
+        return {cue.source_line: "error" for cue in cues}
+    cache = sound_cache(ws.episodes_dir / name)
+    return {
+        cue.source_line: "error"
+        if cue.source_line not in keys
+        else ("cached" if cache.path(keys[cue.source_line]).is_file() else "stale")
+        for cue in cues
+    }
+
+
+_SEED_OPTION = re.compile(r"(?<=\s)seed=\d+(?=[\s\]])")
+
+
+def with_seed(cue_text: str, seed: int) -> str:
+    """The cue line ``cue_text`` with its ``seed=`` set to ``seed`` (added before the closing
+    ``]`` when it has none): how the editor re-rolls a generated cue."""
+    if _SEED_OPTION.search(cue_text):
+        return _SEED_OPTION.sub(f"seed={seed}", cue_text, count=1)
+    close = cue_text.rstrip().rfind("]")
+    if close < 0:
+        raise ValueError("not a cue line")
+    return f"{cue_text[:close].rstrip()} seed={seed}{cue_text[close:]}"
+
+
+def preview_sound(
+    ws: Workspace,
+    script: Path,
+    source_line: int,
+    *,
+    seed: int = 0,
+    report: Report | None = None,
+    allow_cpu: bool | None = None,
+) -> Path:
+    """The cached sound of the generated cue on ``source_line`` of ``script`` (generated now
+    if missing, into the episode's sound cache): what the editor plays alone."""
+    from core.episodes.parser import load_script
+
+    episode = load_script(script, ws)
+    sounds = render_sounds(
+        ws, episode, ws.episodes_dir / script.stem, seed=seed, report=report,
+        allow_cpu=allow_cpu, only=source_line,
+    )  # fmt: skip
+    take = sounds.takes.get(source_line)
+    if take is None:
+        raise ScriptError(
+            episode.source, source_line, 1, "no generated cue on this line; expected a line "
+            'such as [sfx gen="a door creaks" 2s]',
+        )  # fmt: skip
+    return take.path
