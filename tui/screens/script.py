@@ -541,12 +541,17 @@ class ScriptEditorScreen(Screen[None]):
         return found
 
     # -- generated sound -----------------------------------------------------------------
-    def action_play_sound(self) -> None:
+    def _cue_or_warn(self) -> SfxCue | MusicCue | None:
         cue = self.cue_at_cursor()
         if cue is None:
             self.notify(
                 'no generated cue above the cursor ([sfx gen="..." 2s])', severity="warning"
             )
+        return cue
+
+    def action_play_sound(self) -> None:
+        cue = self._cue_or_warn()
+        if cue is None:
             return
         if self.dirty and not self.save():
             return
@@ -574,11 +579,8 @@ class ScriptEditorScreen(Screen[None]):
             self.post_message(Notice(str(exc), "error", title="playback failed"))
 
     def action_reroll_sound(self) -> None:
-        cue = self.cue_at_cursor()
+        cue = self._cue_or_warn()
         if cue is None:
-            self.notify(
-                'no generated cue above the cursor ([sfx gen="..." 2s])', severity="warning"
-            )
             return
         row = cue.source_line - 1
         area = self.text_area

@@ -14,7 +14,6 @@ voice rate. The manifest's ``sounds`` records each cue's prompt, seed and model.
 
 from __future__ import annotations
 
-import hashlib
 import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -73,11 +72,10 @@ def cue_seed(request: GeneratedSound, seed: int) -> int:
 
 
 def file_sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
+    """The SHA-256 of a ``from=`` source file (part of its cue's key)."""
+    from core.episodes.retakes import audio_digest
+
+    return audio_digest(path)
 
 
 def sound_key(
