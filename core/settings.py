@@ -75,6 +75,10 @@ class Models:
     """At most this many generations (lines or their pieces) run together in one batch."""
     tts_engine: str = "auto"
     """``auto`` (compiled on CUDA, eager elsewhere), ``eager`` or ``compiled``."""
+    sound: str = "stabilityai/stable-audio-open-1.0"
+    """The text-to-audio model of ``gen=`` cues (diffusers ``StableAudioPipeline``)."""
+    sound_cpu: bool = False
+    """Let a real sound model run on the CPU (hours for one sound; ``"tiny"`` always may)."""
 
 
 @dataclass

@@ -310,9 +310,8 @@ def test_a_sound_effect_by_words_is_skipped_with_one_warning_naming_its_line(
     result = render_episode(workspace, script, backend="draft")
     about = [w for w in result.warnings if "door creaks open" in w]
     assert about == [
-        f"{script}:7:6: sound effect 'door creaks open' names no file and is skipped "
-        "(podforge does not generate sound effects yet); expected [sfx FILE] with a file in "
-        "assets/"
+        f"{script}:7:6: sound effect 'door creaks open' names no file and is skipped; "
+        'expected [sfx FILE] with a file in assets/, or [sfx gen="the words" 2s] to generate it'
     ]
     manifest = json.loads(result.exported.manifest.read_text())
     assert manifest["warnings"] == result.warnings

@@ -268,8 +268,8 @@ def test_cues_with_every_option(ws: Workspace) -> None:
     assert ep.items[9:] == (Pause(1.2, BODY + 9), Pause(0.4, BODY + 10), Pause(0.5, BODY + 11))
     # [music stop] with no bed playing is allowed, with a warning; so is an effect by words.
     skipped = (
-        "names no file and is skipped (podforge does not generate sound effects yet); "
-        "expected [sfx FILE] with a file in assets/"
+        "names no file and is skipped; expected [sfx FILE] with a file in assets/, "
+        'or [sfx gen="the words" 2s] to generate it'
     )
     assert _texts(ep.warnings) == (
         f"ep.md:{BODY + 4}:1: [music stop] but no music is playing",
@@ -786,9 +786,8 @@ def test_a_sound_effect_without_a_file_is_skipped_with_a_warning_at_its_place(
     ep = parse("HOST: Hi.\n[sfx door creaks open]\n", ws)
     assert ep.items[1] == SfxCue(None, "door creaks open", 0.0, BODY + 1)
     assert str(ep.warnings[0]) == (
-        f"ep.md:{BODY + 1}:6: sound effect 'door creaks open' names no file and is skipped "
-        "(podforge does not generate sound effects yet); expected [sfx FILE] with a file in "
-        "assets/"
+        f"ep.md:{BODY + 1}:6: sound effect 'door creaks open' names no file and is skipped; "
+        'expected [sfx FILE] with a file in assets/, or [sfx gen="the words" 2s] to generate it'
     )
 
 

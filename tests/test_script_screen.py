@@ -332,7 +332,7 @@ async def test_list_opens_and_creates_scripts(demo_copy: Workspace) -> None:
     async with app.run_test(size=SIZE) as pilot:
         await pilot.pause()
         options = app.screen.query_one("#scripts", OptionList)
-        assert options.option_count == 1
+        assert options.option_count == 2  # welcome.md, with-sound.md
         await pilot.press("n")
         await pilot.pause()
         app.screen.query_one(Input).value = "second-episode"
@@ -344,7 +344,7 @@ async def test_list_opens_and_creates_scripts(demo_copy: Workspace) -> None:
         await pilot.press("escape", "escape")
         assert isinstance(app.screen, ScriptListScreen)
         await pilot.pause()
-        assert app.screen.query_one("#scripts", OptionList).option_count == 2
+        assert app.screen.query_one("#scripts", OptionList).option_count == 3
 
 
 async def test_home_s_opens_the_scripts(demo_copy: Workspace) -> None:

@@ -218,7 +218,7 @@ def _build(
     )
     done = 0
     ws = Workspace.create(root, name="demo")
-    ws.settings.models = Models(tts="tiny", asr="tiny", speaker="tiny", device="auto")
+    ws.settings.models = Models(tts="tiny", asr="tiny", speaker="tiny", device="auto", sound="tiny")
     for sp in DEMO_SPEAKERS:
         ws.add_speaker(
             sp.name,
@@ -258,6 +258,7 @@ def _build(
         done += 1
         report(done, total, "episode script")
         atomic_write_text(ws.scripts_dir / f"{SCRIPT_NAME}.md", DEMO_SCRIPT)
+        atomic_write_text(ws.scripts_dir / f"{SOUND_SCRIPT_NAME}.md", SOUND_SCRIPT)
         atomic_write_text(
             ws.assets_dir / "demo-truth.json", json.dumps(truth, indent=2, sort_keys=True) + "\n"
         )
@@ -454,6 +455,27 @@ def _write_source(folder: Path, spec: RecordingSpec, rec: GeneratedRecording) ->
         atomic_write_text(path.with_suffix(".srt"), srt_text(rec.cues))
     return path
 
+
+SOUND_SCRIPT_NAME = "with-sound"
+SOUND_SCRIPT = """\
++++
+title = "Episode 2: Sound design"
+[speakers]
+HOST = "alice"
+GUEST = "bob"
++++
+
+<!-- Generated sound: the demo's sound model is "tiny" (random weights: shaped noise, made
+     in seconds on a CPU); set [models] sound to stabilityai/stable-audio-open-1.0 on a GPU
+     machine for real effects and beds (docs/EPISODES.md, "Generated sound"). -->
+[music gen="warm lo-fi bed, no vocals, 80 bpm" 4s fade_in=1s duck=-14dB volume=-6dB]
+HOST: Someone is at the door.
+[sfx gen="a heavy wooden door creaks open, close mic" 2.5s seed=4]
+GUEST: Sorry I am late!
+[sfx gen="a bright bell, short" 1s from=chime.wav strength=0.4]
+HOST: Right on time.
+[music stop fade_out=1s]
+"""
 
 DEMO_SCRIPT = """\
 +++

@@ -80,6 +80,9 @@ class Analysis:
     states: dict[int, LineState]
     checks: dict[int, LineCheck] = field(default_factory=dict)
     """Each line's QA from the last render with line QA (:func:`line_checks`)."""
+    cue_states: dict[int, str] = field(default_factory=dict)
+    """Each generated cue's state (``cached``, ``stale``, ``error``) by script line
+    (:func:`core.episodes.sound.cues.sound_states`)."""
 
 
 def template(name: str, speakers: list[str]) -> str:
@@ -147,11 +150,14 @@ def analyse(ws: Workspace, text: str, path: Path) -> Analysis:
     vocabularies = {voice: speaker_vocabulary(ws, voice) for voice in episode.speakers.values()}
     hints = lint_lines(episode.lines, text.splitlines(), lexicon, vocabularies)
     diagnostics += tuple(Diagnostic("hint", h.line, h.column, h.message, h.token) for h in hints)
+    from core.episodes.sound.cues import sound_states
+
     return Analysis(
         episode,
         diagnostics,
         line_states(ws, path.stem, episode),
         line_checks(ws, path.stem, episode),
+        sound_states(ws, path.stem, episode, SEED),
     )
 
 

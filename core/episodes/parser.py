@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import difflib
 import html
+import math
 import os
 import re
 import tomllib
@@ -40,6 +41,7 @@ from core.episodes.script import (
     Break,
     Chapter,
     Episode,
+    GeneratedSound,
     Item,
     Line,
     MusicCue,
@@ -76,11 +78,17 @@ _TOML_KEY = re.compile(r"\s*(?:\"([^\"]*)\"|'([^']*)'|([A-Za-z0-9_-]+))\s*=")
 _NEWLINE = re.compile(r"\r\n|\r|\n")
 
 _BREAK_EXAMPLE = '<break time="400ms"/>'
-_CUE_EXAMPLES = "[music FILE ...], [music stop], [sfx FILE or words] or [pause 1.2s]"
+_CUE_EXAMPLES = (
+    '[music FILE ...], [music stop], [sfx FILE or words], [sfx gen="a door creaks" 2s] '
+    "or [pause 1.2s]"
+)
 _LINE_EXPECTED = (
     "expected a speaker line NAME: text, a cue such as [pause 1s], a # heading or a blank line"
 )
 
+_GEN_OPTIONS = ("gen", "seed", "steps", "guidance", "negative", "from", "strength")
+"""The options of a generated cue (``[sfx gen="..." 2s]``, ``[music gen="..." 30s]``)."""
+_DEFAULT_STRENGTH = 0.6
 _Where = Callable[[int], tuple[int, int]]
 _FailAt = Callable[[int, str], NoReturn]
 
@@ -162,22 +170,24 @@ def check_cue_files(episode: Episode) -> None:
 
     checked: set[Path] = set()
     for item in episode.items:
-        if not isinstance(item, MusicCue | SfxCue) or item.path is None:
+        if not isinstance(item, MusicCue | SfxCue):
             continue
-        if item.path in checked:
+        path = item.path if item.generate is None else item.generate.source
+        if path is None or path in checked:
             continue
         try:
-            probe(item.path)
+            probe(path)
         except AudioError as exc:
-            reason = str(exc).removeprefix(f"{item.path}: ")
-            name = item.description if isinstance(item, SfxCue) else item.path.name
+            reason = str(exc).removeprefix(f"{path}: ")
+            name = item.description if isinstance(item, SfxCue) else path.name
             raise ScriptError(
                 episode.source,
                 item.source_line,
                 item.source_column,
-                f"cue file {name!r} ({item.path}) cannot be used: {reason}",
+                f"cue file {name if item.generate is None else path.name!r} ({path}) cannot be "
+                f"used: {reason}",
             ) from None
-        checked.add(item.path)
+        checked.add(path)
 
 
 # --- the parser --------------------------------------------------------------------
@@ -848,6 +858,12 @@ class _Parser:
             if was_quoted or not eq:
                 words.append((token, col, was_quoted))
                 continue
+            if key == "gen" and not value.strip():
+                self.fail(
+                    lineno,
+                    col,
+                    f'the prompt is empty; expected [{kind} gen="what it sounds like" 2s]',
+                )
             if not key or not value:
                 self.fail(
                     lineno,
@@ -887,6 +903,15 @@ class _Parser:
                         "unexpected text after the cue's ]; expected one cue alone on its line",
                     )
                 j += 1
+            if j < len(inner) and inner[j] == '"' and inner[i:j].endswith("="):
+                end = inner.find('"', j + 1)  # key="a quoted value"
+                if end < 0:
+                    self.fail(
+                        lineno, first_col + j, 'a quoted value is not closed; expected "text"'
+                    )
+                out.append((inner[i:j] + inner[j + 1 : end], first_col + i, False))
+                i = end + 1
+                continue
             out.append((inner[i:j], first_col + i, False))
             i = j
         return out
@@ -960,6 +985,22 @@ class _Parser:
         words: list[tuple[str, int, bool]],
         options: dict[str, tuple[str, int, int]],
     ) -> MusicCue:
+        if "gen" in options:
+            self.check_options(
+                lineno, "music gen", options,
+                ("fade_in", "fade_out", "duck", "volume", *_GEN_OPTIONS),
+            )  # fmt: skip
+            return MusicCue(
+                path=None,
+                action="start",
+                fade_in=self.option_seconds(lineno, options, "fade_in", 0.0),
+                fade_out=self.option_seconds(lineno, options, "fade_out", 0.0),
+                duck_db=self.option_db(lineno, options, "duck", self.mix.duck_db, DUCK_RANGE_DB),
+                volume_db=self.option_db(lineno, options, "volume", 0.0, VOLUME_RANGE_DB),
+                source_line=lineno,
+                source_column=options["gen"][1],
+                generate=self.generated(lineno, "music", words, options),
+            )
         if not words:
             self.fail(
                 lineno,
@@ -1009,6 +1050,17 @@ class _Parser:
         words: list[tuple[str, int, bool]],
         options: dict[str, tuple[str, int, int]],
     ) -> SfxCue:
+        if "gen" in options:
+            self.check_options(lineno, "sfx gen", options, ("volume", *_GEN_OPTIONS))
+            request = self.generated(lineno, "sfx", words, options)
+            return SfxCue(
+                path=None,
+                description=request.prompt,
+                volume_db=self.option_db(lineno, options, "volume", 0.0, VOLUME_RANGE_DB),
+                source_line=lineno,
+                source_column=options["gen"][1],
+                generate=request,
+            )
         self.check_options(lineno, "sfx", options, ("volume",))
         volume = self.option_db(lineno, options, "volume", 0.0, VOLUME_RANGE_DB)
         if not words:
@@ -1037,8 +1089,8 @@ class _Parser:
         self.warn(
             lineno,
             col,
-            f"sound effect {description!r} names no file and is skipped (podforge does not "
-            "generate sound effects yet); expected [sfx FILE] with a file in assets/",
+            f"sound effect {description!r} names no file and is skipped; expected [sfx FILE] "
+            'with a file in assets/, or [sfx gen="the words" 2s] to generate it',
         )
         return SfxCue(
             path=None, description=description, volume_db=volume, source_line=lineno,
@@ -1068,6 +1120,101 @@ class _Parser:
                 f"pause {value} is out of range; expected more than 0 and at most {MAX_PAUSE_S:g}s",
             )
         return Pause(seconds=seconds, source_line=lineno)
+
+    def generated(
+        self,
+        lineno: int,
+        kind: str,
+        words: list[tuple[str, int, bool]],
+        options: dict[str, tuple[str, int, int]],
+    ) -> GeneratedSound:
+        """The ``gen="prompt" 2.5s seed=4 ...`` part of a generated cue."""
+        prompt, gen_col, prompt_col = options["gen"]
+        prompt = " ".join(prompt.split())
+        if not prompt:
+            self.fail(
+                lineno,
+                prompt_col,
+                f'the prompt is empty; expected [{kind} gen="what it sounds like" 2s]',
+            )
+        if not words:
+            self.fail(
+                lineno,
+                gen_col,
+                f'generated {kind} has no length; expected [{kind} gen="{prompt}" 2.5s]',
+            )
+        if len(words) > 1:
+            self.fail(
+                lineno, words[1][1], f"unexpected {words[1][0]!r}; expected one length such "
+                'as 2.5s and key=value options (quote the prompt: gen="two words")',
+            )  # fmt: skip
+        value, col, _ = words[0]
+        seconds = _duration(value)
+        if isinstance(seconds, str):
+            self.fail(lineno, col, f"length {value} {seconds}; expected a length such as 2.5s")
+        limit = self.sound_limit()
+        if not 0 < seconds <= limit + 1e-9:
+            self.fail(
+                lineno, col, f"length {value} is over the sound model's limit; expected more "
+                f"than 0 and at most {limit:.2f}s (longer beds loop: [music gen=... 30s])",
+            )  # fmt: skip
+        seed = self.option_int(lineno, options, "seed", 0, 2**31 - 1)
+        steps = self.option_int(lineno, options, "steps", 1, 1000)
+        guidance = self.option_float(lineno, options, "guidance", 0.0, 30.0)
+        strength = self.option_float(lineno, options, "strength", 0.01, 1.0)
+        negative = options["negative"][0] if "negative" in options else None
+        source: Path | None = None
+        if "from" in options:
+            name, _, from_col = options["from"]
+            source = self.resolve(name, lineno, from_col)
+        elif strength is not None:
+            self.fail(
+                lineno, options["strength"][1], "strength= without from=; expected "
+                "from=assets/FILE.wav strength=0.6, or no strength",
+            )  # fmt: skip
+        return GeneratedSound(
+            prompt=prompt, seconds=seconds, seed=seed, negative=negative, steps=steps,
+            guidance=guidance, source=source,
+            strength=(_DEFAULT_STRENGTH if strength is None else strength) if source else None,
+            prompt_column=gen_col,
+        )  # fmt: skip
+
+    def sound_limit(self) -> float:
+        """The longest sound the workspace's sound model makes (no model is loaded)."""
+        from core.episodes.sound.backend import max_seconds_for
+
+        if self.workspace is None:
+            return max_seconds_for("")
+        return max_seconds_for(self.workspace.settings.models.sound, self.workspace.root)
+
+    def option_int(
+        self, lineno: int, options: dict[str, tuple[str, int, int]], key: str, low: int, high: int
+    ) -> int | None:
+        if key not in options:
+            return None
+        value, _, col = options[key]
+        if not re.fullmatch(r"\d+", value) or not low <= int(value) <= high:
+            self.fail(lineno, col, f"{key}={value} is not a whole number from {low} to {high}")
+        return int(value)
+
+    def option_float(
+        self,
+        lineno: int,
+        options: dict[str, tuple[str, int, int]],
+        key: str,
+        low: float,
+        high: float,
+    ) -> float | None:
+        if key not in options:
+            return None
+        value, _, col = options[key]
+        try:
+            number = float(value)
+        except ValueError:
+            number = math.nan
+        if not low <= number <= high:
+            self.fail(lineno, col, f"{key}={value} is not a number from {low:g} to {high:g}")
+        return number
 
     # -- cue files ------------------------------------------------------------------------
     def resolve(self, name: str, lineno: int, col: int) -> Path:

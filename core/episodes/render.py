@@ -50,6 +50,8 @@ from core.episodes.retakes import (
     load_choices,
 )
 from core.episodes.script import Chapter, Episode, Line, MusicCue, Pause, SfxCue
+from core.episodes.sound.backend import STAGE_SOUND
+from core.episodes.sound.cues import render_sounds, sound_cache
 from core.episodes.synthesis.backends import Backend, Rendered, make_backend
 from core.episodes.synthesis.cache import RenderCache, cache_key
 from core.episodes.synthesis.watermarked import watermark_manifest
@@ -60,7 +62,7 @@ from core.progress import CancelCheck, Progress, check_cancel
 from core.workspace import Workspace
 
 STAGE_LOADING: Final = "loading model …"
-STAGES: Final = (STAGE_LOADING, STAGE_MIX, STAGE_MASTER)
+STAGES: Final = (STAGE_LOADING, STAGE_MIX, STAGE_MASTER, STAGE_SOUND)
 """The ``what`` of the stages that are not lines (a make-up round adds to STAGE_MASTER)."""
 
 
@@ -82,6 +84,8 @@ class RenderResult:
     seconds: float = 0.0
     qa: list[LineVerdict] | None = None
     """Each line's QA and candidates (``None``: line QA was off)."""
+    generated_sounds: list[int] = field(default_factory=list)  # script lines generated now
+    cached_sounds: list[int] = field(default_factory=list)  # script lines from the cache
 
     @property
     def suspect(self) -> list[LineVerdict]:
@@ -128,6 +132,7 @@ def render_episode(
     cancel: CancelCheck | None = None,
     retakes: int | None = None,
     scorer: Scorer | None = None,
+    allow_cpu_sound: bool | None = None,
 ) -> RenderResult:
     """Render ``script_path`` into ``episodes/<script name>/``.
 
@@ -138,7 +143,9 @@ def render_episode(
     (respelled, verbalised). ``retakes`` (default ``render.retakes``): line QA with up to
     that many candidates per line (:func:`core.episodes.retakes.check_lines`; 0: off),
     scored by ``scorer`` (default :class:`~core.episodes.retakes.ModelScorer`); candidates
-    chosen by ear are kept whatever the setting.
+    chosen by ear are kept whatever the setting. Generated cues (``gen=``) come first, through
+    their own cache (:func:`core.episodes.sound.cues.render_sounds`; ``allow_cpu_sound`` lets
+    a real sound model run on the CPU), reporting denoising steps as :data:`STAGE_SOUND`.
 
     ``progress(done, total, what)`` is called after each line (``what`` =
     ``"SPEAKER: text"``), then for each stage after the lines (``what`` is one of
@@ -166,6 +173,8 @@ def render_episode(
         if progress is not None:
             progress(done, total, what)
         check_cancel(cancel)  # between units: after a line (the master polls it per window)
+
+    sounds = render_sounds(ws, episode, folder, seed=seed, report=report, allow_cpu=allow_cpu_sound)
 
     result_warnings: list[str] = [str(w) for w in episode.warnings]
     unsupported: set[str] = set()
@@ -225,6 +234,8 @@ def render_episode(
             )  # fmt: skip
             done += 1
             report(done, len(lines), f"{item.speaker}: {item.text[:40]}")
+        elif isinstance(item, SfxCue | MusicCue) and item.generate is not None:
+            timeline.append(sounds.item(item))
         elif isinstance(item, SfxCue):
             if item.path is None:
                 continue  # skipped; the parser warned at its FILE:LINE:COL
@@ -243,6 +254,7 @@ def render_episode(
         )  # fmt: skip
         verdicts = checked if candidates else None
     cache.prune(keys)
+    sound_cache(folder).prune(sounds.keys)
     settings = episode_mix_settings(ws, episode, timeline)
 
     def stage_progress(stage: str, done_sec: int, total_sec: int) -> None:
@@ -270,6 +282,7 @@ def render_episode(
             "seed": seed,
             "watermark": watermark_manifest(ws.settings.watermark),
             "warnings": result_warnings,
+            **({"sounds": sounds.manifest(ws.root)} if sounds.takes else {}),
             **({} if verdicts is None else {"qa": _qa_manifest(ws, verdicts, candidates)}),
         },
         progress=None
@@ -288,6 +301,8 @@ def render_episode(
         warnings=result_warnings,
         seconds=time.perf_counter() - started,
         qa=verdicts,
+        generated_sounds=sounds.generated,
+        cached_sounds=sounds.cached,
     )
 
 

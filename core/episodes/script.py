@@ -32,6 +32,7 @@ __all__ = [
     "Break",
     "Chapter",
     "Episode",
+    "GeneratedSound",
     "Item",
     "Line",
     "MixSettings",
@@ -152,6 +153,26 @@ class Line:
 
 
 @dataclass(frozen=True)
+class GeneratedSound:
+    """What a ``gen="..."`` cue asks a text-to-audio model for (``[sfx gen="door creak" 2.5s]``).
+
+    ``seconds`` is the length generated; ``None`` fields take the sound model's default
+    (``seed``: the render's seed). ``source`` (``from=FILE``, resolved inside the workspace)
+    makes a variation of that file, ``strength`` (0..1) saying how far from it (1: nothing of
+    it is kept). ``prompt_column`` is the 1-based column of the ``gen=`` option."""
+
+    prompt: str
+    seconds: float
+    seed: int | None = None
+    negative: str | None = None
+    steps: int | None = None
+    guidance: float | None = None
+    source: Path | None = None
+    strength: float | None = None
+    prompt_column: int = field(default=1, compare=False)
+
+
+@dataclass(frozen=True)
 class MusicCue:
     """``[music FILE ...]`` (``action="start"``) or ``[music stop ...]`` (``path=None``).
 
@@ -168,13 +189,15 @@ class MusicCue:
     source_line: int
     source_column: int = field(default=1, compare=False)
     """The 1-based column of the file name (of the cue for ``[music stop]``)."""
+    generate: GeneratedSound | None = None
+    """A generated bed (``[music gen="..." 30s]``, ``path=None``)."""
 
 
 @dataclass(frozen=True)
 class SfxCue:
     """``[sfx FILE]`` (``path`` resolved) or ``[sfx words]`` (``path=None``: a named
     generated effect or a description kept for later). ``description`` is the file name as
-    written, or the words."""
+    written, or the words (the prompt of a generated effect)."""
 
     path: Path | None
     description: str
@@ -182,6 +205,8 @@ class SfxCue:
     source_line: int
     source_column: int = field(default=1, compare=False)
     """The 1-based column of the file name or of the first word."""
+    generate: GeneratedSound | None = None
+    """A generated effect (``[sfx gen="..." 2.5s]``, ``path=None``)."""
 
 
 @dataclass(frozen=True)

@@ -28,16 +28,29 @@ STRICT_EXIT = 3
     "default: render.retakes in workspace.toml).",
 )
 @click.option(
+    "--allow-cpu-sound",
+    is_flag=True,
+    help="Let a real sound model generate gen= cues on the CPU (hours a sound; the tiny one "
+    "always may).",
+)
+@click.option(
     "--strict", is_flag=True, help=f"Exit with status {STRICT_EXIT} if a line is still suspect."
 )
 def render(
-    workspace: Path, script: Path, draft: bool, seed: int, retakes: int | None, strict: bool
+    workspace: Path,
+    script: Path,
+    draft: bool,
+    seed: int,
+    retakes: int | None,
+    allow_cpu_sound: bool,
+    strict: bool,
 ) -> None:
     """Render SCRIPT (e.g. scripts/welcome.md) into episodes/<name>/: WAV, MP3, manifest,
     chapters. Only lines that changed since the last render are synthesised; with line QA
     (--retakes) each line is back-transcribed and checked, and suspect lines retaken."""
     from core.episodes.lock import EpisodeLock
     from core.episodes.render import STAGE_LOADING, is_stage, render_episode
+    from core.episodes.sound.backend import STAGE_SOUND
     from core.workspace import Workspace
     from tui.cli.bars import StderrBars
 
@@ -52,19 +65,27 @@ def render(
             bars.start()
             if what == STAGE_LOADING:
                 console.print(what)  # a line of its own: it may take a while, then lines follow
+            if what.startswith(STAGE_SOUND):  # a generated sound: denoising steps done
+                bars.update(done, total or None, f"{what} (step {done} of {total})")
+                return
             if is_stage(what):  # mixing, mastering: seconds of audio done
                 what = f"{what} ({done // 60}:{done % 60:02d} of {total // 60}:{total % 60:02d})"
             bars.update(done, total or None, what)
 
         result = render_episode(
             ws, script, backend="draft" if draft else "csm", seed=seed, progress=report,
-            retakes=retakes,
+            retakes=retakes, allow_cpu_sound=allow_cpu_sound or None,
         )  # fmt: skip
     out = result.exported
     console.print(
         f"{len(result.rendered_lines)} line(s) synthesised, {len(result.cached_lines)} from "
         f"the cache, {result.seconds:.1f} s"
     )
+    if result.generated_sounds or result.cached_sounds:
+        console.print(
+            f"{len(result.generated_sounds)} sound(s) generated, {len(result.cached_sounds)} "
+            "from the cache"
+        )
     for warning in result.warnings:
         console.print(f"[yellow]warning:[/] {warning}")
     click.echo(f"{out.wav}\n{out.mp3}\n{out.manifest}\n{out.chapters}")

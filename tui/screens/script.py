@@ -16,6 +16,7 @@ that is already in the cache, so the next render continues where this one stoppe
 from __future__ import annotations
 
 import re
+import secrets
 import threading
 from pathlib import Path
 from typing import Any, ClassVar
@@ -62,7 +63,9 @@ from core.episodes.lint import add_pronunciation
 from core.episodes.lock import EpisodeLock
 from core.episodes.render import RenderResult, is_stage, render_episode
 from core.episodes.retakes import choice_id, load_choices, save_choice
-from core.episodes.script import Episode, Line
+from core.episodes.script import Episode, Line, MusicCue, SfxCue
+from core.episodes.sound.backend import STAGE_SOUND
+from core.episodes.sound.cues import preview_sound, with_seed
 from core.episodes.synthesis.backends import Rendered
 from core.errors import ConsentError, PlaybackError, PodforgeError, VoiceError
 from core.progress import Cancelled
@@ -314,6 +317,8 @@ class ScriptEditorScreen(Screen[None]):
         Binding("t", "retake", "Retake line", id="script.retake"),
         Binding("C", "takes", "Takes", id="script.takes"),
         Binding("R", "respell", "Respell word", id="script.respell"),
+        Binding("g", "play_sound", "Play sound", id="script.play_sound"),
+        Binding("G", "reroll_sound", "Re-roll sound", id="script.reroll_sound"),
         Binding("e", "edit", "Edit text", id="script.edit"),
         Binding("escape", "back", "Back", id="script.back"),
         Binding("q", "quit", "Quit", id="script.quit", show=False),
@@ -330,6 +335,8 @@ class ScriptEditorScreen(Screen[None]):
         self.diagnostics: tuple[Diagnostic, ...] = ()
         self.states: dict[int, LineState] = {}
         self.checks: dict[int, LineCheck] = {}
+        self.cue_states: dict[int, str] = {}
+        self._generating: set[int] = set()
         self.backend_name = "draft"
         self.last_result: RenderResult | None = None
         self._generation = 0
@@ -438,6 +445,7 @@ class ScriptEditorScreen(Screen[None]):
             self.backend_name = backend_for(self.workspace, result.episode)
             self.states = result.states
             self.checks = result.checks
+            self.cue_states = result.cue_states
             self._fill_outline()
         else:
             self.query_one("#outline-box").border_subtitle = "last valid parse"
@@ -467,7 +475,13 @@ class ScriptEditorScreen(Screen[None]):
         box.border_subtitle = f"{self.backend_name} voice"
         chapters = {c.index: c for c in episode.chapters}
         shown = 0
-        for line in episode.lines:
+        for item in episode.items:
+            if isinstance(item, SfxCue | MusicCue) and item.generate is not None:
+                options.add_option(Option(self._cue_label(item), id=f"cue-{item.source_line}"))
+                continue
+            if not isinstance(item, Line):
+                continue
+            line = item
             if line.chapter in chapters and line.chapter != shown:
                 chapter = chapters[line.chapter]
                 options.add_option(
@@ -498,6 +512,83 @@ class ScriptEditorScreen(Screen[None]):
         if check is not None and state.state == "cached":
             label.append(f"  {check.summary()}", "green" if check.passed else "bold yellow")
         return label
+
+    def _cue_label(self, cue: SfxCue | MusicCue) -> Text:
+        """A generated cue in the outline: its state (as a line's), kind, length and prompt."""
+        state = self.cue_states.get(cue.source_line, "stale")
+        if cue.source_line in self._generating:
+            state = "rendering"
+        glyph, style = STATE_STYLE[state]
+        request = cue.generate
+        prompt = "" if request is None else request.prompt
+        seconds = 0.0 if request is None else request.seconds
+        kind = "sfx" if isinstance(cue, SfxCue) else "music"
+        words = prompt if len(prompt) <= 44 else prompt[:43] + "…"
+        return Text.assemble(
+            ("  ♪ ", "dim"), (f"{glyph} {state:<9}", style), (f"{seconds:5.1f}s ", "dim"),
+            (f"[{kind}] ", "bold"), (words, "italic"),
+        )  # fmt: skip
+
+    def cue_at_cursor(self) -> SfxCue | MusicCue | None:
+        """The generated cue on the cursor's line (or the nearest one above it)."""
+        if self.episode is None:
+            return None
+        row = self.text_area.cursor_location[0] + 1
+        found: SfxCue | MusicCue | None = None
+        for item in self.episode.items:
+            generated = isinstance(item, SfxCue | MusicCue) and item.generate is not None
+            if generated and item.source_line <= row:
+                found = item  # type: ignore[assignment]
+        return found
+
+    # -- generated sound -----------------------------------------------------------------
+    def _cue_or_warn(self) -> SfxCue | MusicCue | None:
+        cue = self.cue_at_cursor()
+        if cue is None:
+            self.notify(
+                'no generated cue above the cursor ([sfx gen="..." 2s])', severity="warning"
+            )
+        return cue
+
+    def action_play_sound(self) -> None:
+        cue = self._cue_or_warn()
+        if cue is None:
+            return
+        if self.dirty and not self.save():
+            return
+        self._generating.add(cue.source_line)
+        self._fill_outline()
+        self._play_sound(cue.source_line)
+
+    @work(thread=True, exclusive=True, group="sound")
+    def _play_sound(self, source_line: int) -> None:
+        def progress(done: int, total: int, what: str) -> None:
+            self.post_message(RenderProgress(done, total, what))
+
+        try:
+            path = preview_sound(self.workspace, self.path, source_line, seed=SEED, report=progress)
+        except (PodforgeError, OSError, ValueError) as exc:
+            self.post_message(Notice(str(exc), "error", title="sound failed"))
+            self.post_message(LineCached())
+            return
+        self.post_message(LineCached())
+        try:
+            self.player.play_file(path)
+        except PlaybackError as exc:
+            self.post_message(PlaybackFailed(str(exc)))
+        except PodforgeError as exc:
+            self.post_message(Notice(str(exc), "error", title="playback failed"))
+
+    def action_reroll_sound(self) -> None:
+        cue = self._cue_or_warn()
+        if cue is None:
+            return
+        row = cue.source_line - 1
+        area = self.text_area
+        old = area.document.get_line(row)
+        seed = secrets.randbelow(2**31)
+        area.replace(with_seed(old, seed), (row, 0), (row, len(old)))
+        self.notify(f"line {cue.source_line}: seed={seed}; g plays the new sound")
 
     def _refresh_outline_line(self, index: int) -> None:
         if self.episode is None or index >= len(self.episode.lines):
@@ -617,6 +708,7 @@ class ScriptEditorScreen(Screen[None]):
 
     @on(LineCached)
     def _line_cached(self) -> None:
+        self._generating.clear()
         self._parse_now()  # re-read the line states
 
     @on(Notice)
@@ -810,6 +902,8 @@ class ScriptEditorScreen(Screen[None]):
         """A stage after the lines (or the model loading): ``done``/``total`` seconds."""
         self.query_one("#render-progress", ProgressBar).update(total=total or None, progress=done)
         where = f" {done // 60}:{done % 60:02d} of {total // 60}:{total % 60:02d}" if total else ""
+        if what.startswith(STAGE_SOUND):  # a generated sound: denoising steps
+            where = f" step {done} of {total}" if total else ""
         self.query_one("#render-status", Static).update(f"{what}{where}")
 
     def _render_progress(self, done: int, total: int) -> None:
