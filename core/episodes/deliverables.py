@@ -6,11 +6,11 @@
 (:func:`core.episodes.master.render_episode_files`), so a -14 LUFS Spotify file is not a
 -19 LUFS master turned up through a second limiter. Every MP3 — the master's too — is then
 **decoded and measured** by the project's meter (:func:`measure_decoded`): encoders overshoot
-the ceiling and their low-pass takes loudness, so a deliverable whose decoded true peak lands
+the ceiling and their quantiser takes loudness, so a deliverable whose decoded true peak lands
 over its ceiling, or whose decoded loudness is more than :data:`DECODED_TOLERANCE_LU` off,
 is made again with the limiter's ceiling lowered by the overshoot and the gain corrected (at
-most :data:`ENCODE_ROUNDS` times). The master's own MP3 is re-made only for its peak (its
-WAV, from the same pass, is the master); its decoded figures are recorded all the same.
+most :data:`ENCODE_ROUNDS` times). The master's own MP3 is held to the same rule; the
+master WAV comes from the first pass only.
 The manifest's ``deliverables`` lists each file with its target and what was measured on it.
 """
 
@@ -27,7 +27,7 @@ ENCODE_ROUNDS = 3
 """Encodes of one deliverable at most (the first, then ceilings lowered by the overshoot)."""
 DECODED_TOLERANCE_LU = 0.2
 """How far a deliverable's decoded loudness may lie from its target before it is encoded
-again with the gain corrected (MP3's low-pass takes ~0.4 LU from a bed with highs)."""
+again with the gain corrected (LAME's quantiser at 128 kbit/s takes ~0.45 dB from every band)."""
 _PEAK_CONTEXT = 256  # samples of the previous block kept for the next block's true peak
 
 

@@ -261,8 +261,12 @@ def render_episode_files(
         source = _MixFile(mix_path, n, sr, channels, window)
         ceiling_nominal = settings.ceiling_dbtp if settings.master else None
 
-        def main_pass(ceiling: float, trim: float) -> tuple[float | None, float]:
-            with atomic_path(paths.wav) as wav_tmp, atomic_path(paths.mp3) as mp3_tmp:
+        def main_pass(ceiling: float, trim: float, again: bool) -> tuple[float | None, float]:
+            # The first pass writes the master WAV and its MP3; a pass made again for the
+            # MP3's sake (its decoded peak or loudness missed) rewrites the MP3 only.
+            with contextlib.ExitStack() as stack:
+                wav_tmp = None if again else stack.enter_context(atomic_path(paths.wav))
+                mp3_tmp = stack.enter_context(atomic_path(paths.mp3))
                 outputs = _Outputs(mp3_tmp, mp3_bitrate_kbps, title, wav_tmp, tags, mp3_trim=trim)
                 return _master_rounds(
                     source, gain, target, ceiling, outputs,
@@ -270,7 +274,7 @@ def render_episode_files(
                 )  # fmt: skip
 
         encoded = _encode_measured(main_pass, paths.mp3, target, ceiling_nominal, n > 0)
-        lufs, peak = encoded.lufs, encoded.peak
+        lufs, peak = encoded.first_lufs, encoded.first_peak  # the WAV's: the first pass
         if tags is not None:
             write_id3(paths.mp3, tags, plan.chapters, n / sr if sr else 0.0)
         main = encoded.delivered("master", paths.mp3, target, ceiling_nominal, channels)
@@ -466,7 +470,7 @@ def _deliver(
     gain = 1.0 if measured is None else _gain(delivery.lufs - (measured + change))
     label = f"{STAGE_MASTER} ({delivery.label})"
 
-    def one_pass(ceiling: float, trim: float) -> tuple[float | None, float]:
+    def one_pass(ceiling: float, trim: float, again: bool) -> tuple[float | None, float]:
         with atomic_path(path) as tmp:
             out = _Outputs(tmp, bitrate_kbps, title, channels=delivery.channels, mp3_trim=trim)
             return _master_rounds(mix, gain, delivery.lufs, ceiling, out, report, label)
@@ -479,9 +483,9 @@ def _deliver(
 
 @dataclass(frozen=True)
 class _Encoded:
-    lufs: float | None
-    peak: float
-    """The last pass's loudness and peak before encoding."""
+    first_lufs: float | None
+    first_peak: float
+    """The first pass's loudness and peak before encoding (the master WAV's)."""
     decoded_lufs: float | None
     decoded_peak: float
     encodes: int
@@ -494,13 +498,14 @@ class _Encoded:
 
 
 def _encode_measured(
-    run: Callable[[float, float], tuple[float | None, float]],
+    run: Callable[[float, float, bool], tuple[float | None, float]],
     mp3: Path,
     target: float | None,
     ceiling: float | None,
     audible: bool,
 ) -> _Encoded:
-    """``run(ceiling, mp3_trim)`` (a master pass writing ``mp3``), then ``mp3`` decoded and
+    """``run(ceiling, mp3_trim, again)`` (a master pass writing ``mp3``; ``again`` for the
+    passes after the first), then ``mp3`` decoded and
     measured; again while the decoded true peak is over ``ceiling`` (the limiter's ceiling
     lowered by the overshoot) or the decoded loudness is off ``target`` by more than
     :data:`~core.episodes.deliverables.DECODED_TOLERANCE_LU` (the MP3's feed trimmed: at
@@ -510,8 +515,10 @@ def _encode_measured(
     from core.episodes.deliverables import DECODED_TOLERANCE_LU, ENCODE_ROUNDS, measure_decoded
 
     limit, trim = (1000.0 if ceiling is None else ceiling), 1.0
+    first: tuple[float | None, float] | None = None
     for encodes in range(1, ENCODE_ROUNDS + 1):
-        lufs, peak = run(limit, trim)
+        lufs, peak = run(limit, trim, first is not None)
+        first = first or (lufs, peak)
         decoded_lufs, decoded_peak = measure_decoded(mp3) if audible else (None, -math.inf)
         over = 0.0 if ceiling is None else decoded_peak - ceiling
         off = 0.0 if target is None or decoded_lufs is None else target - decoded_lufs
@@ -523,7 +530,8 @@ def _encode_measured(
             limit -= over + 0.1  # the encoder overshot: leave it that much more room
         if abs(off) > DECODED_TOLERANCE_LU:
             trim *= _gain(off)
-    return _Encoded(lufs, peak, decoded_lufs, decoded_peak, encodes)
+    assert first is not None  # nosec B101  # ENCODE_ROUNDS >= 1: type narrowing only
+    return _Encoded(first[0], first[1], decoded_lufs, decoded_peak, encodes)
 
 
 def _db(amplitude: float) -> float:
