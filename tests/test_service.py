@@ -126,6 +126,9 @@ def test_draft_speech_as_wav_and_mp3(client: TestClient, workspace: Workspace) -
     expected = draft_audio(workspace, "alice", "Hello from the service.")
     assert rate == 24000 and len(audio) == len(expected)
     assert np.abs(audio - expected).max() < 2 / 32768  # the same voice, as 16-bit PCM
+    from core.watermark.perth import load_mark
+
+    assert load_mark().score(audio, rate) >= 0.99  # watermarked, as in the CLI
     assert float(wav.headers["x-podforge-seconds"]) == pytest.approx(len(audio) / rate, abs=1e-3)
     mp3 = client.post("/v1/speech", json={**body, "format": "mp3"}, headers=AUTH)
     assert mp3.status_code == 200 and mp3.headers["content-type"] == "audio/mpeg"
