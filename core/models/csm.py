@@ -28,7 +28,7 @@ import numpy.typing as npt
 
 from core.audio.types import FloatArray
 from core.errors import ModelError, at, one_line
-from core.models.device import resolve_device, torch_cuda_count
+from core.models.device import move_to_device, resolve_device, torch_cuda_count
 from core.models.hub import check_model_files
 from core.models.hub import hub_cache_dir as _hub_cache_dir
 from core.models.hub import hub_offline as _hub_offline
@@ -176,13 +176,7 @@ def load_csm(model_id: str, device: str = "auto", dtype: str = "auto") -> CsmBun
                 at(folder, f"cannot load the CSM model: {one_line(exc, first_line=True)}")
             ) from exc
         raise _hub_error(model_id, exc) from None
-    try:
-        model.to(device)
-    except (RuntimeError, MemoryError) as exc:
-        raise ModelError(
-            f"TTS model {model_id!r} does not fit on {device} in {torch_dtype}: "
-            f'{one_line(exc, first_line=True)}; set models.device to "cpu" or free the GPU'
-        ) from exc
+    move_to_device(model, device, f"TTS model {model_id!r} in {torch_dtype}")
     model.eval()
     model.codec_model.eval()
     codec = model.config.codec_config

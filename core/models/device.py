@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable
+from typing import Any
 
 from core.errors import ModelError
 
@@ -77,3 +78,17 @@ def resolve_device(
             "check the NVIDIA driver (nvidia-smi) and CUDA_VISIBLE_DEVICES"
         )
     return first_gpu if device == "cuda" else device
+
+
+def move_to_device(model: Any, device: str, what: str) -> None:
+    """``model.to(device)``; one :class:`ModelError` line when it does not fit (``what`` names
+    the model, e.g. ``"TTS model 'sesame/csm-1b' in bfloat16"``)."""
+    from core.errors import one_line
+
+    try:
+        model.to(device)
+    except (RuntimeError, MemoryError) as exc:
+        raise ModelError(
+            f"{what} does not fit on {device}: {one_line(exc, first_line=True)}; set "
+            'models.device to "cpu" or free the GPU'
+        ) from exc

@@ -24,7 +24,7 @@ from core.episodes.sound.backend import (
     max_seconds_for,
 )
 from core.errors import ModelError, at, one_line
-from core.models.device import resolve_device, torch_cuda_count
+from core.models.device import move_to_device, resolve_device, torch_cuda_count
 from core.models.hub import hub_cache_dir, hub_offline, looks_like_path
 
 MODEL_FILES = ("model_index.json",)
@@ -200,12 +200,6 @@ def load_stable_audio(model_id: str, device: str, root: Path | None = None) -> A
             "in with `huggingface-cli login` and load it once with network, or set [models] "
             'sound in workspace.toml to a local folder or "tiny"'
         ) from None
-    try:
-        pipe.to(device)
-    except (RuntimeError, MemoryError) as exc:
-        raise ModelError(
-            f"sound model {model_id!r} does not fit on {device}: "
-            f'{one_line(exc, first_line=True)}; set models.device to "cpu" or free the GPU'
-        ) from exc
+    move_to_device(pipe, device, f"sound model {model_id!r}")
     pipe.set_progress_bar_config(disable=True)
     return pipe
