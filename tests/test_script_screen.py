@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import re
 from collections.abc import Callable
 
 import pytest
@@ -424,3 +425,35 @@ async def test_a_voice_without_consent_is_refused_with_a_notification(
             assert "\n" not in message and "podforge speaker add" in message
         assert isinstance(app.screen, ScriptEditorScreen)
         assert not (workspace.episodes_dir / "carol" / "cache").exists()  # nothing synthesised
+
+
+# -- generated sound cues ------------------------------------------------------------------
+
+
+@pytest.mark.slow
+async def test_g_plays_a_generated_cue_and_shift_g_rerolls_its_seed(demo_copy: Workspace) -> None:
+    """The sound-design script (tiny sound model): `g` on a cue generates it into the sound
+    cache (no sound device: a clear notice, the sound kept) and marks it cached; `G` writes a
+    new `seed=` into the cue's line, which makes it stale again."""
+    from core.episodes.sound.cues import sound_cache
+
+    app = EditorApp(demo_copy, "with-sound.md")
+    cache = sound_cache(demo_copy.episodes_dir / "with-sound")
+    async with app.run_test(size=SIZE) as pilot:
+        screen = await _editor(pilot)
+        area = screen.query_one(ScriptTextArea)
+        row = next(i for i, t in enumerate(area.text.splitlines()) if t.startswith("[sfx gen="))
+        area.move_cursor((row, 0))
+        await pilot.press("escape", "g")
+        await _until(pilot, lambda: screen.cue_states.get(row + 1) == "cached", seconds=60)
+        await _until(pilot, lambda: any(NO_DEVICE in m for m in _messages(pilot)))
+        files = sorted(cache.folder.glob("*.wav"))
+        assert len(files) == 1  # that cue alone was generated
+        before = area.document.get_line(row)
+        await pilot.press("G")
+        await _until(pilot, lambda: area.document.get_line(row) != before)
+        after = area.document.get_line(row)
+        assert after.startswith('[sfx gen="a heavy wooden door')
+        old_seeds, new_seeds = re.findall(r"seed=(\d+)", before), re.findall(r"seed=(\d+)", after)
+        assert len(new_seeds) == 1 and new_seeds != old_seeds
+        await _until(pilot, lambda: screen.cue_states.get(row + 1) == "stale")

@@ -188,7 +188,7 @@ def load_stable_audio(model_id: str, device: str, root: Path | None = None) -> A
     if not local:
         hub = {"cache_dir": hub_cache_dir(), "local_files_only": hub_offline()}
     try:
-        pipe = library.StableAudioPipeline.from_pretrained(path, torch_dtype=dtype, **hub)
+        pipe = library.StableAudioPipeline.from_pretrained(path, dtype=dtype, **hub)
     except (OSError, ValueError, KeyError, RuntimeError, TypeError, ImportError) as exc:
         if local:
             raise ModelError(
