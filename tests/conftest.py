@@ -39,6 +39,15 @@ def workspace(tmp_path: Path) -> Workspace:
     return ws
 
 
+@pytest.fixture(autouse=True, scope="session")
+def _no_user_config(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
+    """``XDG_CONFIG_HOME`` in an empty folder: a developer's own keymap never reaches a test."""
+    patch = pytest.MonkeyPatch()
+    patch.setenv("XDG_CONFIG_HOME", str(tmp_path_factory.mktemp("config")))
+    yield
+    patch.undo()
+
+
 @pytest.fixture(scope="module")
 def cache_home(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
     """``XDG_CACHE_HOME`` in a temporary folder for the module that asks for it, so its tiny

@@ -39,7 +39,9 @@ async def test_home_shows_speakers_recordings_and_progress(demo_workspace: Works
         first = [str(c) for c in speakers.get_row_at(0)]
         assert first[0] == "alice" and first[1].startswith("✓")
         assert screen.query_one(TargetBar).minutes == 0.0
-        assert screen.query_one("#episodes", DataTable).row_count == 1
+        scripts = sorted(demo_workspace.scripts_dir.glob("*.md"))
+        assert [p.name for p in scripts] == ["welcome.md", "with-sound.md"]
+        assert screen.query_one("#episodes", DataTable).row_count == len(scripts)
         assert not screen.query_one("#runs", DataTable).display  # empty: hint shown instead
         assert "No training runs yet." in str(screen.query_one("#runs-empty").render())
 

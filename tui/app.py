@@ -14,13 +14,14 @@ from typing import ClassVar
 
 from textual import work
 from textual.app import App
-from textual.binding import Binding, BindingType
+from textual.binding import BindingType
 from textual.screen import Screen
 
 from core.catalog import Catalog
 from core.errors import CatalogBusyError, PodforgeError
 from core.journal import DecisionJournal, Outcome
 from core.workspace import Workspace
+from tui import keymap
 from tui.messages import DecisionsWritten
 from tui.screens.home import HomeScreen
 from tui.styles import STYLES
@@ -41,10 +42,7 @@ class PodforgeApp(App[None]):
 
     TITLE = "podforge"
     CSS_PATH = STYLES / "app.tcss"
-    BINDINGS: ClassVar[list[BindingType]] = [
-        Binding("q", "quit", "Quit", id="app.quit"),
-        Binding("question_mark", "toggle_keys", "Keys", id="app.keys"),
-    ]
+    BINDINGS: ClassVar[list[BindingType]] = keymap.APP
 
     def __init__(self, workspace: Workspace) -> None:
         super().__init__()
@@ -57,6 +55,10 @@ class PodforgeApp(App[None]):
         self._last_error: str | None = None
 
     def on_mount(self) -> None:
+        try:
+            self.set_keymap(keymap.load_user_keymap())
+        except PodforgeError as exc:
+            self.notify(f"{exc} (the default keys are used)", severity="error", timeout=15)
         try:
             self.decisions = DecisionJournal.open(self.workspace.root)
         except PodforgeError as exc:

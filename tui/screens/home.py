@@ -7,7 +7,7 @@ from typing import ClassVar
 
 from textual import on, work
 from textual.app import ComposeResult
-from textual.binding import Binding, BindingType
+from textual.binding import BindingType
 from textual.containers import Horizontal, Vertical
 from textual.screen import Screen
 from textual.widgets import DataTable, Footer, Header, Static
@@ -16,6 +16,7 @@ from core.catalog import Catalog
 from core.errors import PodforgeError
 from core.overview import Overview, VoiceSummary, load_overview
 from core.workspace import Workspace
+from tui import keymap
 from tui.format import duration, minutes
 from tui.messages import OverviewFailed, OverviewLoaded
 from tui.styles import STYLES
@@ -28,12 +29,7 @@ class HomeScreen(Screen[None]):
     """What is in the workspace, kept current while other processes change it."""
 
     CSS_PATH = STYLES / "home.tcss"
-    BINDINGS: ClassVar[list[BindingType]] = [
-        Binding("v", "review", "Review segments", id="home.review"),
-        Binding("d", "training", "Training", id="home.training"),
-        Binding("s", "scripts", "Scripts", id="home.scripts"),
-        Binding("r", "reload", "Refresh", id="home.refresh"),
-    ]
+    BINDINGS: ClassVar[list[BindingType]] = keymap.HOME
 
     def __init__(self, workspace: Workspace) -> None:
         super().__init__()

@@ -6,15 +6,15 @@ from pathlib import Path
 from typing import ClassVar
 
 from textual.app import ComposeResult
-from textual.binding import Binding, BindingType
+from textual.binding import BindingType
 from textual.screen import ModalScreen
 from textual.widgets import Log
 
+from tui import keymap
+
 
 class LogScreen(ModalScreen[None]):
-    BINDINGS: ClassVar[list[BindingType]] = [
-        Binding("escape,q,l", "dismiss", "Close", id="log.close"),
-    ]
+    BINDINGS: ClassVar[list[BindingType]] = keymap.LOG
     DEFAULT_CSS = """
     LogScreen { align: center middle; }
     LogScreen Log { width: 90%; height: 90%; border: round $accent; }

@@ -6,12 +6,13 @@ from typing import ClassVar
 
 from textual import on
 from textual.app import ComposeResult
-from textual.binding import Binding, BindingType
+from textual.binding import BindingType
 from textual.containers import Grid, Horizontal
 from textual.screen import ModalScreen
 from textual.widgets import Button, Input, Label, Select
 
 from core.settings import Training
+from tui import keymap
 from tui.styles import STYLES
 
 
@@ -19,9 +20,7 @@ class NewRunScreen(ModalScreen[dict[str, object] | None]):
     """Returns the chosen settings, or ``None`` when cancelled."""
 
     CSS_PATH = STYLES / "training.tcss"
-    BINDINGS: ClassVar[list[BindingType]] = [
-        Binding("escape", "cancel", "Cancel", id="new_run.cancel"),
-    ]
+    BINDINGS: ClassVar[list[BindingType]] = keymap.NEW_RUN
 
     def __init__(self, speakers: list[str], defaults: Training) -> None:
         super().__init__()

@@ -10,11 +10,12 @@ from typing import ClassVar
 
 from textual import on
 from textual.app import ComposeResult
-from textual.binding import Binding, BindingType
+from textual.binding import BindingType
 from textual.containers import Vertical
 from textual.screen import ModalScreen
 from textual.widgets import Input, Static
 
+from tui import keymap
 from tui.styles import STYLES
 
 __all__ = ["RespellScreen"]
@@ -24,9 +25,7 @@ class RespellScreen(ModalScreen[str | None]):
     """Dismisses with the respelling of ``word``, or ``None``."""
 
     CSS_PATH = STYLES / "script.tcss"
-    BINDINGS: ClassVar[list[BindingType]] = [
-        Binding("escape", "dismiss(None)", "Cancel", id="script.respell.cancel"),
-    ]
+    BINDINGS: ClassVar[list[BindingType]] = keymap.RESPELL
 
     def __init__(self, word: str, current: str | None = None) -> None:
         super().__init__()

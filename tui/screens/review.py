@@ -23,7 +23,7 @@ from rich.table import Table
 from rich.text import Text
 from textual import on, work
 from textual.app import ComposeResult
-from textual.binding import Binding, BindingType
+from textual.binding import BindingType
 from textual.containers import Horizontal, Vertical
 from textual.screen import Screen
 from textual.timer import Timer
@@ -36,6 +36,7 @@ from core.errors import PlaybackError, PodforgeError
 from core.journal import Applied, Decision, DecisionJournal, Op, Outcome
 from core.records import ReviewAction, Segment, SegmentStatus
 from core.workspace import Workspace
+from tui import keymap
 from tui.format import duration
 from tui.messages import (
     DecisionsWritten,
@@ -76,24 +77,7 @@ class ReviewScreen(Screen[None]):
     """Review the workspace's segments one key at a time."""
 
     CSS_PATH = STYLES / "review.tcss"
-    BINDINGS: ClassVar[list[BindingType]] = [
-        Binding("space", "play", "Play/stop", id="review.play"),
-        Binding("a", "decide('accepted')", "Accept", id="review.accept"),
-        Binding("r", "decide('rejected')", "Reject", id="review.reject"),
-        Binding("e", "edit", "Edit text", id="review.edit"),
-        Binding("u", "undo", "Undo", id="review.undo"),
-        Binding("n", "next_pending", "Next pending", id="review.next_pending"),
-        Binding("f", "cycle_view", "Filter", id="review.filter"),
-        Binding("s", "cycle_order", "Sort", id="review.sort"),
-        Binding("p", "toggle_autoplay", "Auto-play", id="review.autoplay"),
-        Binding("j,down", "move(1)", "Down", id="review.down", show=False),
-        Binding("k,up", "move(-1)", "Up", id="review.up", show=False),
-        Binding("pagedown", "move(20)", "Page down", id="review.page_down", show=False),
-        Binding("pageup", "move(-20)", "Page up", id="review.page_up", show=False),
-        Binding("left", "seek(-1)", "Seek -1 s", id="review.seek_back", show=False),
-        Binding("right", "seek(1)", "Seek +1 s", id="review.seek_forward", show=False),
-        Binding("escape", "back", "Back", id="review.back"),
-    ]
+    BINDINGS: ClassVar[list[BindingType]] = keymap.REVIEW
 
     def __init__(self, workspace: Workspace, player: Player | None = None) -> None:
         super().__init__()

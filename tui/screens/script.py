@@ -24,7 +24,7 @@ from typing import Any, ClassVar
 from rich.text import Text
 from textual import on, work
 from textual.app import ComposeResult
-from textual.binding import Binding, BindingsMap, BindingType
+from textual.binding import BindingsMap, BindingType
 from textual.containers import Horizontal, Vertical
 from textual.dom import DOMNode
 from textual.screen import ModalScreen, Screen
@@ -70,6 +70,7 @@ from core.episodes.synthesis.backends import Rendered
 from core.errors import ConsentError, PlaybackError, PodforgeError, VoiceError
 from core.progress import Cancelled
 from core.workspace import Workspace
+from tui import keymap
 from tui.format import duration, sparkline
 from tui.messages import (
     Analysed,
@@ -113,11 +114,7 @@ class UnsavedChanges(ModalScreen[str]):
     """Save / discard / cancel; dismisses with ``"save"``, ``"discard"`` or ``"cancel"``."""
 
     CSS_PATH = STYLES / "script.tcss"
-    BINDINGS: ClassVar[list[BindingType]] = [
-        Binding("s", "dismiss('save')", "Save", id="script.unsaved.save"),
-        Binding("d", "dismiss('discard')", "Discard", id="script.unsaved.discard"),
-        Binding("escape", "dismiss('cancel')", "Cancel", id="script.unsaved.cancel"),
-    ]
+    BINDINGS: ClassVar[list[BindingType]] = keymap.UNSAVED
 
     def __init__(self, name: str) -> None:
         super().__init__()
@@ -141,9 +138,7 @@ class ScriptName(ModalScreen[str | None]):
     """Ask for a new script's name."""
 
     CSS_PATH = STYLES / "script.tcss"
-    BINDINGS: ClassVar[list[BindingType]] = [
-        Binding("escape", "dismiss(None)", "Cancel", id="script.name.cancel"),
-    ]
+    BINDINGS: ClassVar[list[BindingType]] = keymap.SCRIPT_NAME
 
     def compose(self) -> ComposeResult:
         with Vertical(classes="dialog") as box:
@@ -160,9 +155,7 @@ class LoudnessReport(ModalScreen[None]):
     """The last mix's loudness and true peak, from ``manifest.json``."""
 
     CSS_PATH = STYLES / "script.tcss"
-    BINDINGS: ClassVar[list[BindingType]] = [
-        Binding("escape,enter,L", "dismiss(None)", "Close", id="script.report.close"),
-    ]
+    BINDINGS: ClassVar[list[BindingType]] = keymap.LOUDNESS_REPORT
 
     def __init__(self, report: Text) -> None:
         super().__init__()
@@ -218,10 +211,7 @@ class ScriptListScreen(Screen[None]):
     """``scripts/*.md``: enter opens one in the editor, ``n`` makes a new one."""
 
     CSS_PATH = STYLES / "script.tcss"
-    BINDINGS: ClassVar[list[BindingType]] = [
-        Binding("n", "new", "New script", id="scripts.new"),
-        Binding("escape", "back", "Back", id="scripts.back"),
-    ]
+    BINDINGS: ClassVar[list[BindingType]] = keymap.SCRIPTS
 
     def __init__(self, workspace: Workspace, player: Player | None = None) -> None:
         super().__init__()
@@ -306,24 +296,7 @@ class ScriptEditorScreen(Screen[None]):
     """Edit one script with live diagnostics, an outline, previews, renders and mixes."""
 
     CSS_PATH = STYLES / "script.tcss"
-    BINDINGS: ClassVar[list[BindingType]] = [
-        Binding("ctrl+s", "save", "Save", id="script.save", priority=True),
-        Binding("ctrl+r", "render", "Render", id="script.render", priority=True),
-        Binding("p", "preview('draft')", "Preview", id="script.preview"),
-        Binding("P", "preview('csm')", "Preview voice", id="script.preview_voice"),
-        Binding("c", "cancel_render", "Cancel render", id="script.cancel"),
-        Binding("m", "mix", "Mix & play", id="script.mix"),
-        Binding("L", "loudness", "Loudness", id="script.loudness"),
-        Binding("t", "retake", "Retake line", id="script.retake"),
-        Binding("C", "takes", "Takes", id="script.takes"),
-        Binding("R", "respell", "Respell word", id="script.respell"),
-        Binding("g", "play_sound", "Play sound", id="script.play_sound"),
-        Binding("G", "reroll_sound", "Re-roll sound", id="script.reroll_sound"),
-        Binding("e", "edit", "Edit text", id="script.edit"),
-        Binding("escape", "back", "Back", id="script.back"),
-        Binding("q", "quit", "Quit", id="script.quit", show=False),
-        Binding("ctrl+q", "quit", "Quit", id="script.quit_now", show=False, priority=True),
-    ]
+    BINDINGS: ClassVar[list[BindingType]] = keymap.SCRIPT_EDITOR
 
     def __init__(self, workspace: Workspace, path: Path, player: Player | None = None) -> None:
         super().__init__()

@@ -14,12 +14,13 @@ from typing import Any, ClassVar
 from rich.text import Text
 from textual import on
 from textual.app import ComposeResult
-from textual.binding import Binding, BindingType
+from textual.binding import BindingType
 from textual.containers import Vertical
 from textual.screen import ModalScreen
 from textual.widgets import OptionList, Static
 from textual.widgets.option_list import Option
 
+from tui import keymap
 from tui.styles import STYLES
 
 __all__ = ["TakesScreen", "take_label"]
@@ -48,10 +49,7 @@ class TakesScreen(ModalScreen[int | None]):
     """Pick a take of one line by ear; dismisses with the take to keep, or ``None``."""
 
     CSS_PATH = STYLES / "script.tcss"
-    BINDINGS: ClassVar[list[BindingType]] = [
-        Binding("k", "keep", "Keep this take", id="script.takes.keep"),
-        Binding("escape", "dismiss(None)", "Close", id="script.takes.close"),
-    ]
+    BINDINGS: ClassVar[list[BindingType]] = keymap.TAKES
 
     def __init__(
         self, title: str, takes: Sequence[dict[str, Any]], kept: int, play: Callable[[int], object]

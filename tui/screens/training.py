@@ -12,7 +12,7 @@ from typing import ClassVar
 from rich.text import Text
 from textual import on, work
 from textual.app import ComposeResult
-from textual.binding import Binding, BindingType
+from textual.binding import BindingType
 from textual.containers import Horizontal, Vertical
 from textual.screen import Screen
 from textual.widgets import DataTable, Footer, Header, Static
@@ -22,6 +22,7 @@ from core.errors import PodforgeError
 from core.training.progress import RunView, curve, memory_line
 from core.training.protocol import LOG_NAME, METRICS_NAME, MetricsTail, Status
 from core.workspace import Workspace
+from tui import keymap
 from tui.format import duration
 from tui.messages import Notice, RunsRefreshed, RunStarted
 from tui.styles import STYLES
@@ -34,14 +35,7 @@ class TrainingScreen(Screen[None]):
     """Start, watch, stop and resume training runs."""
 
     CSS_PATH = STYLES / "training.tcss"
-    BINDINGS: ClassVar[list[BindingType]] = [
-        Binding("t", "new_run", "New run", id="training.new"),
-        Binding("x", "stop", "Stop", id="training.stop"),
-        Binding("R", "resume", "Resume", id="training.resume"),
-        Binding("l", "log", "Full log", id="training.log"),
-        Binding("e", "export", "Export adapter", id="training.export"),
-        Binding("escape", "app.pop_screen", "Back", id="training.back"),
-    ]
+    BINDINGS: ClassVar[list[BindingType]] = keymap.TRAINING
 
     def __init__(self, workspace: Workspace) -> None:
         super().__init__()
