@@ -41,6 +41,8 @@ def test_create_makes_the_design_layout(tmp_path: Path) -> None:
         "device": "auto",
         "tts_batch": 8,
         "tts_engine": "auto",
+        "sound": "stabilityai/stable-audio-open-1.0",
+        "sound_cpu": False,
     }
 
 
