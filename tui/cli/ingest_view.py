@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from rich.console import Console
 from rich.markup import escape
@@ -11,7 +12,11 @@ from rich.table import Table
 
 from core.dataset.ingest import FileResult, IngestOptions, IngestProgress, IngestSummary, ingest
 from core.workspace import Workspace
+from tui.cli.cluster import session
 from tui.format import duration
+
+if TYPE_CHECKING:
+    from core.cluster.session import ClusterOptions
 
 _STAGES = {
     "decode": "decoding",
@@ -22,21 +27,30 @@ _STAGES = {
 
 
 def run_ingest(
-    workspace: Path, paths: tuple[Path, ...], speaker: str, asr: bool, speaker_filter: bool
+    workspace: Path,
+    paths: tuple[Path, ...],
+    speaker: str,
+    asr: bool,
+    speaker_filter: bool,
+    cluster: ClusterOptions | None = None,
 ) -> int:
-    """Run an ingest with progress; returns the exit status (1 when any file failed)."""
+    """Run an ingest with progress (on Ray with ``cluster``); returns the exit status (1
+    when any file failed)."""
     ws = Workspace.open(workspace)
     console = Console(stderr=True)
     options = IngestOptions(transcribe=asr, speaker_filter=speaker_filter)
-    with Progress(
-        TextColumn("{task.description:<14}"),
-        TextColumn("{task.fields[file]}", style="cyan"),
-        BarColumn(),
-        TextColumn("{task.percentage:>3.0f}%"),
-        TimeRemainingColumn(),
-        console=console,
-        transient=True,
-    ) as bars:
+    with (
+        session(cluster) as ray,
+        Progress(
+            TextColumn("{task.description:<14}"),
+            TextColumn("{task.fields[file]}", style="cyan"),
+            BarColumn(),
+            TextColumn("{task.percentage:>3.0f}%"),
+            TimeRemainingColumn(),
+            console=console,
+            transient=True,
+        ) as bars,
+    ):
         overall: TaskID = bars.add_task("files", total=None, file="overall")
         current: TaskID = bars.add_task("starting", total=None, file="")
 
@@ -54,7 +68,12 @@ def run_ingest(
                 total=p.total or None,
             )
 
-        summary = ingest(ws, paths, speaker, options, report)
+        if ray is None:
+            summary = ingest(ws, paths, speaker, options, report)
+        else:
+            from core.cluster.ingest import ray_cutter
+
+            summary = ingest(ws, paths, speaker, options, report, cutter=ray_cutter(ray))
     _print_summary(console, summary)
     return 1 if summary.failed else 0
 

@@ -1,0 +1,78 @@
+"""The ``--ray`` options of ``podforge ingest`` and ``podforge render`` (core.cluster)."""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Callable, Iterator
+from typing import TYPE_CHECKING, Any, TypeVar
+
+import click
+
+if TYPE_CHECKING:
+    from core.cluster.session import ClusterOptions, ClusterSession
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def ray_options(*, actors: bool = False) -> Callable[[F], F]:
+    """``--ray ADDRESS|auto|local``, ``--ray-cpus``, ``--ray-retries`` (and with ``actors``,
+    ``--ray-actors``, ``--ray-actor-gpus``)."""
+
+    def decorate(f: F) -> F:
+        if actors:
+            f = click.option(
+                "--ray-actor-gpus", type=click.FloatRange(0.0), default=0.0, show_default=True,
+                help="With --ray: GPUs each render actor holds (0: CPU actors).",
+            )(f)  # fmt: skip
+            f = click.option(
+                "--ray-actors", type=click.IntRange(1), default=None,
+                help="With --ray: render actors (default: one per GPU share, else per CPU).",
+            )(f)  # fmt: skip
+        f = click.option(
+            "--ray-retries", type=click.IntRange(0), default=2, show_default=True,
+            help="With --ray: times a task whose worker died is run again.",
+        )(f)  # fmt: skip
+        f = click.option(
+            "--ray-cpus", type=click.IntRange(1), default=None,
+            help="With --ray local: CPUs of the private Ray instance (default: all).",
+        )(f)  # fmt: skip
+        return click.option(
+            "--ray", "ray_address", metavar="ADDRESS|auto|local", default=None,
+            help="Run on Ray (the cluster extra): a head's address, auto (this machine's "
+            "cluster) or local (a private instance for this run). See docs/SCALING.md.",
+        )(f)  # fmt: skip
+
+    return decorate
+
+
+def cluster_options(
+    ray_address: str | None,
+    ray_cpus: int | None,
+    ray_retries: int,
+    ray_actors: int | None = None,
+    ray_actor_gpus: float = 0.0,
+) -> ClusterOptions | None:
+    """The options the flags ask for (``None``: no --ray, a local run)."""
+    if ray_address is None:
+        return None
+    from core.cluster.session import ClusterOptions
+
+    return ClusterOptions(
+        address=ray_address, cpus=ray_cpus, retries=ray_retries, actors=ray_actors,
+        actor_gpus=ray_actor_gpus,
+    )  # fmt: skip
+
+
+@contextlib.contextmanager
+def session(options: ClusterOptions | None) -> Iterator[ClusterSession | None]:
+    """A Ray session for ``options`` (after the security reminder), or ``None``."""
+    if options is None:
+        yield None
+        return
+    from core.cluster.session import ray_session, reminder
+
+    note = reminder(options.address)
+    if note:
+        click.echo(f"podforge: note: {note}", err=True)
+    with ray_session(options) as opened:
+        yield opened
