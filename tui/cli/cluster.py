@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, TypeVar
 
 import click
@@ -29,6 +30,11 @@ def ray_options(*, actors: bool = False) -> Callable[[F], F]:
                 help="With --ray: render actors (default: one per GPU share, else per CPU).",
             )(f)  # fmt: skip
         f = click.option(
+            "--threads", type=click.IntRange(1), default=None,
+            help="Threads of torch, BLAS and CTranslate2 here and in every Ray worker (a Ray "
+            "run defaults to 1); equal counts give byte-equal results.",
+        )(f)  # fmt: skip
+        f = click.option(
             "--ray-retries", type=click.IntRange(0), default=2, show_default=True,
             help="With --ray: times a task whose worker died is run again.",
         )(f)  # fmt: skip
@@ -45,29 +51,47 @@ def ray_options(*, actors: bool = False) -> Callable[[F], F]:
     return decorate
 
 
-def cluster_options(
+@dataclass(frozen=True)
+class RunPlace:
+    """Where a run's work goes: ``cluster`` (``None``: here), with ``threads`` pinned."""
+
+    cluster: ClusterOptions | None
+    threads: int | None
+
+
+def run_place(
     ray_address: str | None,
+    threads: int | None,
     ray_cpus: int | None,
     ray_retries: int,
     ray_actors: int | None = None,
     ray_actor_gpus: float = 0.0,
-) -> ClusterOptions | None:
-    """The options the flags ask for (``None``: no --ray, a local run)."""
+) -> RunPlace:
+    """What the flags ask for."""
     if ray_address is None:
-        return None
+        return RunPlace(None, threads)
     from core.cluster.session import ClusterOptions
 
-    return ClusterOptions(
-        address=ray_address, cpus=ray_cpus, retries=ray_retries, actors=ray_actors,
-        actor_gpus=ray_actor_gpus,
+    options = ClusterOptions(
+        address=ray_address, cpus=ray_cpus, threads=threads or 1, retries=ray_retries,
+        actors=ray_actors, actor_gpus=ray_actor_gpus,
     )  # fmt: skip
+    return RunPlace(options, options.threads)
 
 
 @contextlib.contextmanager
-def session(options: ClusterOptions | None) -> Iterator[ClusterSession | None]:
-    """A Ray session for ``options`` (after the security reminder), or ``None``."""
+def session(place: RunPlace) -> Iterator[ClusterSession | None]:
+    """A Ray session for ``place`` (after the security reminder), or ``None`` for a local
+    run (its threads pinned when ``--threads`` says so)."""
+    options = place.cluster
     if options is None:
-        yield None
+        if place.threads is None:
+            yield None
+            return
+        from core.cluster.threads import pinned_threads
+
+        with pinned_threads(place.threads):
+            yield None
         return
     from core.cluster.session import ray_session, reminder
 

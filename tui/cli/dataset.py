@@ -8,7 +8,7 @@ from pathlib import Path
 
 import click
 
-from tui.cli.cluster import cluster_options, ray_options
+from tui.cli.cluster import ray_options, run_place
 
 
 @click.command()
@@ -29,6 +29,7 @@ def ingest(
     no_asr: bool,
     no_speaker_filter: bool,
     ray_address: str | None,
+    threads: int | None,
     ray_cpus: int | None,
     ray_retries: int,
 ) -> None:
@@ -40,8 +41,8 @@ def ingest(
     """
     from tui.cli.ingest_view import run_ingest
 
-    cluster = cluster_options(ray_address, ray_cpus, ray_retries)
-    sys.exit(run_ingest(workspace, paths, speaker, not no_asr, not no_speaker_filter, cluster))
+    place = run_place(ray_address, threads, ray_cpus, ray_retries)
+    sys.exit(run_ingest(workspace, paths, speaker, not no_asr, not no_speaker_filter, place))
 
 
 @click.command()

@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING
 
 import click
 
-from tui.cli.cluster import cluster_options, ray_options, session
+from tui.cli.cluster import ray_options, run_place, session
 
 if TYPE_CHECKING:
     from core.episodes.render import RenderResult
@@ -50,6 +50,7 @@ def render(
     allow_cpu_sound: bool,
     strict: bool,
     ray_address: str | None,
+    threads: int | None,
     ray_cpus: int | None,
     ray_retries: int,
     ray_actors: int | None,
@@ -68,11 +69,11 @@ def render(
     ws = Workspace.open(workspace)
     if not script.is_absolute() and not script.exists():
         script = ws.root / script
-    cluster = cluster_options(ray_address, ray_cpus, ray_retries, ray_actors, ray_actor_gpus)
+    place = run_place(ray_address, threads, ray_cpus, ray_retries, ray_actors, ray_actor_gpus)
     # One render of an episode at a time (the app, another `podforge render`, the service).
     with (
         EpisodeLock(ws, script),
-        session(cluster) as ray,
+        session(place) as ray,
         contextlib.ExitStack() as stack,
         StderrBars("rendering") as bars,
     ):

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 from rich.console import Console
 from rich.markup import escape
@@ -12,11 +11,8 @@ from rich.table import Table
 
 from core.dataset.ingest import FileResult, IngestOptions, IngestProgress, IngestSummary, ingest
 from core.workspace import Workspace
-from tui.cli.cluster import session
+from tui.cli.cluster import RunPlace, session
 from tui.format import duration
-
-if TYPE_CHECKING:
-    from core.cluster.session import ClusterOptions
 
 _STAGES = {
     "decode": "decoding",
@@ -32,15 +28,15 @@ def run_ingest(
     speaker: str,
     asr: bool,
     speaker_filter: bool,
-    cluster: ClusterOptions | None = None,
+    place: RunPlace | None = None,
 ) -> int:
-    """Run an ingest with progress (on Ray with ``cluster``); returns the exit status (1
-    when any file failed)."""
+    """Run an ingest with progress (on Ray when ``place`` says so); returns the exit status
+    (1 when any file failed)."""
     ws = Workspace.open(workspace)
     console = Console(stderr=True)
     options = IngestOptions(transcribe=asr, speaker_filter=speaker_filter)
     with (
-        session(cluster) as ray,
+        session(place or RunPlace(None, None)) as ray,
         Progress(
             TextColumn("{task.description:<14}"),
             TextColumn("{task.fields[file]}", style="cyan"),
