@@ -174,14 +174,17 @@ def test_cli_ray_local_end_to_end(base: Workspace, tmp_path: Path) -> None:
     speaker = DEMO_SPEAKERS[0].name
     script = f"scripts/{SCRIPT_NAME}.md"
     ray_flags = ["--ray", "local", "--ray-cpus", "2"]
-    before = ray_sessions()
+
+    pids: list[int] = []
 
     def podforge(*args: str) -> None:
-        done = subprocess.run(
-            [sys.executable, "-m", "tui.cli", *args], cwd=REPO, capture_output=True, text=True,
-            timeout=300, check=False,
-        )  # fmt: skip
-        assert done.returncode == 0, done.stderr[-2000:]
+        with subprocess.Popen(
+            [sys.executable, "-m", "tui.cli", *args], cwd=REPO, stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE, text=True,
+        ) as child:  # fmt: skip
+            pids.append(child.pid)
+            _, err = child.communicate(timeout=300)
+        assert child.returncode == 0, err[-2000:]
 
     with pinned_threads(1):  # the local reference, with the thread count `--ray` pins
         ingest(here, [here.raw_dir / speaker], speaker, NO_ANALYSIS)
@@ -194,6 +197,7 @@ def test_cli_ray_local_end_to_end(base: Workspace, tmp_path: Path) -> None:
     assert segments_digest(there) == segments_digest(here)
     wav = f"episodes/{SCRIPT_NAME}/{SCRIPT_NAME}.wav"
     assert (there.root / wav).read_bytes() == (here.root / wav).read_bytes()
-    started = ray_sessions() - before
+    # Ray names a session folder after the process that started it.
+    started = {name for name in ray_sessions() for pid in pids if name.endswith(f"_{pid}")}
     assert len(started) == 2  # one private instance for the ingest, one for the render
     assert [p for name in started for p in gone_within(name)] == []

@@ -28,7 +28,7 @@ INSTALL_HINT = "install the cluster extra: uv sync --extra cluster (pip: podforg
 class ClusterOptions:
     """Where a run's Ray work goes and how it is shaped."""
 
-    address: str = LOCAL  # local | auto | a head's address (host:6379 or ray://host:10001)
+    address: str = LOCAL  # local | auto | a head's address (host:6379)
     cpus: int | None = None  # local: the private instance's CPUs (default: all of them)
     gpus: int | None = None  # local: its GPUs (default: those Ray finds)
     threads: int = 1  # threads of each task and actor (and of the driver, pinned alike)
