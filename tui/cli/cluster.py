@@ -15,38 +15,48 @@ if TYPE_CHECKING:
 F = TypeVar("F", bound=Callable[..., Any])
 
 
+RAY_OPTIONS: list[tuple[tuple[str, ...], dict[str, Any]]] = [
+    (("--ray", "ray_address"), {
+        "metavar": "ADDRESS|auto|local", "default": None,
+        "help": "Run on Ray (the cluster extra): a head's address, auto (this machine's "
+        "cluster) or local (a private instance for this run). See docs/SCALING.md.",
+    }),
+    (("--ray-cpus",), {
+        "type": click.IntRange(1), "default": None,
+        "help": "With --ray local: CPUs of the private Ray instance (default: all).",
+    }),
+    (("--ray-retries",), {
+        "type": click.IntRange(0), "default": 2, "show_default": True,
+        "help": "With --ray: times a task whose worker died is run again.",
+    }),
+    (("--threads",), {
+        "type": click.IntRange(1), "default": None,
+        "help": "Threads of torch, BLAS and CTranslate2 here and in every Ray worker (a Ray "
+        "run defaults to 1); equal counts give byte-equal results.",
+    }),
+]  # fmt: skip
+"""The options of ``ingest`` and ``render``, in the order ``--help`` lists them."""
+
+ACTOR_OPTIONS: list[tuple[tuple[str, ...], dict[str, Any]]] = [
+    (("--ray-actors",), {
+        "type": click.IntRange(1), "default": None,
+        "help": "With --ray: render actors (default: one per GPU share, else per CPU).",
+    }),
+    (("--ray-actor-gpus",), {
+        "type": click.FloatRange(0.0), "default": 0.0, "show_default": True,
+        "help": "With --ray: GPUs each render actor holds (0: CPU actors).",
+    }),
+]  # fmt: skip
+"""The options ``render`` adds for its actors."""
+
+
 def ray_options(*, actors: bool = False) -> Callable[[F], F]:
-    """``--ray ADDRESS|auto|local``, ``--ray-cpus``, ``--ray-retries`` (and with ``actors``,
-    ``--ray-actors``, ``--ray-actor-gpus``)."""
+    """:data:`RAY_OPTIONS` (and with ``actors``, :data:`ACTOR_OPTIONS`) on a command."""
 
     def decorate(f: F) -> F:
-        if actors:
-            f = click.option(
-                "--ray-actor-gpus", type=click.FloatRange(0.0), default=0.0, show_default=True,
-                help="With --ray: GPUs each render actor holds (0: CPU actors).",
-            )(f)  # fmt: skip
-            f = click.option(
-                "--ray-actors", type=click.IntRange(1), default=None,
-                help="With --ray: render actors (default: one per GPU share, else per CPU).",
-            )(f)  # fmt: skip
-        f = click.option(
-            "--threads", type=click.IntRange(1), default=None,
-            help="Threads of torch, BLAS and CTranslate2 here and in every Ray worker (a Ray "
-            "run defaults to 1); equal counts give byte-equal results.",
-        )(f)  # fmt: skip
-        f = click.option(
-            "--ray-retries", type=click.IntRange(0), default=2, show_default=True,
-            help="With --ray: times a task whose worker died is run again.",
-        )(f)  # fmt: skip
-        f = click.option(
-            "--ray-cpus", type=click.IntRange(1), default=None,
-            help="With --ray local: CPUs of the private Ray instance (default: all).",
-        )(f)  # fmt: skip
-        return click.option(
-            "--ray", "ray_address", metavar="ADDRESS|auto|local", default=None,
-            help="Run on Ray (the cluster extra): a head's address, auto (this machine's "
-            "cluster) or local (a private instance for this run). See docs/SCALING.md.",
-        )(f)  # fmt: skip
+        for decls, kwargs in reversed(RAY_OPTIONS + (ACTOR_OPTIONS if actors else [])):
+            f = click.option(*decls, **kwargs)(f)
+        return f
 
     return decorate
 
