@@ -11,7 +11,7 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 import psutil
@@ -24,6 +24,7 @@ from core.cluster.threads import pinned_threads
 from core.dataset.ingest import IngestOptions, ingest
 from core.demo.workspace import DEMO_SPEAKERS, SCRIPT_NAME, build_demo
 from core.episodes.render import render_episode
+from core.records import Recording
 from core.workspace import Workspace
 from tests.conftest import REPO
 
@@ -144,6 +145,37 @@ def test_ingest_on_ray_equals_local_and_survives_a_killed_worker(
     assert segments_digest(there) == segments_digest(here)
     assert len(segments_digest(here)) > 4
     assert not any((there.root / ".tmp").glob("ingest-*"))  # the tasks' folders are gone
+
+
+def test_an_interrupted_ray_ingest_resumes_like_a_local_run(
+    base: Workspace, cluster: ClusterSession, tmp_path: Path
+) -> None:
+    """Ctrl-C after the first recording is stored: the re-run cuts the rest, and the
+    workspace ends as a local run leaves it (ids included)."""
+    from core.cluster.ingest import ray_cutter
+    from core.dataset.ingest import Cutter
+
+    here, there = copy(base, tmp_path / "here"), copy(base, tmp_path / "there")
+    speaker = DEMO_SPEAKERS[0].name
+    ingest(here, [here.raw_dir / speaker], speaker, NO_ANALYSIS)
+
+    def stops_after_one(cutter: Cutter) -> Cutter:
+        def cut(ws: Workspace, recs: Sequence[Recording]) -> Iterator[object]:
+            yield next(iter(cutter(ws, recs)))  # the rest, still in flight, is cancelled
+            raise KeyboardInterrupt
+
+        return cut  # type: ignore[return-value]
+
+    with pytest.raises(KeyboardInterrupt):
+        ingest(there, [there.raw_dir / speaker], speaker, NO_ANALYSIS,
+               cutter=stops_after_one(ray_cutter(cluster)))  # fmt: skip
+    with Catalog.open(there.catalog_path) as catalog:
+        states = [r.state for r in catalog.recordings(speaker=speaker)]
+    assert states.count("segmented") == 1 < len(states)
+    summary = ingest(there, [there.raw_dir / speaker], speaker, NO_ANALYSIS,
+                     cutter=ray_cutter(cluster))  # fmt: skip
+    assert [f.skipped for f in summary.files].count(True) == 1
+    assert segments_digest(there) == segments_digest(here)
 
 
 def test_render_on_ray_equals_local_after_an_actor_is_killed(
