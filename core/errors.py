@@ -92,6 +92,11 @@ class ServiceError(PodforgeError):
     """The inference service cannot start, or refuses a request (``core.service``)."""
 
 
+class ClusterError(PodforgeError):
+    """Ray is missing, the cluster cannot be reached, or a task failed after its retries
+    (``core.cluster``)."""
+
+
 class ScriptError(PodforgeError):
     """An episode script cannot be parsed or refers to something that is not there.
 

@@ -10,7 +10,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 HEAVY = (
     "torch", "transformers", "faster_whisper", "speechbrain", "ctranslate2", "peft", "av",
-    "fastapi", "uvicorn", "starlette",
+    "fastapi", "uvicorn", "starlette", "ray",
 )  # fmt: skip
 
 

@@ -15,7 +15,7 @@ from __future__ import annotations
 import logging
 import os
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -150,8 +150,14 @@ def ingest(
     speaker: str,
     options: IngestOptions = IngestOptions(),
     report: Reporter | None = None,
+    *,
+    cutter: Cutter | None = None,
 ) -> IngestSummary:
-    """Ingest ``paths`` for ``speaker``. A bad file is recorded in the summary; the rest go on."""
+    """Ingest ``paths`` for ``speaker``. A bad file is recorded in the summary; the rest go on.
+
+    ``cutter`` (default: file by file in this process) cuts the imported recordings that
+    are not segmented yet elsewhere, e.g. on a Ray cluster (:mod:`core.cluster.ingest`);
+    this process still imports, writes every file and commits the catalog, in file order."""
     started = time.perf_counter()
     ws.speaker(speaker)
     emit = report or (lambda _p: None)
@@ -162,9 +168,12 @@ def ingest(
         log.info("removed %s, left by a podforge process that was killed", stale)
     with Catalog.open(ws.catalog_path) as catalog:
         emit(IngestProgress("files", "", 0, len(files)))
-        for number, path in enumerate(files, 1):
-            summary.files.append(_ingest_file(ws, catalog, path, speaker, emit))
-            emit(IngestProgress("files", path.name, number, len(files)))
+        if cutter is None:
+            for number, path in enumerate(files, 1):
+                summary.files.append(_ingest_file(ws, catalog, path, speaker, emit))
+                emit(IngestProgress("files", path.name, number, len(files)))
+        else:
+            summary.files += _ingest_spread(ws, catalog, files, speaker, emit, cutter)
         analyse(ws, catalog, speaker, options, emit, summary)
         _count_flags(catalog, speaker, summary.files)
         summary.seconds = time.perf_counter() - started
@@ -177,13 +186,56 @@ def _ingest_file(
     ws: Workspace, catalog: Catalog, path: Path, speaker: str, emit: Reporter
 ) -> FileResult:
     """Import and segment one file; a failure is recorded in the result, never raised."""
+    result, rec = _import_file(ws, catalog, path, speaker)
+    if rec is None:
+        return result
+    try:
+        _store_cut(ws, catalog, rec, result, cut_recording(ws, rec, emit))
+    except PodforgeError as exc:
+        _fail_file(ws, catalog, rec, result, path, exc)
+        return result
+    return _file_outcome(catalog, rec, result)
+
+
+def _ingest_spread(
+    ws: Workspace,
+    catalog: Catalog,
+    files: Sequence[Path],
+    speaker: str,
+    emit: Reporter,
+    cutter: Cutter,
+) -> list[FileResult]:
+    """Import every file, let ``cutter`` cut the recordings that need it, store each cut
+    (its WAVs, then one catalog transaction) in file order as it comes back."""
+    imported = [(path, *_import_file(ws, catalog, path, speaker)) for path in files]
+    todo = [(path, result, rec) for path, result, rec in imported if rec is not None]
+    for number, ((path, result, rec), cut) in enumerate(
+        zip(todo, cutter(ws, [rec for _, _, rec in todo]), strict=True), 1
+    ):
+        try:
+            if isinstance(cut, PodforgeError):
+                raise cut
+            _store_cut(ws, catalog, rec, result, cut)
+        except PodforgeError as exc:
+            _fail_file(ws, catalog, rec, result, path, exc)
+        else:
+            _file_outcome(catalog, rec, result)
+        emit(IngestProgress("files", path.name, number, len(todo)))
+    return [result for _, result, _ in imported]
+
+
+def _import_file(
+    ws: Workspace, catalog: Catalog, path: Path, speaker: str
+) -> tuple[FileResult, Recording | None]:
+    """Import one file; the recording when it still needs cutting, else ``None`` (failed,
+    someone else's, or already segmented: the result says which)."""
     result = FileResult(source=str(path))
     try:
         rec = import_recording(ws, catalog, path, speaker).recording
     except PodforgeError as exc:
         result.error = str(exc)
         log.warning("ingest: %s", result.error)
-        return result
+        return result, None
     result.recording_id, result.duration_sec = rec.id, rec.duration_sec
     if rec.speaker != speaker:
         # The same content is in the catalog already, as someone else's recording.
@@ -192,22 +244,40 @@ def _ingest_file(
             f"already ingested for speaker '{rec.speaker}' (as {rec.original_name}); "
             f"not added to '{speaker}'"
         )
-        return result
-    try:
-        if rec.state == "segmented":
-            result.skipped = True
-            if rec.original_name != path.name:
-                result.note = f"already ingested (as {rec.original_name})"
-        else:
-            plan = segment_recording(ws, catalog, rec, emit)
-            if plan is not None and plan.long_regions:
-                result.segmentation = plan.summary()
-    except PodforgeError as exc:
-        # Name the file the user gave, not its copy in raw/.
-        result.error = str(exc).replace(str(ws.root / rec.path), str(path))
-        log.warning("ingest: %s", result.error)
-        catalog.set_recording_state(rec.id or 0, "failed", result.error)
-        return result
+        return result, None
+    if rec.state == "segmented":
+        result.skipped = True
+        if rec.original_name != path.name:
+            result.note = f"already ingested (as {rec.original_name})"
+        _file_outcome(catalog, rec, result)
+        return result, None
+    return result, rec
+
+
+def _store_cut(
+    ws: Workspace, catalog: Catalog, rec: Recording, result: FileResult, cut: CutRecording
+) -> None:
+    store_cut(ws, catalog, rec, cut)
+    if cut.plan is not None and cut.plan.long_regions:
+        result.segmentation = cut.plan.summary()
+
+
+def _fail_file(
+    ws: Workspace,
+    catalog: Catalog,
+    rec: Recording,
+    result: FileResult,
+    path: Path,
+    exc: PodforgeError,
+) -> None:
+    # Name the file the user gave, not its copy in raw/.
+    result.error = str(exc).replace(str(ws.root / rec.path), str(path))
+    log.warning("ingest: %s", result.error)
+    catalog.set_recording_state(rec.id or 0, "failed", result.error)
+
+
+def _file_outcome(catalog: Catalog, rec: Recording, result: FileResult) -> FileResult:
+    """Fill in ``result`` from the stored recording and its segments."""
     rec = catalog.recording(rec.id or 0)
     result.duration_sec = rec.duration_sec
     if is_truncated(rec):
@@ -247,13 +317,45 @@ def truncation_note(decoded_sec: float, header_sec: float) -> str | None:
     )
 
 
+@dataclass
+class CutRecording:
+    """One recording cut into conditioned, QC'd segments, not stored yet.
+
+    ``audio`` holds each segment's conditioned samples when the cut was made without
+    writing (on a cluster worker); it is empty when the WAVs are written already."""
+
+    segments: list[Segment]
+    decoded_sec: float
+    note: str | None  # the truncation note (:func:`truncation_note`)
+    plan: PlanReport | None  # what adaptive segmentation did (None: planned from cues)
+    audio: list[npt.NDArray[np.float32]] = field(default_factory=list)
+
+
+Cutter = Callable[[Workspace, Sequence[Recording]], Iterator[CutRecording | PodforgeError]]
+"""Cuts recordings elsewhere (:func:`cut_recording` for each, ``write=False``), yielding one
+cut or the one-line error of each recording, in the order given."""
+
+
 def segment_recording(
     ws: Workspace, catalog: Catalog, rec: Recording, emit: Reporter
 ) -> PlanReport | None:
-    """Cut one imported recording into conditioned, QC'd segments.
+    """Cut one imported recording into conditioned, QC'd segments and store them.
 
     Returns what adaptive segmentation did (``None`` for a recording planned from its
     subtitle cues)."""
+    cut = cut_recording(ws, rec, emit)
+    store_cut(ws, catalog, rec, cut)
+    return cut.plan
+
+
+def cut_recording(
+    ws: Workspace, rec: Recording, emit: Reporter, *, write: bool = True
+) -> CutRecording:
+    """Decode, plan, condition and measure one imported recording.
+
+    With ``write`` the segments' WAVs are written into ``segments/`` (atomically, each);
+    without, their samples come back in :attr:`CutRecording.audio` and nothing but the
+    decoding's temporary folder in ``<workspace>/.tmp/`` is written."""
     assert rec.id is not None  # nosec B101  # narrowing: a stored recording
     targets = ws.settings.audio
     sr = targets.sample_rate
@@ -289,13 +391,28 @@ def segment_recording(
                 max_sec=targets.max_segment_sec, margin_sec=margin,
             )  # fmt: skip
             log.info("ingest: %s: %s", rec.original_name, plan.summary())
-        segments = _cut_segments(ws, rec, spans, audio, clips, emit)
+        pieces = _cut_segments(ws, rec, spans, audio, clips, emit, write=write)
         del audio  # the memory map, before its file is removed
     note = truncation_note(decoded_sec, header_sec)
     if note:
         log.info("ingest: %s: %s", rec.original_name, note)
-    catalog.replace_segments(rec.id, segments, duration_sec=round(decoded_sec, 3), note=note)
-    return plan
+    return CutRecording(
+        segments=[segment for segment, _ in pieces],
+        decoded_sec=round(decoded_sec, 3),
+        note=note,
+        plan=plan,
+        audio=[] if write else [samples for _, samples in pieces],
+    )
+
+
+def store_cut(ws: Workspace, catalog: Catalog, rec: Recording, cut: CutRecording) -> None:
+    """Write the WAVs a cut brought back (if any), then store its segments in one catalog
+    transaction (replacing the recording's earlier ones)."""
+    assert rec.id is not None  # nosec B101  # narrowing: a stored recording
+    for segment, samples in zip(cut.segments, cut.audio, strict=True) if cut.audio else ():
+        write_wav(ws.root / segment.audio, samples, segment.sample_rate,
+                  subtype=ws.settings.audio.subtype)  # fmt: skip
+    catalog.replace_segments(rec.id, cut.segments, duration_sec=cut.decoded_sec, note=cut.note)
 
 
 def _cut_segments(
@@ -305,8 +422,10 @@ def _cut_segments(
     audio: npt.NDArray[np.float32],
     clips: ClipCounter,
     emit: Reporter,
-) -> list[Segment]:
-    """Condition, measure and write every span of ``audio``, on every core.
+    *,
+    write: bool,
+) -> list[tuple[Segment, npt.NDArray[np.float32]]]:
+    """Condition, measure (and with ``write``, write) every span of ``audio``, on every core.
 
     Segments are independent and numpy/scipy/soxr release the GIL; ``map`` keeps the
     order, so the result does not depend on the number of threads.
@@ -314,19 +433,23 @@ def _cut_segments(
     sr = ws.settings.audio.sample_rate
     stem = Path(rec.path).stem
 
-    def one(item: tuple[int, TimeSpan]) -> Segment:
+    def one(item: tuple[int, TimeSpan]) -> tuple[Segment, npt.NDArray[np.float32]]:
         index, span = item
         cut = np.array(audio[int(span.start_sec * sr) : int(span.end_sec * sr)], np.float32)
         rel = f"segments/{rec.speaker}/{stem}-{index:04d}.wav"
         clipped = clips.ratio(span.start_sec, span.end_sec)
-        return _condition_and_measure(ws, rec, span, cut, rel, clipped)
+        segment, conditioned = _condition_and_measure(ws, rec, span, cut, rel, clipped)
+        if write:
+            write_wav(ws.root / rel, conditioned, sr, subtype=ws.settings.audio.subtype)
+            return segment, np.zeros(0, np.float32)
+        return segment, conditioned
 
-    segments: list[Segment] = []
+    pieces: list[tuple[Segment, npt.NDArray[np.float32]]] = []
     with ThreadPoolExecutor(max_workers=os.cpu_count() or 1) as pool:
-        for index, segment in enumerate(pool.map(one, enumerate(spans, 1)), 1):
-            segments.append(segment)
+        for index, piece in enumerate(pool.map(one, enumerate(spans, 1)), 1):
+            pieces.append(piece)
             emit(IngestProgress("segment", rec.original_name, index, len(spans)))
-    return segments
+    return pieces
 
 
 def _decode_to_disk(
@@ -380,9 +503,10 @@ def _condition_and_measure(
     cut: npt.NDArray[np.float32],
     rel: str,
     clipped: float,
-) -> Segment:
+) -> tuple[Segment, npt.NDArray[np.float32]]:
     """Condition one cut (DC removed, optional hum notch, loudness + true-peak ceiling),
-    measure its QC (``clipped`` comes from the native-rate count), write it."""
+    measure its QC (``clipped`` comes from the native-rate count); the segment to be
+    stored at ``rel`` and its conditioned samples."""
     targets = ws.settings.audio
     sr = targets.sample_rate
     work = (cut - np.mean(cut, dtype=np.float64)).astype(np.float32) if len(cut) else cut
@@ -396,8 +520,7 @@ def _condition_and_measure(
     flags = flags_for(qc, ws.settings.qc, duration, targets, bandwidth=bandwidth_hz(cut, sr))
     if not span.text:
         flags = (*flags, NO_TEXT_FLAG)
-    write_wav(ws.root / rel, conditioned.audio, sr, subtype=targets.subtype)
-    return Segment(
+    segment = Segment(
         recording_id=rec.id or 0,
         speaker=rec.speaker,
         audio=rel,
@@ -412,6 +535,7 @@ def _condition_and_measure(
         qc=qc,
         flags=flags,
     )
+    return segment, conditioned.audio
 
 
 # -- analysis passes ---------------------------------------------------------------

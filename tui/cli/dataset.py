@@ -8,6 +8,8 @@ from pathlib import Path
 
 import click
 
+from tui.cli.cluster import ray_options, run_place
+
 
 @click.command()
 @click.argument("workspace", type=click.Path(path_type=Path))
@@ -19,17 +21,28 @@ import click
     help="Skip transcription (segments without subtitles stay untranscribed).",
 )
 @click.option("--no-speaker-filter", is_flag=True, help="Skip the ECAPA speaker check.")
+@ray_options()
 def ingest(
-    workspace: Path, paths: tuple[Path, ...], speaker: str, no_asr: bool, no_speaker_filter: bool
+    workspace: Path,
+    paths: tuple[Path, ...],
+    speaker: str,
+    no_asr: bool,
+    no_speaker_filter: bool,
+    ray_address: str | None,
+    threads: int | None,
+    ray_cpus: int | None,
+    ray_retries: int,
 ) -> None:
     """Turn long recordings (files or folders) into reviewed-ready 5-15 s segments.
 
     Originals are copied into raw/ and never changed; .srt/.vtt/.txt sidecars with the same
-    name are used as transcripts. Re-running skips finished work.
+    name are used as transcripts. Re-running skips finished work. With --ray, recordings are
+    cut on a Ray cluster, one task each (docs/SCALING.md).
     """
     from tui.cli.ingest_view import run_ingest
 
-    sys.exit(run_ingest(workspace, paths, speaker, not no_asr, not no_speaker_filter))
+    place = run_place(ray_address, threads, ray_cpus, ray_retries)
+    sys.exit(run_ingest(workspace, paths, speaker, not no_asr, not no_speaker_filter, place))
 
 
 @click.command()

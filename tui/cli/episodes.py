@@ -3,13 +3,17 @@ stderr (shown only once work starts, so an early error stays one line)."""
 
 from __future__ import annotations
 
+import contextlib
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 import click
 
+from tui.cli.cluster import ray_options, run_place, session
+
 if TYPE_CHECKING:
     from core.episodes.render import RenderResult
+    from core.episodes.synthesis.backends import Backend
 
 STRICT_EXIT = 3
 """``podforge render --strict``'s exit status when a line is still suspect after QA."""
@@ -36,6 +40,7 @@ STRICT_EXIT = 3
 @click.option(
     "--strict", is_flag=True, help=f"Exit with status {STRICT_EXIT} if a line is still suspect."
 )
+@ray_options(actors=True)
 def render(
     workspace: Path,
     script: Path,
@@ -44,10 +49,17 @@ def render(
     retakes: int | None,
     allow_cpu_sound: bool,
     strict: bool,
+    ray_address: str | None,
+    threads: int | None,
+    ray_cpus: int | None,
+    ray_retries: int,
+    ray_actors: int | None,
+    ray_actor_gpus: float,
 ) -> None:
     """Render SCRIPT (e.g. scripts/welcome.md) into episodes/<name>/: WAV, MP3, manifest,
     chapters. Only lines that changed since the last render are synthesised; with line QA
-    (--retakes) each line is back-transcribed and checked, and suspect lines retaken."""
+    (--retakes) each line is back-transcribed and checked, and suspect lines retaken. With
+    --ray, batches of lines are rendered on Ray actors (docs/SCALING.md)."""
     from core.episodes.lock import EpisodeLock
     from core.episodes.render import STAGE_LOADING, is_stage, render_episode
     from core.episodes.sound.backend import STAGE_SOUND
@@ -57,8 +69,14 @@ def render(
     ws = Workspace.open(workspace)
     if not script.is_absolute() and not script.exists():
         script = ws.root / script
+    place = run_place(ray_address, threads, ray_cpus, ray_retries, ray_actors, ray_actor_gpus)
     # One render of an episode at a time (the app, another `podforge render`, the service).
-    with EpisodeLock(ws, script), StderrBars("rendering") as bars:
+    with (
+        EpisodeLock(ws, script),
+        session(place) as ray,
+        contextlib.ExitStack() as stack,
+        StderrBars("rendering") as bars,
+    ):
         console = bars.console
 
         def report(done: int, total: int, what: str) -> None:
@@ -72,8 +90,13 @@ def render(
                 what = f"{what} ({done // 60}:{done % 60:02d} of {total // 60}:{total % 60:02d})"
             bars.update(done, total or None, what)
 
+        backend: str | Backend = "draft" if draft else "csm"
+        if ray is not None:
+            from core.cluster.render import cluster_backend
+
+            backend = stack.enter_context(cluster_backend(ws, str(backend), ray))
         result = render_episode(
-            ws, script, backend="draft" if draft else "csm", seed=seed, progress=report,
+            ws, script, backend=backend, seed=seed, progress=report,
             retakes=retakes, allow_cpu_sound=allow_cpu_sound or None,
         )  # fmt: skip
     out = result.exported

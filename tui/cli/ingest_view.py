@@ -11,6 +11,7 @@ from rich.table import Table
 
 from core.dataset.ingest import FileResult, IngestOptions, IngestProgress, IngestSummary, ingest
 from core.workspace import Workspace
+from tui.cli.cluster import RunPlace, session
 from tui.format import duration
 
 _STAGES = {
@@ -22,21 +23,30 @@ _STAGES = {
 
 
 def run_ingest(
-    workspace: Path, paths: tuple[Path, ...], speaker: str, asr: bool, speaker_filter: bool
+    workspace: Path,
+    paths: tuple[Path, ...],
+    speaker: str,
+    asr: bool,
+    speaker_filter: bool,
+    place: RunPlace | None = None,
 ) -> int:
-    """Run an ingest with progress; returns the exit status (1 when any file failed)."""
+    """Run an ingest with progress (on Ray when ``place`` says so); returns the exit status
+    (1 when any file failed)."""
     ws = Workspace.open(workspace)
     console = Console(stderr=True)
     options = IngestOptions(transcribe=asr, speaker_filter=speaker_filter)
-    with Progress(
-        TextColumn("{task.description:<14}"),
-        TextColumn("{task.fields[file]}", style="cyan"),
-        BarColumn(),
-        TextColumn("{task.percentage:>3.0f}%"),
-        TimeRemainingColumn(),
-        console=console,
-        transient=True,
-    ) as bars:
+    with (
+        session(place or RunPlace(None, None)) as ray,
+        Progress(
+            TextColumn("{task.description:<14}"),
+            TextColumn("{task.fields[file]}", style="cyan"),
+            BarColumn(),
+            TextColumn("{task.percentage:>3.0f}%"),
+            TimeRemainingColumn(),
+            console=console,
+            transient=True,
+        ) as bars,
+    ):
         overall: TaskID = bars.add_task("files", total=None, file="overall")
         current: TaskID = bars.add_task("starting", total=None, file="")
 
@@ -54,7 +64,12 @@ def run_ingest(
                 total=p.total or None,
             )
 
-        summary = ingest(ws, paths, speaker, options, report)
+        if ray is None:
+            summary = ingest(ws, paths, speaker, options, report)
+        else:
+            from core.cluster.ingest import ray_cutter
+
+            summary = ingest(ws, paths, speaker, options, report, cutter=ray_cutter(ray))
     _print_summary(console, summary)
     return 1 if summary.failed else 0
 
