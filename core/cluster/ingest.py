@@ -4,8 +4,8 @@ Each task reads its recording from the workspace (which every node sees at the s
 a shared filesystem), decodes into its own temporary folder in ``<workspace>/.tmp/`` and
 returns the segments with their conditioned samples; the driver writes the WAVs and commits
 each recording's catalog transaction in file order (:func:`core.dataset.ingest.ingest` with
-the cutter made here). The analysis passes (transcription, speaker filter) then run on the
-driver, over segments still lacking results, as in a local run.
+the cutter made here). The analysis passes (transcription, speaker filter) then run on
+actors (:mod:`core.cluster.analysis`), over segments still lacking results.
 """
 
 from __future__ import annotations

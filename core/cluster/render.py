@@ -47,7 +47,7 @@ class ClusterBackend:
         self.supported_tags = self.local.supported_tags
         self.session = session
         ray, options = session.ray, session.options
-        count = options.actors or _default_actors(session)
+        count = options.actors or default_actors(session)
         actor = ray.remote(
             num_cpus=1, num_gpus=options.actor_gpus,
             max_restarts=options.retries, max_task_retries=options.retries,
@@ -97,7 +97,7 @@ class ClusterBackend:
         self.actors = []
 
 
-def _default_actors(session: ClusterSession) -> int:
+def default_actors(session: ClusterSession) -> int:
     """One actor per GPU share when actors hold GPUs, else one per CPU."""
     resources = session.resources()
     gpus = session.options.actor_gpus

@@ -26,6 +26,7 @@ import numpy.typing as npt
 
 from core.audio.conditioning import condition, hum_notch
 from core.audio.io import SUPPORTED_EXTENSIONS, downmix, iter_blocks, probe, read, write_wav
+from core.audio.types import FloatArray
 from core.catalog import Catalog
 from core.dataset.align import align_to_reference
 from core.dataset.importer import import_recording
@@ -152,11 +153,13 @@ def ingest(
     report: Reporter | None = None,
     *,
     cutter: Cutter | None = None,
+    analysers: Analysers | None = None,
 ) -> IngestSummary:
     """Ingest ``paths`` for ``speaker``. A bad file is recorded in the summary; the rest go on.
 
     ``cutter`` (default: file by file in this process) cuts the imported recordings that
-    are not segmented yet elsewhere, e.g. on a Ray cluster (:mod:`core.cluster.ingest`);
+    are not segmented yet elsewhere, e.g. on a Ray cluster (:mod:`core.cluster.ingest`), and
+    ``analysers`` runs the transcription and speaker-filter batches (:class:`Analysers`);
     this process still imports, writes every file and commits the catalog, in file order."""
     started = time.perf_counter()
     ws.speaker(speaker)
@@ -174,7 +177,7 @@ def ingest(
                 emit(IngestProgress("files", path.name, number, len(files)))
         else:
             summary.files += _ingest_spread(ws, catalog, files, speaker, emit, cutter)
-        analyse(ws, catalog, speaker, options, emit, summary)
+        analyse(ws, catalog, speaker, options, emit, summary, analysers or LOCAL_ANALYSERS)
         _count_flags(catalog, speaker, summary.files)
         summary.seconds = time.perf_counter() - started
         catalog.set_meta(f"last_ingest:{speaker}", _summary_json(summary))
@@ -541,6 +544,53 @@ def _condition_and_measure(
 # -- analysis passes ---------------------------------------------------------------
 
 
+BatchTexts = Callable[[Sequence[Sequence[Path]]], Iterator[list[str]]]
+"""Batches of segment files -> each batch's transcripts, in order (called once per pass:
+a cluster's actors live as long as the returned iterator)."""
+BatchEmbeddings = Callable[[Sequence[Sequence[Path]]], Iterator[FloatArray]]
+"""Batches of segment files -> each batch's speaker embeddings ``(n, dim)``, in order."""
+
+
+@dataclass(frozen=True)
+class Analysers:
+    """Where the analysis passes run their batches. Each factory loads its model for ``ws``
+    (a one-line :class:`~core.errors.ModelError` when it cannot: the stage is then skipped)
+    and returns the function that runs batches: in this process (:data:`LOCAL_ANALYSERS`)
+    or on a cluster (:func:`core.cluster.analysis.ray_analysers`). The driver writes every
+    result to the catalog either way."""
+
+    transcriber: Callable[[Workspace], BatchTexts]
+    embedder: Callable[[Workspace], BatchEmbeddings]
+
+
+def _local_transcriber(ws: Workspace) -> BatchTexts:
+    from core.models.asr import load_asr
+
+    model = load_asr(ws.settings.models.asr, device=ws.settings.models.device)
+
+    def run(batches: Sequence[Sequence[Path]]) -> Iterator[list[str]]:
+        for batch in batches:
+            clips = [read(p, target_rate=VAD_RATE)[0] for p in batch]
+            yield [t.text.strip() for t in model.transcribe_many(clips, language="en")]
+
+    return run
+
+
+def _local_embedder(ws: Workspace) -> BatchEmbeddings:
+    from core.models.speaker import load_speaker_encoder
+
+    encoder = load_speaker_encoder(ws.settings.models.speaker, device=ws.settings.models.device)
+
+    def run(batches: Sequence[Sequence[Path]]) -> Iterator[FloatArray]:
+        for batch in batches:
+            yield encoder.embed_many([read(p, target_rate=VAD_RATE)[0] for p in batch])
+
+    return run
+
+
+LOCAL_ANALYSERS = Analysers(_local_transcriber, _local_embedder)
+
+
 def analyse(
     ws: Workspace,
     catalog: Catalog,
@@ -548,8 +598,10 @@ def analyse(
     options: IngestOptions,
     emit: Reporter,
     summary: IngestSummary | None = None,
+    analysers: Analysers = LOCAL_ANALYSERS,
 ) -> None:
-    """Transcribe and speaker-check the segments of ``speaker`` that still lack results.
+    """Transcribe and speaker-check the segments of ``speaker`` that still lack results
+    (their model batches run where ``analysers`` says).
 
     Each stage runs on its own: a model that cannot be loaded skips that stage only. A
     stage that leaves segments without its results, because it is turned off, its model
@@ -580,7 +632,7 @@ def analyse(
         report.skipped_stages.append(SkippedStage("transcription", len(todo), off, fix))
     elif todo:
         try:
-            report.transcribed = transcribe_segments(ws, catalog, todo, emit)
+            report.transcribed = transcribe_segments(ws, catalog, todo, emit, analysers)
         except PodforgeError as exc:
             skip("transcription", len(untranscribed()), exc, "asr", ws.settings.models.asr)
     todo = unchecked()
@@ -591,7 +643,7 @@ def analyse(
     elif todo:
         segments = catalog.segments(speaker=speaker)
         try:
-            done = check_speaker(ws, catalog, speaker, segments, todo, emit)
+            done = check_speaker(ws, catalog, speaker, segments, todo, emit, analysers)
         except PodforgeError as exc:
             skip("speaker filter", len(unchecked()), exc, "speaker", ws.settings.models.speaker)
         else:
@@ -608,22 +660,24 @@ def analyse(
 
 
 def transcribe_segments(
-    ws: Workspace, catalog: Catalog, todo: Sequence[Segment], emit: Reporter
+    ws: Workspace,
+    catalog: Catalog,
+    todo: Sequence[Segment],
+    emit: Reporter,
+    analysers: Analysers = LOCAL_ANALYSERS,
 ) -> int:
     """ASR for segments without text; ``.txt`` sidecars replace ASR words by aligned text."""
-    from core.models.asr import load_asr
-
-    model = load_asr(ws.settings.models.asr, device=ws.settings.models.device)
+    run = analysers.transcriber(ws)
     references = _txt_references(ws, catalog, todo)
     done = 0
-    for batch in _batches(todo, ANALYSIS_BATCH):
-        clips = [read(ws.root / s.audio, target_rate=VAD_RATE)[0] for s in batch]
-        transcripts = model.transcribe_many(clips, language="en")
+    batches = list(_batches(todo, ANALYSIS_BATCH))
+    paths = [[ws.root / s.audio for s in batch] for batch in batches]
+    for batch, texts in zip(batches, run(paths), strict=True):
         updates = []
-        for seg, tr in zip(batch, transcripts, strict=True):
+        for seg, text in zip(batch, texts, strict=True):
             updates.append(
-                SegmentUpdate(seg.id or 0, text=tr.text.strip(), text_source="asr",
-                              flags=_without(seg.flags, NO_TEXT_FLAG) if tr.text.strip() else None)
+                SegmentUpdate(seg.id or 0, text=text, text_source="asr",
+                              flags=_without(seg.flags, NO_TEXT_FLAG) if text else None)
             )  # fmt: skip
         catalog.update_analysis(updates)
         done += len(batch)
@@ -658,20 +712,22 @@ def check_speaker(
     everyone: Sequence[Segment],
     todo: Sequence[Segment],
     emit: Reporter,
+    analysers: Analysers = LOCAL_ANALYSERS,
 ) -> int:
     """ECAPA cosine of each segment to the speaker's anchors; flags segments below threshold."""
-    from core.models.speaker import load_speaker_encoder, similarity_to_anchors
+    from core.models.speaker import similarity_to_anchors
 
-    encoder = load_speaker_encoder(ws.settings.models.speaker, device=ws.settings.models.device)
-    anchor_clips = [read(p, target_rate=VAD_RATE)[0] for p in anchor_paths(ws, speaker, everyone)]
-    if not anchor_clips:
+    run = analysers.embedder(ws)
+    anchor_files = anchor_paths(ws, speaker, everyone)
+    if not anchor_files:
         return 0
-    anchors = encoder.embed_many(anchor_clips)
     threshold = ws.settings.qc.min_speaker_similarity
     done = 0
-    for batch in _batches(todo, ANALYSIS_BATCH):
-        clips = [read(ws.root / s.audio, target_rate=VAD_RATE)[0] for s in batch]
-        scores = similarity_to_anchors(encoder.embed_many(clips), anchors)
+    batches = list(_batches(todo, ANALYSIS_BATCH))
+    results = run([anchor_files, *([ws.root / s.audio for s in batch] for batch in batches)])
+    anchors = next(results)  # the anchors' batch first, then the segments'
+    for batch, embeddings in zip(batches, results, strict=True):
+        scores = similarity_to_anchors(embeddings, anchors)
         updates = []
         for seg, score in zip(batch, scores, strict=True):
             flags = _without(seg.flags, OTHER_SPEAKER_FLAG)

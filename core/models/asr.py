@@ -12,6 +12,7 @@ Details: docs/DATASET.md, "Transcription"."""
 from __future__ import annotations
 
 import math
+import os
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -120,8 +121,11 @@ def load_asr(model_id: str, device: str = "auto", compute_type: str = "default")
 
     from faster_whisper import WhisperModel
 
+    # CTranslate2 sizes its pool from OMP_NUM_THREADS only when its OpenMP runtime starts;
+    # passed explicitly, a pinned count (core.cluster.threads) holds in any process.
+    threads = int(os.environ.get("OMP_NUM_THREADS", "0") or 0)
     try:
-        model = WhisperModel(path, device=device, compute_type=compute_type)
+        model = WhisperModel(path, device=device, compute_type=compute_type, cpu_threads=threads)
     except Exception as exc:  # ctranslate2 and tokenizers raise RuntimeError, ValueError, ...
         raise ModelError(
             f"ASR model {model_id!r} ({path}) cannot be loaded on {device} "

@@ -67,9 +67,11 @@ def run_ingest(
         if ray is None:
             summary = ingest(ws, paths, speaker, options, report)
         else:
+            from core.cluster.analysis import ray_analysers
             from core.cluster.ingest import ray_cutter
 
-            summary = ingest(ws, paths, speaker, options, report, cutter=ray_cutter(ray))
+            summary = ingest(ws, paths, speaker, options, report, cutter=ray_cutter(ray),
+                             analysers=ray_analysers(ray))  # fmt: skip
     _print_summary(console, summary)
     return 1 if summary.failed else 0
 

@@ -97,9 +97,9 @@ def _write_pipeline(folder: Path) -> None:
 
     tokenizer = tlib.T5TokenizerFast(
         tokenizer_object=_make_tokenizer(),
-        eos_token="</s>",  # nosec B106 - a token, not a password
+        eos_token="</s>",  # nosec B106  # a tokenizer token, no secret
         unk_token="<unk>",
-        pad_token="<pad>",  # nosec B106 - a token, not a password
+        pad_token="<pad>",  # nosec B106  # a tokenizer token, no secret
         extra_ids=0,
         model_max_length=MAX_TOKENS,
     )
@@ -158,7 +158,7 @@ def _make_tokenizer() -> Any:
     trainer = UnigramTrainer(
         vocab_size=200,
         special_tokens=["<pad>", "</s>", "<unk>"],
-        unk_token="<unk>",  # nosec B106 - a token, not a password
+        unk_token="<unk>",  # nosec B106  # a tokenizer token, no secret
         show_progress=False,
     )
     tokenizer.train_from_iterator([_CORPUS], trainer=trainer)
