@@ -40,14 +40,16 @@ RAY_OPTIONS: list[tuple[tuple[str, ...], dict[str, Any]]] = [
 ACTOR_OPTIONS: list[tuple[tuple[str, ...], dict[str, Any]]] = [
     (("--ray-actors",), {
         "type": click.IntRange(1), "default": None,
-        "help": "With --ray: render actors (default: one per GPU share, else per CPU).",
+        "help": "With --ray: actors that hold a model (render: the voice; ingest: ASR, "
+        "speaker model) (default: one per GPU share, else per CPU).",
     }),
     (("--ray-actor-gpus",), {
         "type": click.FloatRange(0.0), "default": 0.0, "show_default": True,
-        "help": "With --ray: GPUs each render actor holds (0: CPU actors).",
+        "help": "With --ray: GPUs each actor holds (0: CPU actors).",
     }),
 ]  # fmt: skip
-"""The options ``render`` adds for its actors."""
+"""The options of the actors that hold a model (render's voices, ingest's ASR and speaker
+model)."""
 
 
 def ray_options(*, actors: bool = False) -> Callable[[F], F]:

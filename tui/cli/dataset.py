@@ -21,7 +21,7 @@ from tui.cli.cluster import ray_options, run_place
     help="Skip transcription (segments without subtitles stay untranscribed).",
 )
 @click.option("--no-speaker-filter", is_flag=True, help="Skip the ECAPA speaker check.")
-@ray_options()
+@ray_options(actors=True)
 def ingest(
     workspace: Path,
     paths: tuple[Path, ...],
@@ -32,16 +32,19 @@ def ingest(
     threads: int | None,
     ray_cpus: int | None,
     ray_retries: int,
+    ray_actors: int | None,
+    ray_actor_gpus: float,
 ) -> None:
     """Turn long recordings (files or folders) into reviewed-ready 5-15 s segments.
 
     Originals are copied into raw/ and never changed; .srt/.vtt/.txt sidecars with the same
     name are used as transcripts. Re-running skips finished work. With --ray, recordings are
-    cut on a Ray cluster, one task each (docs/SCALING.md).
+    cut on a Ray cluster, one task each, and transcribed and speaker-checked on actors that
+    hold the models (docs/SCALING.md).
     """
     from tui.cli.ingest_view import run_ingest
 
-    place = run_place(ray_address, threads, ray_cpus, ray_retries)
+    place = run_place(ray_address, threads, ray_cpus, ray_retries, ray_actors, ray_actor_gpus)
     sys.exit(run_ingest(workspace, paths, speaker, not no_asr, not no_speaker_filter, place))
 
 
