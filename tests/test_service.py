@@ -253,6 +253,7 @@ def test_a_render_job_streams_its_progress_and_serves_its_files(
     done = seen[-1][1]
     assert {"hi.wav", "hi.mp3", "manifest.json", "chapters.json"} <= set(done["files"])
     folder = workspace.episodes_dir / "hi"
+    assert json.loads((folder / "manifest.json").read_text())["watermark"]["applied"] is True
     mp3 = client.get("/v1/episodes/hi/files/hi.mp3", headers=AUTH)
     assert mp3.status_code == 200 and mp3.content == (folder / "hi.mp3").read_bytes()
     manifest = client.get("/v1/episodes/hi/files/manifest.json", headers=AUTH).json()

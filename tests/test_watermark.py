@@ -174,3 +174,13 @@ def test_podforge_check_prints_one_line_per_file(tmp_path: Path, speech: list[np
     assert lines[1].startswith(f"{tmp_path / 'plain.flac'}: unmarked (0/")
     assert run.stderr.strip().count("\n") == 0 and "missing.mp3" in run.stderr
     assert "Traceback" not in run.stderr
+
+
+def test_a_hand_made_unmarked_backend_is_not_reported_as_marked(demo_copy: Workspace) -> None:
+    from core.episodes.synthesis.backends import DraftBackend
+
+    engine = DraftBackend(demo_copy.settings.speakers)  # not through make_backend: no mark
+    result = render_episode(demo_copy, demo_copy.scripts_dir / "welcome.md", backend=engine)
+    manifest = json.loads(result.exported.manifest.read_text())
+    assert manifest["watermark"]["applied"] is False
+    assert check_file(result.exported.mp3).verdict == "unmarked"

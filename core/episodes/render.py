@@ -164,8 +164,10 @@ def render_episode(
         )
     episode = load_script(script_path, ws)
     engine = make_backend(ws, backend) if isinstance(backend, str) else backend
+    marked = True  # every line's identity names the mark (make_backend's backends do)
     for voice in sorted({line.voice for line in episode.lines}):
-        engine.cache_identity(voice)  # a missing voice fails now, before any synthesis
+        # a missing voice fails now, before any synthesis
+        marked = "watermark" in engine.cache_identity(voice) and marked
     folder = ws.episodes_dir / name
     cache = RenderCache(folder / "cache")
 
@@ -280,7 +282,7 @@ def render_episode(
             "backend": engine.name,
             "backend_version": engine.version,
             "seed": seed,
-            "watermark": watermark_manifest(ws.settings.watermark),
+            "watermark": watermark_manifest(ws.settings.watermark, marked),
             "warnings": result_warnings,
             **({"sounds": sounds.manifest(ws.root)} if sounds.takes else {}),
             **({} if verdicts is None else {"qa": _qa_manifest(ws, verdicts, candidates)}),

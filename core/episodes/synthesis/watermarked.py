@@ -63,8 +63,12 @@ class Watermarked:
         return Rendered(audio=audio, sample_rate=rendered.sample_rate)
 
 
-def watermark_manifest(settings: WatermarkSettings) -> dict[str, object]:
-    """The manifest's ``watermark`` entry: the method and library, or why there is none."""
+def watermark_manifest(settings: WatermarkSettings, marked: bool = True) -> dict[str, object]:
+    """The manifest's ``watermark`` entry: the method and library, or why there is none.
+    ``marked``: whether the backend that rendered the lines marks them (a backend a library
+    user built by hand, not through ``make_backend``, does not)."""
     if not settings.enabled:
         return {"applied": False, "reason": settings.reason.strip()}
+    if not marked:
+        return {"applied": False, "reason": "the backend given to render_episode marks nothing"}
     return {"applied": True, "method": METHOD, "library": f"resemble-perth {_version()}"}
