@@ -104,20 +104,39 @@ def deliveries(targets: list[str], master_stereo: bool, ceiling_dbtp: float) -> 
 
 def measure_decoded(path: Path) -> tuple[float | None, float]:
     """Integrated loudness (LUFS; ``None`` under 0.4 s) and true peak (dBTP, 4x) of the audio
-    a player decodes from ``path``, streamed in blocks (two passes: the meter needs the
-    length first)."""
-    from core.audio.io import iter_blocks, probe
-    from core.audio.meter import LoudnessMeter, true_peak_db
+    a player decodes from ``path``, streamed in blocks. The meter needs the length first: the
+    header's (exact for the MP3s podforge writes, whose LAME header holds it), else the file
+    is decoded once more to count it."""
+    from core.audio.io import probe
 
     info = probe(path)
-    total = sum(block.shape[0] for block in iter_blocks(info.path, mono=False))
-    meter = LoudnessMeter(info.sample_rate, total, info.channels)
+    measured = _measure(info.path, info.sample_rate, info.channels, info.frames)
+    if measured is None:  # the header's length was not the decoded one
+        from core.audio.io import iter_blocks
+
+        total = sum(block.shape[0] for block in iter_blocks(info.path, mono=False))
+        measured = _measure(info.path, info.sample_rate, info.channels, total)
+    if measured is None:  # pragma: no cover - the decoder gave another length twice
+        raise RuntimeError(f"{path}: decodes to a different length each time")
+    return measured
+
+
+def _measure(path: Path, rate: int, channels: int, total: int) -> tuple[float | None, float] | None:
+    """One decode of ``path`` through the meter, or ``None`` if it is not ``total`` long."""
+    from core.audio.io import iter_blocks
+    from core.audio.meter import LoudnessMeter, true_peak_db
+
+    meter = LoudnessMeter(rate, total, channels)
     peak = -np.inf
     tail: FloatArray | None = None
-    for block in iter_blocks(info.path, mono=False):
-        pcm = block if info.channels > 1 else block.reshape(-1)
+    for block in iter_blocks(path, mono=False):
+        pcm = block if channels > 1 else block.reshape(-1)
+        if meter.fed + pcm.shape[0] > total:
+            return None
         meter.add(pcm)
         joined = pcm if tail is None else np.concatenate([tail, pcm])
-        peak = max(peak, true_peak_db(joined, info.sample_rate))
+        peak = max(peak, true_peak_db(joined, rate))
         tail = pcm[-_PEAK_CONTEXT:]
+    if meter.fed != total:
+        return None
     return meter.lufs(), float(peak)

@@ -108,12 +108,11 @@ def _speech_ratios(block: FloatArray, sample_rate: int, size: int) -> list[float
     vad.feed(resample(block, sample_rate, _VAD_RATE))
     decisions = vad.frame_decisions
     per_window = size * _VAD_RATE // sample_rate // (_VAD_RATE * 30 // 1000)
-    return [
-        float(decisions[k * per_window : (k + 1) * per_window].mean())
-        if decisions[k * per_window : (k + 1) * per_window].size
-        else 0.0
-        for k in range(block.size // size)
-    ]
+    ratios = []
+    for k in range(block.size // size):
+        frames = decisions[k * per_window : (k + 1) * per_window]
+        ratios.append(float(frames.mean()) if frames.size else 0.0)
+    return ratios
 
 
 def _block_scores(block: FloatArray, rate: int, mark: PerthMark) -> tuple[int, list[float]]:

@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import contextlib
+import functools
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar, cast
 
 import click
 
@@ -34,10 +35,6 @@ RAY_OPTIONS: list[tuple[tuple[str, ...], dict[str, Any]]] = [
         "help": "Threads of torch, BLAS and CTranslate2 here and in every Ray worker (a Ray "
         "run defaults to 1); equal counts give byte-equal results.",
     }),
-]  # fmt: skip
-"""The options of ``ingest`` and ``render``, in the order ``--help`` lists them."""
-
-ACTOR_OPTIONS: list[tuple[tuple[str, ...], dict[str, Any]]] = [
     (("--ray-actors",), {
         "type": click.IntRange(1), "default": None,
         "help": "With --ray: actors that hold a model (render: the voice; ingest: ASR, "
@@ -48,19 +45,24 @@ ACTOR_OPTIONS: list[tuple[tuple[str, ...], dict[str, Any]]] = [
         "help": "With --ray: GPUs each actor holds (0: CPU actors).",
     }),
 ]  # fmt: skip
-"""The options of the actors that hold a model (render's voices, ingest's ASR and speaker
-model)."""
+"""The options of ``ingest`` and ``render``, in the order ``--help`` lists them; the actors
+are those that hold a model (render: the voice; ingest: the ASR and speaker models)."""
+
+_NAMES = ("ray_address", "threads", "ray_cpus", "ray_retries", "ray_actors", "ray_actor_gpus")
 
 
-def ray_options(*, actors: bool = False) -> Callable[[F], F]:
-    """:data:`RAY_OPTIONS` (and with ``actors``, :data:`ACTOR_OPTIONS`) on a command."""
+def ray_options(command: F) -> F:
+    """:data:`RAY_OPTIONS` on a command, handed to it as one ``place`` (:class:`RunPlace`)."""
 
-    def decorate(f: F) -> F:
-        for decls, kwargs in reversed(RAY_OPTIONS + (ACTOR_OPTIONS if actors else [])):
-            f = click.option(*decls, **kwargs)(f)
-        return f
+    @functools.wraps(command)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        flags = [kwargs.pop(name) for name in _NAMES]
+        return command(*args, place=run_place(*flags), **kwargs)
 
-    return decorate
+    decorated: Any = wrapper
+    for decls, options in reversed(RAY_OPTIONS):
+        decorated = click.option(*decls, **options)(decorated)
+    return cast(F, decorated)
 
 
 @dataclass(frozen=True)
@@ -76,8 +78,8 @@ def run_place(
     threads: int | None,
     ray_cpus: int | None,
     ray_retries: int,
-    ray_actors: int | None = None,
-    ray_actor_gpus: float = 0.0,
+    ray_actors: int | None,
+    ray_actor_gpus: float,
 ) -> RunPlace:
     """What the flags ask for."""
     if ray_address is None:

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import click
 
-from tui.cli.cluster import ray_options, run_place
+from tui.cli.cluster import RunPlace, ray_options
 
 
 @click.command()
@@ -21,19 +21,14 @@ from tui.cli.cluster import ray_options, run_place
     help="Skip transcription (segments without subtitles stay untranscribed).",
 )
 @click.option("--no-speaker-filter", is_flag=True, help="Skip the ECAPA speaker check.")
-@ray_options(actors=True)
+@ray_options
 def ingest(
     workspace: Path,
     paths: tuple[Path, ...],
     speaker: str,
     no_asr: bool,
     no_speaker_filter: bool,
-    ray_address: str | None,
-    threads: int | None,
-    ray_cpus: int | None,
-    ray_retries: int,
-    ray_actors: int | None,
-    ray_actor_gpus: float,
+    place: RunPlace,
 ) -> None:
     """Turn long recordings (files or folders) into reviewed-ready 5-15 s segments.
 
@@ -44,7 +39,6 @@ def ingest(
     """
     from tui.cli.ingest_view import run_ingest
 
-    place = run_place(ray_address, threads, ray_cpus, ray_retries, ray_actors, ray_actor_gpus)
     sys.exit(run_ingest(workspace, paths, speaker, not no_asr, not no_speaker_filter, place))
 
 

@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING
 
 import click
 
-from tui.cli.cluster import ray_options, run_place, session
+from tui.cli.cluster import RunPlace, ray_options, session
 
 if TYPE_CHECKING:
     from core.episodes.render import RenderResult
@@ -40,7 +40,7 @@ STRICT_EXIT = 3
 @click.option(
     "--strict", is_flag=True, help=f"Exit with status {STRICT_EXIT} if a line is still suspect."
 )
-@ray_options(actors=True)
+@ray_options
 def render(
     workspace: Path,
     script: Path,
@@ -49,12 +49,7 @@ def render(
     retakes: int | None,
     allow_cpu_sound: bool,
     strict: bool,
-    ray_address: str | None,
-    threads: int | None,
-    ray_cpus: int | None,
-    ray_retries: int,
-    ray_actors: int | None,
-    ray_actor_gpus: float,
+    place: RunPlace,
 ) -> None:
     """Render SCRIPT (e.g. scripts/welcome.md) into episodes/<name>/: WAV, MP3, manifest,
     chapters. Only lines that changed since the last render are synthesised; with line QA
@@ -69,7 +64,6 @@ def render(
     ws = Workspace.open(workspace)
     if not script.is_absolute() and not script.exists():
         script = ws.root / script
-    place = run_place(ray_address, threads, ray_cpus, ray_retries, ray_actors, ray_actor_gpus)
     # One render of an episode at a time (the app, another `podforge render`, the service).
     with (
         EpisodeLock(ws, script),
