@@ -191,9 +191,27 @@ async def tables_settled(pilot: object) -> None:
         steady = steady + 1 if state == seen and not pending else 0
         seen = state
         if steady >= 5:
-            await pilot.pause()  # type: ignore[attr-defined]
+            await screen_settled(pilot)
             return
     raise AssertionError("a DataTable never applied its dimensions")
+
+
+async def screen_settled(pilot: object, steps: int = 200) -> None:
+    """Wait until the screen itself holds still: five screenshots in a row, 50 ms apart, are
+    identical. A snapshot taken while a late update (a plot, a footer, a refresh timer's
+    reread) is still landing differs from the recorded one only under load."""
+    app = pilot.app  # type: ignore[attr-defined]
+    seen = ""
+    steady = 0
+    for _ in range(steps):
+        await pilot.wait_for_scheduled_animations()  # type: ignore[attr-defined]
+        await pilot.pause(0.05)  # type: ignore[attr-defined]
+        shot = app.export_screenshot()
+        steady = steady + 1 if shot == seen else 0
+        seen = shot
+        if steady >= 4:
+            return
+    raise AssertionError("the screen never held still")
 
 
 @pytest.fixture

@@ -9,7 +9,7 @@ from textual.pilot import Pilot
 from textual.widgets import DataTable
 
 from core.workspace import Workspace
-from tests.conftest import delete_catalog, notified
+from tests.conftest import delete_catalog, notified, tables_settled
 from tui.app import PodforgeApp
 from tui.screens.home import HomeScreen
 from tui.widgets.target_bar import TargetBar
@@ -124,8 +124,7 @@ def test_snapshot_empty_workspace(tmp_path: Path, snap_compare) -> None:  # type
 
     async def settle(pilot: Pilot[None]) -> None:
         await _loaded(pilot, 0)
-        for _ in range(3):  # let DataTable's deferred column-width update run
-            await pilot.pause()
+        await tables_settled(pilot)
 
     assert snap_compare(app, terminal_size=SNAPSHOT_SIZE, run_before=settle)
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import json
 import re
 from collections.abc import Callable
@@ -16,7 +15,7 @@ from core.audio.playback import Player
 from core.episodes.editor import Diagnostic, mix_report
 from core.episodes.parser import parse_script
 from core.workspace import Workspace
-from tests.conftest import NO_DEVICE
+from tests.conftest import NO_DEVICE, screen_settled
 from tui.app import PodforgeApp
 from tui.screens.script import (
     ScriptEditorScreen,
@@ -371,7 +370,7 @@ def test_snapshot_editor_with_a_diagnostic(demo_copy: Workspace, snap_compare) -
         # The check of the whole text, not one of a half-typed tag (the 300 ms debounce can
         # fire between keys on a loaded machine).
         await _until(pilot, lambda: any("never closed" in d.message for d in screen.diagnostics))
-        await asyncio.sleep(0.05)
+        await screen_settled(pilot)
 
     assert snap_compare(EditorApp(demo_copy), terminal_size=SIZE, run_before=settle)
 
@@ -384,7 +383,7 @@ def test_snapshot_outline_after_render(demo_copy: Workspace, snap_compare) -> No
         # The mix's loudness figures belong to core.episodes.mixing (tested there); keep them out.
         screen.query_one("#render-status", Static).update("rendered")
         await pilot.press("escape")
-        await asyncio.sleep(0.05)
+        await screen_settled(pilot)
 
     assert snap_compare(EditorApp(demo_copy), terminal_size=SIZE, run_before=settle)
 
