@@ -12,6 +12,7 @@ import pytest
 
 from core.audio.io import iter_blocks, probe, read
 from core.dataset.segment import (
+    PlanLimits,
     TimeSpan,
     VadStream,
     plan_adaptive,
@@ -102,7 +103,7 @@ def test_a_long_run_without_long_pauses_is_still_cut_into_pieces_of_at_most_15_s
 def test_margins_are_clamped_to_the_file_and_split_short_gaps_with_neighbours() -> None:
     # Two 6 s utterances 0.1 s apart (a short gap: each side gets 0.05 s), at the file's ends.
     speech = [(0.05, 6.05), (6.15, 12.15), (12.25, 18.25)]
-    spans = plan_from_vad(_regions(*speech), 18.3, min_sec=5.0, max_sec=8.0)
+    spans = plan_from_vad(_regions(*speech), 18.3, limits=PlanLimits(min_sec=5.0, max_sec=8.0))
     assert [(s.start_sec, s.end_sec) for s in spans] == [(0.0, 6.1), (6.1, 12.2), (12.2, 18.3)]
     _assert_well_formed(spans, speech, 18.3)
 
@@ -202,6 +203,12 @@ def test_untidy_cues_are_tidied_before_planning() -> None:
     assert [(s.start_sec, s.end_sec, s.text) for s in spans] == [
         (0.35, 11.15, "First sentence. Second sentence.")
     ]
+
+
+def test_plan_limits_refuse_an_empty_range() -> None:
+    for low, high in ((5.0, 5.0), (8.0, 5.0), (0.0, 5.0)):
+        with pytest.raises(ValueError, match="min_sec < max_sec"):
+            PlanLimits(min_sec=low, max_sec=high)
 
 
 # ---------------------------------------------------------------------------- streaming VAD

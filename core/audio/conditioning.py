@@ -33,7 +33,6 @@ from core.audio.meter import (
     _LONG_SAMPLES,
     _METER_OVERSAMPLE,
     BLOCK_SEC,
-    Float64Array,
     _abs_max,
     _audio32,
     _block_edges,
@@ -45,7 +44,7 @@ from core.audio.meter import (
     integrated_lufs,
     mono32,
 )
-from core.audio.types import FloatArray
+from core.audio.types import Float64Array, FloatArray
 
 __all__ = [
     "MAKEUP_MAX_DB",

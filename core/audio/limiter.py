@@ -28,8 +28,6 @@ from core.audio.meter import (
     _CHUNK_SAMPLES,
     _LONG_SAMPLES,
     _METER_OVERSAMPLE,
-    Float64Array,
-    IntArray,
     _abs_max,
     _audio32,
     _chunk_oversampled,
@@ -38,7 +36,7 @@ from core.audio.meter import (
     _scan,
 )
 from core.audio.parallel import run_spans
-from core.audio.types import FloatArray
+from core.audio.types import Float64Array, FloatArray, IntArray
 
 __all__ = [
     "LIMIT_CONTEXT",

@@ -22,7 +22,7 @@ import numpy.typing as npt
 import soxr
 
 from core.audio.parallel import run_spans
-from core.audio.types import FloatArray
+from core.audio.types import Float64Array, FloatArray, IntArray
 
 __all__ = [
     "BLOCK_SEC",
@@ -33,9 +33,6 @@ __all__ = [
     "true_peak_db",
 ]
 
-
-Float64Array = npt.NDArray[np.float64]
-IntArray = npt.NDArray[np.int64]
 
 BLOCK_SEC: Final = 0.4
 """BS.1770 gating block length in seconds; shorter audio has no integrated loudness."""

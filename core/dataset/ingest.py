@@ -38,7 +38,14 @@ from core.dataset.qc import (
     flags_for,
     measure,
 )
-from core.dataset.segment import PlanReport, TimeSpan, VadStream, plan_adaptive, plan_from_cues
+from core.dataset.segment import (
+    PlanLimits,
+    PlanReport,
+    TimeSpan,
+    VadStream,
+    plan_adaptive,
+    plan_from_cues,
+)
 from core.dataset.subtitles import read_subtitles, read_text
 from core.errors import ModelError, PodforgeError
 from core.records import Recording, Segment, SegmentUpdate
@@ -380,18 +387,18 @@ def cut_recording(
             np.memmap(pcm_path, dtype=np.float32, mode="r") if total else np.zeros(0, np.float32)
         )
         total_sec = len(audio) / sr
-        margin = targets.margin_ms / 1000.0
+        limits = PlanLimits(
+            min_sec=targets.min_segment_sec,
+            max_sec=targets.max_segment_sec,
+            margin_sec=targets.margin_ms / 1000.0,
+        )
         if cues:
-            spans = plan_from_cues(
-                cues, total_sec, min_sec=targets.min_segment_sec,
-                max_sec=targets.max_segment_sec, margin_sec=margin,
-            )  # fmt: skip
+            spans = plan_from_cues(cues, total_sec, limits=limits)
         else:
             assert vad is not None  # nosec B101  # narrowing: made without cues
             spans, plan = plan_adaptive(
                 vad.finish(), audio, sr, vad_mode=ws.settings.segmentation.vad_mode,
-                frame_ms=ws.settings.segmentation.frame_ms, min_sec=targets.min_segment_sec,
-                max_sec=targets.max_segment_sec, margin_sec=margin,
+                frame_ms=ws.settings.segmentation.frame_ms, limits=limits,
             )  # fmt: skip
             log.info("ingest: %s: %s", rec.original_name, plan.summary())
         pieces = _cut_segments(ws, rec, spans, audio, clips, emit, write=write)
@@ -673,13 +680,9 @@ def transcribe_segments(
     batches = list(_batches(todo, ANALYSIS_BATCH))
     paths = [[ws.root / s.audio for s in batch] for batch in batches]
     for batch, texts in zip(batches, run(paths), strict=True):
-        updates = []
-        for seg, text in zip(batch, texts, strict=True):
-            updates.append(
-                SegmentUpdate(seg.id or 0, text=text, text_source="asr",
-                              flags=_without(seg.flags, NO_TEXT_FLAG) if text else None)
-            )  # fmt: skip
-        catalog.update_analysis(updates)
+        catalog.update_analysis(
+            [_text_update(seg, text, "asr") for seg, text in zip(batch, texts, strict=True)]
+        )
         done += len(batch)
         emit(IngestProgress("transcribe", ws.settings.models.asr, done, len(todo)))
     for recording_id, reference in references.items():
@@ -687,12 +690,11 @@ def transcribe_segments(
         aligned = align_to_reference([s.text for s in segs], reference)
         catalog.update_analysis(
             [
-                SegmentUpdate(s.id or 0, text=text, text_source="txt",
-                              flags=_without(s.flags, NO_TEXT_FLAG) if text else None)
+                _text_update(s, text, "txt")
                 for s, text in zip(segs, aligned, strict=True)
                 if s.text_source == "asr"
             ]
-        )  # fmt: skip
+        )
     return done
 
 
@@ -755,6 +757,13 @@ def accept_passing(ws: Workspace, speaker: str | None = None) -> int:
 
 def _without(flags: Sequence[str], flag: str) -> tuple[str, ...]:
     return tuple(f for f in flags if f != flag)
+
+
+def _text_update(seg: Segment, text: str, source: str) -> SegmentUpdate:
+    """``seg``'s new text from ``source`` (``asr`` or ``txt``); a segment given words loses
+    its no-text flag."""
+    flags = _without(seg.flags, NO_TEXT_FLAG) if text else None
+    return SegmentUpdate(seg.id or 0, text=text, text_source=source, flags=flags)
 
 
 def _batches(items: Sequence[Segment], size: int) -> Iterable[Sequence[Segment]]:

@@ -23,7 +23,7 @@ import soxr
 
 from core.audio.conditioning import Conditioned
 from core.audio.meter import integrated_lufs, mono32, true_peak_db
-from core.audio.types import FloatArray
+from core.audio.types import Float64Array, FloatArray, IntArray
 from core.records import QC
 from core.settings import AudioTargets, QCThresholds
 
@@ -45,8 +45,6 @@ __all__ = [
     "snr_db",
 ]
 
-Float64Array = npt.NDArray[np.float64]
-IntArray = npt.NDArray[np.int64]
 
 DB_FLOOR: Final = -120.0
 """Levels in a :class:`~core.records.QC` never read below this (digital silence)."""

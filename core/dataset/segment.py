@@ -24,6 +24,7 @@ import webrtcvad
 from core.dataset.subtitles import Cue, tidy_cues
 
 __all__ = [
+    "PlanLimits",
     "PlanReport",
     "TimeSpan",
     "VadStream",
@@ -64,6 +65,25 @@ class TimeSpan:
     @property
     def duration(self) -> float:
         return self.end_sec - self.start_sec
+
+
+@dataclass(frozen=True)
+class PlanLimits:
+    """What every planner holds a segment to: ``min_sec``-``max_sec`` long (margins
+    included), up to ``margin_sec`` of the surrounding pause on each side, never across a
+    pause over ``max_pause_sec``, and dropped when its speech is under ``drop_sec``."""
+
+    min_sec: float = 5.0
+    max_sec: float = 15.0
+    margin_sec: float = 0.15
+    max_pause_sec: float = 2.0
+    drop_sec: float = 1.0
+
+    def __post_init__(self) -> None:
+        if not 0.0 < self.min_sec < self.max_sec:
+            raise ValueError(
+                f"need 0 < min_sec < max_sec, got {self.min_sec!r} and {self.max_sec!r}"
+            )
 
 
 # --------------------------------------------------------------------------- VAD
@@ -192,22 +212,17 @@ def plan_from_vad(
     regions: Sequence[TimeSpan],
     total_sec: float,
     *,
-    min_sec: float = 5.0,
-    max_sec: float = 15.0,
-    margin_sec: float = 0.15,
-    max_pause_sec: float = 2.0,
-    drop_sec: float = 1.0,
+    limits: PlanLimits = PlanLimits(),
 ) -> list[TimeSpan]:
-    """Group speech ``regions`` into utterances of ``min_sec``-``max_sec`` (margins
-    included); see the module docstring. Spans have no text."""
-    _check_range(min_sec, max_sec)
+    """Group speech ``regions`` into utterances within ``limits``; see the module
+    docstring. Spans have no text."""
     units = _merge_regions(regions, total_sec)
     cut_costs = [_PREFERRED_PAUSE - (units[k + 1][0] - units[k][1]) for k in range(len(units) - 1)]
-    plan = _plan(units, cut_costs, total_sec, min_sec, max_sec, margin_sec, max_pause_sec)
+    plan = _plan(units, cut_costs, total_sec, limits)
     return [
         TimeSpan(start, end)
         for (i, j), (start, end) in plan
-        if units[j - 1][1] - units[i][0] >= drop_sec - _EPS
+        if units[j - 1][1] - units[i][0] >= limits.drop_sec - _EPS
     ]
 
 
@@ -215,38 +230,28 @@ def plan_from_cues(
     cues: Sequence[Cue],
     total_sec: float,
     *,
-    min_sec: float = 5.0,
-    max_sec: float = 15.0,
-    margin_sec: float = 0.15,
-    max_pause_sec: float = 2.0,
-    drop_sec: float = 1.0,
+    limits: PlanLimits = PlanLimits(),
 ) -> list[TimeSpan]:
-    """Group consecutive ``cues`` into utterances of ``min_sec``-``max_sec``, preferring
+    """Group consecutive ``cues`` into utterances within ``limits``, preferring
     cuts after sentence ends and at long pauses; each span's text is its cues' texts
     joined with spaces. The cues are tidied first (:func:`core.dataset.subtitles.tidy_cues`:
     sorted, overlaps trimmed or merged, empty ones dropped; a no-op for the output of
     :func:`core.dataset.subtitles.read_subtitles`); any part past ``total_sec`` is cut off
     and cues wholly past it are ignored."""
-    _check_range(min_sec, max_sec)
     ordered = [c for c in tidy_cues(list(cues)) if c.start_sec < total_sec and c.end_sec > 0.0]
     units = [(max(0.0, c.start_sec), min(c.end_sec, total_sec)) for c in ordered]
     cut_costs = [
         _PREFERRED_PAUSE
-        - min(max(units[k + 1][0] - units[k][1], 0.0), max_pause_sec)
+        - min(max(units[k + 1][0] - units[k][1], 0.0), limits.max_pause_sec)
         + (0.0 if _SENTENCE_END.search(ordered[k].text.rstrip()) else _NOT_SENTENCE_END)
         for k in range(len(units) - 1)
     ]
-    plan = _plan(units, cut_costs, total_sec, min_sec, max_sec, margin_sec, max_pause_sec)
+    plan = _plan(units, cut_costs, total_sec, limits)
     return [
         TimeSpan(start, end, " ".join(c.text for c in ordered[i:j]))
         for (i, j), (start, end) in plan
-        if units[j - 1][1] - units[i][0] >= drop_sec - _EPS
+        if units[j - 1][1] - units[i][0] >= limits.drop_sec - _EPS
     ]
-
-
-def _check_range(min_sec: float, max_sec: float) -> None:
-    if not 0.0 < min_sec < max_sec:
-        raise ValueError(f"need 0 < min_sec < max_sec, got {min_sec!r} and {max_sec!r}")
 
 
 def _merge_regions(regions: Sequence[TimeSpan], total_sec: float) -> list[tuple[float, float]]:
@@ -272,16 +277,14 @@ def _plan(
     units: list[tuple[float, float]],
     cut_costs: list[float],
     total_sec: float,
-    min_sec: float,
-    max_sec: float,
-    margin_sec: float,
-    max_pause_sec: float,
+    limits: PlanLimits,
 ) -> Plan:
     """Least-cost partition of ``units`` into groups ``[i, j)`` with their padded bounds."""
     n = len(units)
     if n == 0:
         return []
-    margin = max(0.0, margin_sec)
+    min_sec, max_sec, max_pause_sec = limits.min_sec, limits.max_sec, limits.max_pause_sec
+    margin = max(0.0, limits.margin_sec)
     lead = [0.0] * n  # margin available before unit k
     tail = [0.0] * n  # margin available after unit k
     for k, (start, end) in enumerate(units):
@@ -369,18 +372,14 @@ def plan_adaptive(
     *,
     vad_mode: int = 2,
     frame_ms: int = 30,
-    min_sec: float = 5.0,
-    max_sec: float = 15.0,
-    margin_sec: float = 0.15,
-    max_pause_sec: float = 2.0,
-    drop_sec: float = 1.0,
+    limits: PlanLimits = PlanLimits(),
 ) -> tuple[list[TimeSpan], PlanReport]:
     """:func:`plan_from_vad`, after splitting every speech region too long for one segment.
 
     ``audio`` is the whole recording (mono, ``sr``; a memory map is fine: only the long
     regions and, when the gate is needed, 30 s chunks are read) and ``regions`` its
     speech regions from :class:`VadStream` at ``vad_mode``. A region longer than
-    ``max_sec`` minus both margins is split, in this order, until every piece fits:
+    ``limits.max_sec`` minus both margins is split, in this order, until every piece fits:
 
     1. by webrtcvad again at mode 3 (the strictest) over that region alone;
     2. at pauses found by an energy gate: 10 ms frames within 10 dB of the
@@ -394,7 +393,7 @@ def plan_adaptive(
     x = np.asarray(audio)
     total_sec = len(x) / sr
     units = _merge_regions(regions, total_sec)
-    limit = max_sec - 2.0 * max(0.0, margin_sec)
+    limit = limits.max_sec - 2.0 * max(0.0, limits.margin_sec)
     report = PlanReport(regions=len(units))
     floor: list[float] = []  # computed once, on first use
 
@@ -425,7 +424,7 @@ def plan_adaptive(
                 report = replace(report, split_by_energy=report.split_by_energy + 1)
             gated += found or [(a, b)]
         for a, b in gated:
-            cuts = _quietest_cuts(x, sr, a, b, limit, min_sec)
+            cuts = _quietest_cuts(x, sr, a, b, limit, limits.min_sec)
             report = replace(report, forced_cuts=report.forced_cuts + len(cuts))
             edges = [a, *cuts, b]
             for k in range(len(edges) - 1):
@@ -434,11 +433,8 @@ def plan_adaptive(
                 refined.append((lo, hi))
     if floor and report.split_by_energy:
         report = replace(report, noise_floor_db=round(floor[0], 1))
-    spans = plan_from_vad(
-        [TimeSpan(a, b) for a, b in refined], total_sec, min_sec=min_sec, max_sec=max_sec,
-        margin_sec=margin_sec, max_pause_sec=max_pause_sec, drop_sec=drop_sec,
-    )  # fmt: skip
-    in_range = sum(min_sec - _EPS <= s.duration <= max_sec + _EPS for s in spans)
+    spans = plan_from_vad([TimeSpan(a, b) for a, b in refined], total_sec, limits=limits)
+    in_range = sum(limits.min_sec - _EPS <= s.duration <= limits.max_sec + _EPS for s in spans)
     return spans, replace(report, segments=len(spans), in_range=in_range)
 
 

@@ -254,11 +254,8 @@ class AsrModel:
         pipeline = BatchedInferencePipeline(self.model)
         segments, info = pipeline.transcribe(
             audio,
-            language=language,
-            beam_size=BEAM_SIZE,
-            temperature=0.0,
+            **_decoding(language, word_timestamps),
             without_timestamps=True,
-            word_timestamps=word_timestamps,
             clip_timestamps=clip_timestamps,
             batch_size=batch_size,
         )
@@ -283,11 +280,8 @@ class AsrModel:
         """A clip over 30 s: faster-whisper's sequential long-form decoding, window by window."""
         segments, info = self.model.transcribe(
             clip,
-            language=language,
-            beam_size=BEAM_SIZE,
-            temperature=0.0,
+            **_decoding(language, word_timestamps),
             condition_on_previous_text=False,
-            word_timestamps=word_timestamps,
             vad_filter=False,
             no_speech_threshold=NO_SPEECH_THRESHOLD,
             log_prob_threshold=LOG_PROB_THRESHOLD,
@@ -303,6 +297,17 @@ def _as_clip(audio: npt.NDArray[Any]) -> FloatArray:
     if clip.ndim != 1:
         raise ValueError(f"ASR needs mono audio of shape (n,), not {clip.shape}")
     return np.ascontiguousarray(clip)
+
+
+def _decoding(language: str | None, word_timestamps: bool) -> dict[str, Any]:
+    """The decoding options both paths (batched windows, long-form) share, so that they
+    decode alike: beam search at temperature 0 (no fallback)."""
+    return {
+        "language": language,
+        "beam_size": BEAM_SIZE,
+        "temperature": 0.0,
+        "word_timestamps": word_timestamps,
+    }
 
 
 def _is_silence(segment: Any) -> bool:
