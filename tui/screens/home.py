@@ -9,7 +9,6 @@ from textual import on, work
 from textual.app import ComposeResult
 from textual.binding import BindingType
 from textual.containers import Horizontal, Vertical
-from textual.screen import Screen
 from textual.widgets import DataTable, Footer, Header, Static
 
 from core.catalog import Catalog
@@ -19,21 +18,21 @@ from core.workspace import Workspace
 from tui import keymap
 from tui.format import duration, minutes
 from tui.messages import OverviewFailed, OverviewLoaded
+from tui.screens.base import WorkspaceScreen
 from tui.styles import STYLES
 from tui.widgets.target_bar import TargetBar
 
 REFRESH_SECONDS = 2.0
 
 
-class HomeScreen(Screen[None]):
+class HomeScreen(WorkspaceScreen):
     """What is in the workspace, kept current while other processes change it."""
 
     CSS_PATH = STYLES / "home.tcss"
     BINDINGS: ClassVar[list[BindingType]] = keymap.HOME
 
     def __init__(self, workspace: Workspace) -> None:
-        super().__init__()
-        self.workspace = workspace
+        super().__init__(workspace)
         self._last_error: str | None = None
         self._shown: dict[str, list[tuple[str, ...]]] = {}
 
@@ -64,8 +63,6 @@ class HomeScreen(Screen[None]):
         yield Footer()
 
     def on_mount(self) -> None:
-        self.title = "podforge"
-        self.sub_title = self.workspace.name
         self.query_one("#speakers", DataTable).add_columns(
             "Speaker",
             "Consent",

@@ -25,7 +25,6 @@ from textual import on, work
 from textual.app import ComposeResult
 from textual.binding import BindingType
 from textual.containers import Horizontal, Vertical
-from textual.screen import Screen
 from textual.timer import Timer
 from textual.widgets import Footer, Header, Input, Static
 
@@ -46,6 +45,7 @@ from tui.messages import (
     WaveformFailed,
     WaveformLoaded,
 )
+from tui.screens.base import WorkspaceScreen
 from tui.styles import STYLES
 from tui.widgets.segment_list import SegmentList
 from tui.widgets.target_bar import TargetBar
@@ -73,15 +73,15 @@ def _catalog_guard(method: F) -> F:
     return wrapper  # type: ignore[return-value]
 
 
-class ReviewScreen(Screen[None]):
+class ReviewScreen(WorkspaceScreen):
     """Review the workspace's segments one key at a time."""
 
     CSS_PATH = STYLES / "review.tcss"
     BINDINGS: ClassVar[list[BindingType]] = keymap.REVIEW
+    SCREEN_TITLE = "podforge — review"
 
     def __init__(self, workspace: Workspace, player: Player | None = None) -> None:
-        super().__init__()
-        self.workspace = workspace
+        super().__init__(workspace)
         self.catalog = Catalog.open(workspace.catalog_path)
         self.player = player if player is not None else Player()
         self.view = "pending"
@@ -113,8 +113,6 @@ class ReviewScreen(Screen[None]):
 
     @_catalog_guard
     def on_mount(self) -> None:
-        self.title = "podforge — review"
-        self.sub_title = self.workspace.name
         self.query_one("#edit", Input).display = False
         self.query_one(SegmentList).focus()
         self._recount()

@@ -27,7 +27,6 @@ from textual.app import ComposeResult
 from textual.binding import BindingsMap, BindingType
 from textual.containers import Horizontal, Vertical
 from textual.dom import DOMNode
-from textual.screen import ModalScreen, Screen
 from textual.timer import Timer
 from textual.widgets import (
     Button,
@@ -80,6 +79,8 @@ from tui.messages import (
     RenderFinished,
     RenderProgress,
 )
+from tui.screens.base import WorkspaceScreen
+from tui.screens.dialog import Dialog
 from tui.screens.respell import RespellScreen
 from tui.screens.takes import TakesScreen
 from tui.styles import STYLES
@@ -110,61 +111,49 @@ STATE_STYLE: dict[str, tuple[str, str]] = {
 # -- modals -----------------------------------------------------------------------------
 
 
-class UnsavedChanges(ModalScreen[str]):
+class UnsavedChanges(Dialog[str]):
     """Save / discard / cancel; dismisses with ``"save"``, ``"discard"`` or ``"cancel"``."""
 
-    CSS_PATH = STYLES / "script.tcss"
     BINDINGS: ClassVar[list[BindingType]] = keymap.UNSAVED
 
     def __init__(self, name: str) -> None:
-        super().__init__()
-        self.script_name = name
+        super().__init__("Unsaved changes", f"{name} has unsaved changes.")
 
-    def compose(self) -> ComposeResult:
-        with Vertical(classes="dialog") as box:
-            box.border_title = "Unsaved changes"
-            yield Static(f"{self.script_name} has unsaved changes.", classes="dialog-text")
-            with Horizontal(classes="dialog-buttons"):
-                yield Button("Save (s)", id="save", variant="primary")
-                yield Button("Discard (d)", id="discard", variant="error")
-                yield Button("Cancel (esc)", id="cancel")
+    def compose_body(self) -> ComposeResult:
+        with Horizontal(classes="dialog-buttons"):
+            yield Button("Save (s)", id="save", variant="primary")
+            yield Button("Discard (d)", id="discard", variant="error")
+            yield Button("Cancel (esc)", id="cancel")
 
     @on(Button.Pressed)
     def _pressed(self, event: Button.Pressed) -> None:
         self.dismiss(event.button.id or "cancel")
 
 
-class ScriptName(ModalScreen[str | None]):
+class ScriptName(Dialog[str | None]):
     """Ask for a new script's name."""
 
-    CSS_PATH = STYLES / "script.tcss"
     BINDINGS: ClassVar[list[BindingType]] = keymap.SCRIPT_NAME
 
-    def compose(self) -> ComposeResult:
-        with Vertical(classes="dialog") as box:
-            box.border_title = "New script"
-            yield Static("Name (letters, digits, - and _):", classes="dialog-text")
-            yield Input(id="script-name", placeholder="episode-2")
+    def __init__(self) -> None:
+        super().__init__("New script", "Name (letters, digits, - and _):")
+
+    def compose_body(self) -> ComposeResult:
+        yield Input(id="script-name", placeholder="episode-2")
 
     @on(Input.Submitted)
     def _submitted(self, event: Input.Submitted) -> None:
         self.dismiss(event.value.strip() or None)
 
 
-class LoudnessReport(ModalScreen[None]):
+class LoudnessReport(Dialog[None]):
     """The last mix's loudness and true peak, from ``manifest.json``."""
 
-    CSS_PATH = STYLES / "script.tcss"
     BINDINGS: ClassVar[list[BindingType]] = keymap.LOUDNESS_REPORT
+    BOX_CLASSES = "dialog report"
 
     def __init__(self, report: Text) -> None:
-        super().__init__()
-        self.report = report
-
-    def compose(self) -> ComposeResult:
-        with Vertical(classes="dialog report") as box:
-            box.border_title = "Last mix"
-            yield Static(self.report, classes="dialog-text")
+        super().__init__("Last mix", report)
 
 
 def format_report(report: MixReport) -> Text:
@@ -207,15 +196,15 @@ def format_report(report: MixReport) -> Text:
 # -- the list of scripts ------------------------------------------------------------------
 
 
-class ScriptListScreen(Screen[None]):
+class ScriptListScreen(WorkspaceScreen):
     """``scripts/*.md``: enter opens one in the editor, ``n`` makes a new one."""
 
     CSS_PATH = STYLES / "script.tcss"
     BINDINGS: ClassVar[list[BindingType]] = keymap.SCRIPTS
+    SCREEN_TITLE = "podforge — scripts"
 
     def __init__(self, workspace: Workspace, player: Player | None = None) -> None:
-        super().__init__()
-        self.workspace = workspace
+        super().__init__(workspace)
         self.player = player
 
     def compose(self) -> ComposeResult:
@@ -227,8 +216,6 @@ class ScriptListScreen(Screen[None]):
         yield Footer()
 
     def on_mount(self) -> None:
-        self.title = "podforge — scripts"
-        self.sub_title = self.workspace.name
         self._fill()
         self.query_one("#scripts", OptionList).focus()
 
@@ -292,15 +279,15 @@ class ScriptListScreen(Screen[None]):
 # -- the editor ---------------------------------------------------------------------------
 
 
-class ScriptEditorScreen(Screen[None]):
+class ScriptEditorScreen(WorkspaceScreen):
     """Edit one script with live diagnostics, an outline, previews, renders and mixes."""
 
     CSS_PATH = STYLES / "script.tcss"
     BINDINGS: ClassVar[list[BindingType]] = keymap.SCRIPT_EDITOR
+    SCREEN_TITLE = "podforge — script"
 
     def __init__(self, workspace: Workspace, path: Path, player: Player | None = None) -> None:
-        super().__init__()
-        self.workspace = workspace
+        super().__init__(workspace)
         self.path = path
         self.player = player if player is not None else Player()
         self.saved_text = path.read_text(encoding="utf-8") if path.exists() else ""
@@ -372,8 +359,6 @@ class ScriptEditorScreen(Screen[None]):
         yield Footer()
 
     def on_mount(self) -> None:
-        self.title = "podforge — script"
-        self.sub_title = self.workspace.name
         self.query_one("#render-progress", ProgressBar).display = False
         self.text_area.focus()
         self._parse_now()

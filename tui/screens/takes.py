@@ -15,13 +15,11 @@ from rich.text import Text
 from textual import on
 from textual.app import ComposeResult
 from textual.binding import BindingType
-from textual.containers import Vertical
-from textual.screen import ModalScreen
-from textual.widgets import OptionList, Static
+from textual.widgets import OptionList
 from textual.widgets.option_list import Option
 
 from tui import keymap
-from tui.styles import STYLES
+from tui.screens.dialog import Dialog
 
 __all__ = ["TakesScreen", "take_label"]
 
@@ -45,29 +43,25 @@ def take_label(take: dict[str, Any], kept: int) -> Text:
     return text
 
 
-class TakesScreen(ModalScreen[int | None]):
+class TakesScreen(Dialog[int | None]):
     """Pick a take of one line by ear; dismisses with the take to keep, or ``None``."""
 
-    CSS_PATH = STYLES / "script.tcss"
     BINDINGS: ClassVar[list[BindingType]] = keymap.TAKES
+    BOX_CLASSES = "dialog report"
 
     def __init__(
         self, title: str, takes: Sequence[dict[str, Any]], kept: int, play: Callable[[int], object]
     ) -> None:
-        super().__init__()
-        self.title_text = title
+        super().__init__(title, "enter plays a take · k keeps it · escape closes")
         self.takes = list(takes)
         self.kept = kept
         self.play = play
 
-    def compose(self) -> ComposeResult:
-        with Vertical(classes="dialog report") as box:
-            box.border_title = self.title_text
-            yield Static("enter plays a take · k keeps it · escape closes", classes="dialog-text")
-            yield OptionList(
-                *(Option(take_label(t, self.kept), id=f"take-{t['take']}") for t in self.takes),
-                id="takes",
-            )
+    def compose_body(self) -> ComposeResult:
+        yield OptionList(
+            *(Option(take_label(t, self.kept), id=f"take-{t['take']}") for t in self.takes),
+            id="takes",
+        )
 
     def on_mount(self) -> None:
         options = self.query_one("#takes", OptionList)

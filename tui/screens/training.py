@@ -14,7 +14,6 @@ from textual import on, work
 from textual.app import ComposeResult
 from textual.binding import BindingType
 from textual.containers import Horizontal, Vertical
-from textual.screen import Screen
 from textual.widgets import DataTable, Footer, Header, Static
 from textual_plotext import PlotextPlot
 
@@ -25,21 +24,22 @@ from core.workspace import Workspace
 from tui import keymap
 from tui.format import duration
 from tui.messages import Notice, RunsRefreshed, RunStarted
+from tui.screens.base import WorkspaceScreen
 from tui.styles import STYLES
 
 REFRESH_SECONDS = 1.0
 LOG_LINES = 8
 
 
-class TrainingScreen(Screen[None]):
+class TrainingScreen(WorkspaceScreen):
     """Start, watch, stop and resume training runs."""
 
     CSS_PATH = STYLES / "training.tcss"
     BINDINGS: ClassVar[list[BindingType]] = keymap.TRAINING
+    SCREEN_TITLE = "podforge — training"
 
     def __init__(self, workspace: Workspace) -> None:
-        super().__init__()
-        self.workspace = workspace
+        super().__init__(workspace)
         self.views: dict[str, RunView] = {}
         self.tails: dict[str, MetricsTail] = {}
         self.statuses: dict[str, Status] = {}
@@ -61,8 +61,6 @@ class TrainingScreen(Screen[None]):
         yield Footer()
 
     def on_mount(self) -> None:
-        self.title = "podforge — training"
-        self.sub_title = self.workspace.name
         table = self.query_one("#runs", DataTable)
         table.add_columns("Run", "Speaker", "State", "Step", "Loss")
         self.action_reload()
