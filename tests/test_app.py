@@ -78,6 +78,36 @@ async def test_a_corrupted_workspace_toml_is_reported_once(workspace: Workspace)
         assert len([m for m in messages if "not valid TOML" in m]) == 1
 
 
+async def test_a_load_that_finishes_late_never_replaces_a_newer_result(
+    workspace: Workspace,
+) -> None:
+    """Loads run in threads that cannot be stopped: one started earlier may finish later.
+    Its (older) overview is dropped, and it cannot clear an error so that it is told twice."""
+    from core.catalog import Catalog
+    from core.overview import load_overview
+    from tui.messages import OverviewFailed, OverviewLoaded
+
+    app = PodforgeApp(workspace)
+    async with app.run_test(size=(120, 36)) as pilot:
+        await _loaded(pilot, 0)
+        screen = app.screen
+        assert isinstance(screen, HomeScreen)
+        screen._timer.pause()  # only the loads below
+        with Catalog.open(workspace.catalog_path) as catalog:
+            old = load_overview(workspace, catalog)
+        newest = screen._loads + 2
+        screen.post_message(OverviewFailed("workspace.toml: broken", newest))
+        screen.post_message(OverviewLoaded(old, newest - 1))  # started earlier, finished later
+        screen.post_message(OverviewFailed("workspace.toml: broken", newest + 1))
+        await pilot.pause(0.2)
+        told = [n.message for n in app._notifications if "broken" in n.message]
+        assert told == ["workspace.toml: broken"]
+        # A newer load's result is shown (and clears the error).
+        screen.post_message(OverviewLoaded(old, newest + 2))
+        await pilot.pause(0.2)
+        assert screen._last_error is None
+
+
 async def test_keys_panel_toggles_and_q_quits(workspace: Workspace) -> None:
     app = PodforgeApp(workspace)
     async with app.run_test(size=(120, 36)) as pilot:

@@ -54,16 +54,18 @@ class PlaybackFailed(Message):
 # -- home ----------------------------------------------------------------------------------
 @dataclass
 class OverviewLoaded(Message):
-    """A fresh overview was read in a worker thread."""
+    """A fresh overview was read in a worker thread (the ``seq``-th load started)."""
 
     overview: Overview
+    seq: int = 0
 
 
 @dataclass
 class OverviewFailed(Message):
-    """Reading the overview failed with a user-facing error."""
+    """Reading the overview failed with a user-facing error (the ``seq``-th load started)."""
 
     error: str
+    seq: int = 0
 
 
 # -- review --------------------------------------------------------------------------------

@@ -26,10 +26,11 @@ from core.episodes.lock import EpisodeLock
 from core.episodes.render import is_stage, render_episode
 from core.errors import PodforgeError
 from core.progress import Cancelled, now_iso
-from core.service.errors import BadRequest, Busy, Closing, NotFound
+from core.service.errors import BadRequest, Busy, NotFound
 from core.service.limits import Limits
 from core.service.queue import QueuedBackend, SynthesisQueue
 from core.service.watch import SettingsWatch
+from core.service.worker import Worker
 from core.workspace import Workspace
 
 log = logging.getLogger(__name__)
@@ -115,21 +116,18 @@ class RenderJobs:
         self.limits = limits
         self._jobs: dict[str, Job] = {}
         self._pending: deque[Job] = deque()
-        self._cond = threading.Condition()
-        self._closed = False
-        self._thread: threading.Thread | None = None
+        self._worker = Worker("render-jobs", self._run)
 
     def counts(self) -> dict[str, int]:
-        with self._cond:
+        with self._worker.cond:
             jobs = list(self._jobs.values())
         return {state: sum(1 for j in jobs if j.state == state) for state in ("queued", "running")}
 
     def submit(self, script: str, backend: str, seed: int, retakes: int | None) -> Job:
         """Accept a render of ``script``: checked, its episode locked, queued."""
         path = script_in_workspace(self.ws, script)
-        with self._cond:
-            if self._closed:
-                raise Closing("the service is shutting down; try again when it is back")
+        with self._worker.cond:
+            self._worker.check_open()
             active = sum(1 for job in self._jobs.values() if not job.finished)
             if active >= self.limits.max_jobs:
                 raise Busy(
@@ -150,14 +148,11 @@ class RenderJobs:
             self._jobs[job.id] = job
             self._pending.append(job)
             self._forget_old()
-            if self._thread is None:
-                self._thread = threading.Thread(target=self._run, name="render-jobs", daemon=True)
-                self._thread.start()
-            self._cond.notify()
+            self._worker.wake()
         return job
 
     def get(self, job_id: str) -> Job:
-        with self._cond:
+        with self._worker.cond:
             job = self._jobs.get(job_id)
         if job is None:
             raise NotFound(f"no render job {job_id!r}; it never existed or was forgotten")
@@ -167,7 +162,7 @@ class RenderJobs:
         """Ask ``job_id`` to stop: a queued job ends now, a running one after its line."""
         job = self.get(job_id)
         job.cancel.set()
-        with self._cond:
+        with self._worker.cond:
             if job in self._pending:
                 self._pending.remove(job)
                 self._finish(job, "cancelled")
@@ -175,15 +170,13 @@ class RenderJobs:
 
     def close(self, timeout: float = 30.0) -> None:
         """Cancel every job (the running one stops after its line) and wait for the thread."""
-        with self._cond:
-            self._closed = True
+        with self._worker.cond:
+            self._worker.close()
             for job in self._jobs.values():
                 job.cancel.set()
             while self._pending:
                 self._finish(self._pending.popleft(), "cancelled")
-            self._cond.notify_all()
-        if self._thread is not None:
-            self._thread.join(timeout)
+        self._worker.join(timeout)
 
     # -- the job thread ---------------------------------------------------------------
     def _forget_old(self) -> None:
@@ -200,16 +193,14 @@ class RenderJobs:
 
     def _run(self) -> None:
         while True:
-            with self._cond:
-                while not self._pending and not self._closed:
-                    self._cond.wait()
-                if self._closed:
+            with self._worker.cond:
+                if not self._worker.wait_for(self._pending):
                     return
                 job = self._pending.popleft()
                 job.state = "running"
                 job.version += 1
             state, error = self._execute(job)
-            with self._cond:
+            with self._worker.cond:
                 self._finish(job, state, error)
 
     def _execute(self, job: Job) -> tuple[JobState, str | None]:

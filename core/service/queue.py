@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import logging
 import math
-import threading
 import time
 from collections import deque
 from collections.abc import Callable, Sequence
@@ -38,6 +37,7 @@ from core.episodes.synthesis.backends import Backend, Rendered, make_backend
 from core.errors import PodforgeError
 from core.service.errors import Busy, Closing
 from core.service.watch import SettingsWatch
+from core.service.worker import Worker
 
 log = logging.getLogger(__name__)
 
@@ -74,9 +74,7 @@ class SynthesisQueue:
         self.capacity = capacity
         self.stats = QueueStats()
         self._tasks: deque[_Task] = deque()
-        self._cond = threading.Condition()
-        self._closed = False
-        self._thread: threading.Thread | None = None
+        self._worker = Worker(f"synthesis-{backend}", self._run)
         self._backend: Backend | None = None
         self._made_from: object = None
         self._identities: dict[str, dict[str, object]] = {}
@@ -86,7 +84,7 @@ class SynthesisQueue:
     @property
     def depth(self) -> int:
         """Requests waiting, not counting the batch being rendered."""
-        with self._cond:
+        with self._worker.cond:
             return len(self._tasks)
 
     @property
@@ -109,9 +107,8 @@ class SynthesisQueue:
         return self._put(_Task([], fn), internal=True)
 
     def _put(self, task: _Task, *, internal: bool) -> Future[Any]:
-        with self._cond:
-            if self._closed:
-                raise Closing("the service is shutting down; try again when it is back")
+        with self._worker.cond:
+            self._worker.check_open()
             if not internal and len(self._tasks) >= self.capacity:
                 raise Busy(
                     f"the {self.backend_name} synthesis queue is full ({self.capacity} "
@@ -119,12 +116,7 @@ class SynthesisQueue:
                     retry_after=self.retry_after(),
                 )
             self._tasks.append(task)
-            if self._thread is None:
-                self._thread = threading.Thread(
-                    target=self._run, name=f"synthesis-{self.backend_name}", daemon=True
-                )
-                self._thread.start()
-            self._cond.notify()
+            self._worker.wake()
         return task.future
 
     def retry_after(self) -> int:
@@ -134,15 +126,13 @@ class SynthesisQueue:
 
     def close(self, timeout: float = 30.0) -> None:
         """Stop taking requests, fail the waiting ones, and let the batch in hand finish."""
-        with self._cond:
-            self._closed = True
+        with self._worker.cond:
+            self._worker.close()
             waiting = list(self._tasks)
             self._tasks.clear()
-            self._cond.notify_all()
         for task in waiting:
             task.future.set_exception(Closing("the service shut down before this request ran"))
-        if self._thread is not None:
-            self._thread.join(timeout)
+        self._worker.join(timeout)
 
     # -- the worker -----------------------------------------------------------------
     def _batch_size(self) -> int:
@@ -150,21 +140,19 @@ class SynthesisQueue:
 
     def _run(self) -> None:
         while True:
-            with self._cond:
-                while not self._tasks and not self._closed:
-                    self._cond.wait()
-                if self._closed:
+            with self._worker.cond:
+                if not self._worker.wait_for(self._tasks):
                     return
             try:
                 backend = self._ensure()
             except Exception as exc:  # every waiting request gets the reason
-                with self._cond:
+                with self._worker.cond:
                     failed = list(self._tasks)
                     self._tasks.clear()
                 for task in failed:
                     task.future.set_exception(exc)
                 continue
-            with self._cond:
+            with self._worker.cond:
                 batch = self._take()
             self._serve(backend, batch)
 

@@ -34,6 +34,8 @@ class HomeScreen(WorkspaceScreen):
     def __init__(self, workspace: Workspace) -> None:
         super().__init__(workspace)
         self._last_error: str | None = None
+        self._loads = 0  # loads started
+        self._shown_load = 0  # the latest load whose result is shown
         self._shown: dict[str, list[tuple[str, ...]]] = {}
 
     def compose(self) -> ComposeResult:
@@ -114,29 +116,43 @@ class HomeScreen(WorkspaceScreen):
 
     def action_reload(self) -> None:
         """Re-read the workspace in a worker thread (never blocks the screen)."""
-        self._load()
+        self._loads += 1
+        self._load(self._loads)
 
     @work(thread=True, exclusive=True, group="overview")
-    def _load(self) -> None:
+    def _load(self, seq: int) -> None:
         try:
             # Re-read workspace.toml too: `podforge speaker add` may run in another terminal.
             workspace = Workspace.open(self.workspace.root)
             with Catalog.open(workspace.catalog_path) as catalog:
                 overview = load_overview(workspace, catalog)
         except PodforgeError as exc:
-            self.post_message(OverviewFailed(str(exc)))
+            self.post_message(OverviewFailed(str(exc), seq))
             return
-        self.post_message(OverviewLoaded(overview))
+        self.post_message(OverviewLoaded(overview, seq))
+
+    def _is_stale(self, seq: int) -> bool:
+        """A load that started before the one shown finished late: its result is older.
+        (A thread worker cannot be stopped; without this, a slow earlier read could show an
+        older workspace, or clear an error and so have it notified twice.)"""
+        if seq < self._shown_load:
+            return True
+        self._shown_load = seq
+        return False
 
     @on(OverviewFailed)
     def _report(self, message: OverviewFailed) -> None:
         """Notify once per distinct problem, not on every refresh."""
+        if self._is_stale(message.seq):
+            return
         if message.error != self._last_error:
             self._last_error = message.error
             self.notify(message.error, severity="error", timeout=10)
 
     @on(OverviewLoaded)
     def _show(self, message: OverviewLoaded) -> None:
+        if self._is_stale(message.seq):
+            return
         ov = message.overview
         self._last_error = None
         self.sub_title = ov.name
