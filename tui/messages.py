@@ -57,7 +57,7 @@ class OverviewLoaded(Message):
     """A fresh overview was read in a worker thread (the ``seq``-th load started)."""
 
     overview: Overview
-    seq: int = 0
+    seq: int
 
 
 @dataclass
@@ -65,7 +65,7 @@ class OverviewFailed(Message):
     """Reading the overview failed with a user-facing error (the ``seq``-th load started)."""
 
     error: str
-    seq: int = 0
+    seq: int
 
 
 # -- review --------------------------------------------------------------------------------

@@ -81,7 +81,7 @@ class HomeScreen(WorkspaceScreen):
         )
         self.query_one("#runs", DataTable).add_columns("Run", "Speaker", "State", "Step")
         self.query_one("#episodes", DataTable).add_columns("Episode", "Script", "Mix")
-        self.action_reload()
+        # The first read starts on ScreenResume, which follows Mount when the screen is shown.
         self._timer = self.set_interval(REFRESH_SECONDS, self.action_reload)
 
     def on_screen_suspend(self) -> None:
@@ -132,9 +132,10 @@ class HomeScreen(WorkspaceScreen):
         self.post_message(OverviewLoaded(overview, seq))
 
     def _is_stale(self, seq: int) -> bool:
-        """A load that started before the one shown finished late: its result is older.
-        (A thread worker cannot be stopped; without this, a slow earlier read could show an
-        older workspace, or clear an error and so have it notified twice.)"""
+        """Whether load ``seq`` started before the one shown (it finished late: its result
+        is older); if not, it becomes the one shown. A thread worker cannot be stopped:
+        without this, a slow earlier read could show an older workspace, or clear an error
+        and so have it notified twice."""
         if seq < self._shown_load:
             return True
         self._shown_load = seq
