@@ -27,7 +27,7 @@ from textual.widgets import Input, Static
 from core.audio.playback import Player
 from core.catalog import Catalog
 from core.workspace import Workspace
-from tests.conftest import NO_DEVICE, notified, screen_settled
+from tests.conftest import NO_DEVICE, notified
 from tests.test_playback import HAVE_PORTAUDIO
 from tui.app import PodforgeApp
 from tui.screens.review import ReviewScreen
@@ -335,7 +335,6 @@ def _snapshot(snap_compare: Callable[..., bool], ws: Workspace, *steps: Step) ->
         await _ready(pilot)
         for step in steps:
             await step(pilot)
-        await screen_settled(pilot)
 
     app = ReviewApp(ws, Player(device=NO_DEVICE))
     return snap_compare(app, terminal_size=SIZE, run_before=settle)
