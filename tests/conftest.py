@@ -191,6 +191,9 @@ async def tables_settled(pilot: object) -> None:
         steady = steady + 1 if state == seen and not pending else 0
         seen = state
         if steady >= 5:
+            for table in tables:  # the header row is cached: draw it at the final widths
+                table._clear_caches()
+                table.refresh()
             await screen_settled(pilot)
             return
     raise AssertionError("a DataTable never applied its dimensions")
