@@ -74,7 +74,7 @@ async def test_a_corrupted_workspace_toml_is_reported_once(workspace: Workspace)
         for _ in range(3):
             await pilot.press("r")
             await pilot.pause(0.2)
-        messages = [n.message for n in app._notifications]
+        messages = await notified(pilot, lambda ms: any("not valid TOML" in m for m in ms))
         assert len([m for m in messages if "not valid TOML" in m]) == 1
 
 
@@ -100,7 +100,8 @@ async def test_a_load_that_finishes_late_never_replaces_a_newer_result(
         screen.post_message(OverviewLoaded(old, newest - 1))  # started earlier, finished later
         screen.post_message(OverviewFailed("workspace.toml: broken", newest + 1))
         await pilot.pause(0.2)
-        told = [n.message for n in app._notifications if "broken" in n.message]
+        messages = await notified(pilot, lambda ms: any("broken" in m for m in ms))
+        told = [m for m in messages if "broken" in m]
         assert told == ["workspace.toml: broken"]
         # A newer load's result is shown (and clears the error).
         screen.post_message(OverviewLoaded(old, newest + 2))
@@ -204,7 +205,7 @@ async def test_v_on_a_broken_catalog_is_a_notification_not_a_crash(workspace: Wo
         await pilot.pause(0.2)
         assert app.is_running and app._exception is None
         assert isinstance(app.screen, HomeScreen)
-        messages = [n.message for n in app._notifications]
+        messages = await notified(pilot, lambda ms: any("not a valid catalog" in m for m in ms))
         assert any("not a valid catalog" in m and "review" in m for m in messages), messages
         assert all("\n" not in m for m in messages)
 

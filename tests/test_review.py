@@ -102,8 +102,8 @@ async def test_undo_restores_and_returns_to_the_segment(demo_copy: Workspace) ->
         assert seg_list.cursor == 0 and seg_list.current is not None
         assert seg_list.current.status == "pending"
         await pilot.press("u")  # nothing left to undo
-        await pilot.pause()
-        assert any("nothing to undo" in n.message for n in pilot.app._notifications)
+        messages = await notified(pilot, lambda ms: any("nothing to undo" in m for m in ms))
+        assert any("nothing to undo" in m for m in messages)
 
 
 async def test_movement_keys_and_next_pending(demo_copy: Workspace) -> None:
@@ -178,6 +178,7 @@ async def test_no_output_device_is_one_notification_and_the_screen_works(
         for _ in range(3):
             await pilot.press("space")
             await pilot.pause(0.2)
+        await notified(pilot, lambda _: any(n.title == "no playback" for n in app._notifications))
         warnings = [n for n in app._notifications if n.title == "no playback"]
         assert len(warnings) == 1
         assert "\n" not in warnings[0].message and "PLAYBACK.md" in warnings[0].message
@@ -455,9 +456,9 @@ async def test_quitting_with_pending_decisions_warns_and_keeps_them_for_the_next
             screen = await _ready(pilot)
             first = screen.query_one(SegmentList).ids[0]
             await pilot.press("a", "q")
-            await pilot.pause()
+            messages = await notified(pilot, lambda ms: any("not written" in m for m in ms))
             assert app.is_running  # the first q only warns
-            warning = [n.message for n in app._notifications if "not written" in n.message]
+            warning = [m for m in messages if "not written" in m]
             assert warning and "1 decision" in warning[0] and ".journal" in warning[0]
             await pilot.press("q")
             await pilot.pause()

@@ -285,7 +285,7 @@ async def test_cancel_stops_a_render(demo_copy: Workspace) -> None:
         await pilot.press("c")
         await _until(pilot, lambda: not screen.rendering, 30)
         assert screen.last_result is None, (_messages(pilot), screen.focused)
-        assert any("cancelled" in m for m in _messages(pilot))
+        await _until(pilot, lambda: any("cancelled" in m for m in _messages(pilot)))
         assert not (demo_copy.episodes_dir / "welcome" / "manifest.json").exists()
         cached = [s for s in screen.states.values() if s.state == "cached"]
         assert 1 <= len(cached) < len(screen.states)  # what finished before the cancel stays cached
@@ -303,7 +303,10 @@ async def test_a_render_elsewhere_of_the_episode_stops_the_editors_render(
             screen.action_render()
             await _until(pilot, lambda: not screen.rendering, 30)
         assert screen.last_result is None
-        assert any("episode 'welcome' is being rendered" in m for m in _messages(pilot))
+        # The app adds a notification when it handles its Notify message: wait for it.
+        await _until(
+            pilot, lambda: any("'welcome' is being rendered" in m for m in _messages(pilot))
+        )
         assert not (demo_copy.episodes_dir / "welcome" / "cache").exists()  # nothing rendered
 
 
@@ -312,7 +315,7 @@ async def test_mix_plays_and_loudness_report(demo_copy: Workspace) -> None:
     async with app.run_test(size=SIZE) as pilot:
         screen = await _editor(pilot)
         await pilot.press("escape", "L")
-        assert any("no mix yet" in m for m in _messages(pilot))
+        await _until(pilot, lambda: any("no mix yet" in m for m in _messages(pilot)))
         await pilot.press("m")
         await _until(pilot, lambda: any(NO_DEVICE in m for m in _messages(pilot)), 40)
         assert screen.last_result is not None

@@ -17,7 +17,7 @@ from core.training.progress import RunView, curve, memory_line
 from core.training.protocol import read_status, write_status
 from core.training.runs import create_run
 from core.workspace import Workspace
-from tests.conftest import tables_settled
+from tests.conftest import notified, tables_settled
 from tui.app import PodforgeApp
 from tui.screens.training import TrainingScreen
 
@@ -140,8 +140,8 @@ async def test_keys_without_a_model(workspace: Workspace) -> None:
     async with app.run_test(size=SIZE) as pilot:
         await _loaded(pilot, 1)
         await pilot.press("x")  # stopped run: not running
-        await pilot.pause(0.1)
-        assert any("not running" in n.message for n in app._notifications)
+        messages = await notified(pilot, lambda ms: any("not running" in m for m in ms))
+        assert any("not running" in m for m in messages)
         await pilot.press("l")
         await pilot.pause(0.1)
         assert app.screen.__class__.__name__ == "LogScreen"
