@@ -12,7 +12,18 @@ from core.episodes.retakes import choice_id, load_choices
 from core.workspace import Workspace
 from tests.test_line_qa import PlantedScorer
 from tests.test_script_screen import SIZE, EditorApp, _editor, _until
+from tui.screens.dialog import Dialog
 from tui.screens.takes import TakesScreen
+
+
+def _assert_centred(screen: object) -> None:
+    """The dialog's box stands in the middle of the screen (``Dialog`` is aligned so)."""
+    assert isinstance(screen, Dialog)
+    box = screen.query_one(".dialog").region
+    width, height = screen.size
+    assert abs(box.x - (width - box.width) // 2) <= 1, (box, screen.size)
+    assert abs(box.y - (height - box.height) // 2) <= 1, (box, screen.size)
+
 
 pytestmark = pytest.mark.usefixtures("no_color_unset")
 
@@ -61,6 +72,8 @@ async def test_the_outline_shows_qa_and_t_retakes_a_line_kept_at_every_render(
         # C lists the takes; k keeps the highlighted one by ear.
         await pilot.press("C")
         await _until(pilot, lambda: isinstance(app.screen, TakesScreen))
+        await _until(pilot, lambda: app.screen.query_one(".dialog").region.width > 0)
+        _assert_centred(app.screen)
         takes = app.screen.query_one("#takes", OptionList)
         assert takes.option_count == 2  # take 0 (checked) and take 1 (not checked yet)
         takes.highlighted = 0
@@ -87,6 +100,8 @@ async def test_r_respells_a_hinted_word_and_the_hint_goes(demo_copy: Workspace) 
         problems.highlighted = next(i for i, d in enumerate(screen.diagnostics) if d.word == "NASA")
         await pilot.press("R")
         await _until(pilot, lambda: isinstance(app.screen, RespellScreen))
+        await _until(pilot, lambda: app.screen.query_one(".dialog").region.width > 0)
+        _assert_centred(app.screen)
         field = app.screen.query_one(Input)
         field.value = "nah sah"
         await pilot.press("enter")
