@@ -95,11 +95,15 @@ async def test_r_respells_a_hinted_word_and_the_hint_goes(demo_copy: Workspace) 
     async with app.run_test(size=SIZE) as pilot:
         screen = await _editor(pilot)
         await _until(pilot, lambda: any(d.word == "NASA" for d in screen.diagnostics))
+        assert screen.diagnostics[0].word == "NASA"
+        # Keys only: escape leaves the text, tab enters Problems with its first row chosen.
+        await pilot.press("escape", "tab")
         problems = screen.query_one("#diagnostics", OptionList)
-        problems.focus()
-        problems.highlighted = next(i for i, d in enumerate(screen.diagnostics) if d.word == "NASA")
+        await _until(pilot, lambda: screen.focused is problems)
+        assert problems.highlighted == 0
         await pilot.press("R")
         await _until(pilot, lambda: isinstance(app.screen, RespellScreen))
+        assert getattr(app.screen, "word", None) == "NASA"
         await _until(pilot, lambda: app.screen.query_one(".dialog").region.width > 0)
         _assert_centred(app.screen)
         field = app.screen.query_one(Input)

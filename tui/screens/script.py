@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 from rich.text import Text
-from textual import on, work
+from textual import events, on, work
 from textual.app import ComposeResult
 from textual.binding import BindingsMap, BindingType
 from textual.containers import Horizontal, Vertical
@@ -410,6 +410,7 @@ class ScriptEditorScreen(WorkspaceScreen):
 
     def _fill_diagnostics(self) -> None:
         options = self.query_one("#diagnostics", OptionList)
+        keep = options.highlighted
         options.clear_options()
         box = self.query_one("#diagnostics-box")
         if not self.diagnostics:
@@ -421,6 +422,15 @@ class ScriptEditorScreen(WorkspaceScreen):
             label = Text.assemble((f"{diag.line}:{diag.column} ", style), diag.message)
             options.add_option(Option(label, id=f"diag-{i}"))
         box.border_subtitle = f"{len(self.diagnostics)}"
+        if keep is not None or self.focused is options:  # a re-parse keeps the chosen row
+            options.highlighted = min(keep or 0, options.option_count - 1)
+
+    @on(events.DescendantFocus, "#diagnostics")
+    def _problems_focused(self) -> None:
+        """Entering Problems chooses its first row, so its keys (enter, R) act at once."""
+        options = self.query_one("#diagnostics", OptionList)
+        if options.highlighted is None and self.diagnostics:
+            options.highlighted = 0
 
     def _fill_outline(self) -> None:
         episode = self.episode
