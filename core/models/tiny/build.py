@@ -17,7 +17,7 @@ import os
 import shutil
 import tempfile
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -103,7 +103,8 @@ def token_id(tokenizer: Any, token: str, what: str) -> int:
 
 @dataclass(frozen=True)
 class TinyBuild:
-    """One tiny model: what its stamp says, which files a finished build holds, where it lives."""
+    """One tiny model: what its stamp says, which files a finished build holds, where it lives,
+    and the function that writes it."""
 
     model: str
     """The stamp's ``model`` (``"tiny-csm"``); also names its cache folder."""
@@ -114,13 +115,12 @@ class TinyBuild:
     """The files (besides the stamp) a complete build holds."""
     what: str
     """The model in messages (``"tiny CSM"``)."""
+    writer: Callable[[Path], None] = field(compare=False, repr=False)
+    """Writes every file of the model into the (empty) folder it is given; :meth:`build`
+    writes the stamp after it."""
 
     def stamp(self) -> dict[str, object]:
         return {"model": self.model, "version": self.version, "seed": self.seed}
-
-    def write_stamp(self, folder: Path) -> None:
-        """Write the stamp into ``folder``: last, since its presence means the build is done."""
-        write_json(folder / STAMP_FILE, self.stamp())
 
     def is_complete(self, folder: Path) -> bool:
         """True when ``folder`` holds this version's finished build."""
@@ -133,18 +133,30 @@ class TinyBuild:
     def is_replaceable(self, folder: Path) -> bool:
         return is_replaceable_build(folder, STAMP_FILE, self.model)
 
-    def publish(self, folder: Path, write: Callable[[Path], None]) -> Path:
-        """:func:`publish_build` of this model into ``folder``, written by ``write``.
+    def build(self, folder: Path) -> Path:
+        """Write this model into ``folder`` and return ``folder`` (:func:`publish_build`).
 
         Idempotent: a folder already holding this version's complete build is reused as it
-        is. The model is built in a temporary folder beside ``folder`` and renamed into
-        place, so a concurrent reader never sees half a model; when two processes race, the
-        first rename wins. A ``folder`` holding anything else is refused with
-        :class:`ModelError`, never deleted.
+        is. The model is built in a temporary folder beside ``folder``, the stamp last, and
+        renamed into place, so a concurrent reader never sees half a model; when two
+        processes race, the first rename wins. A ``folder`` holding anything but an empty
+        folder or one of our builds is refused with :class:`ModelError`, never deleted.
         """
-        return publish_build(Path(folder), write, self.is_complete, self.is_replaceable, self.what)
+        return publish_build(
+            Path(folder), self._write, self.is_complete, self.is_replaceable, self.what
+        )
+
+    def path(self) -> Path:
+        """This model's folder in the user's cache (:meth:`cache_path`), built there
+        (:meth:`build`) on first use."""
+        return self.build(self.cache_path())
 
     def cache_path(self) -> Path:
         """``$XDG_CACHE_HOME/podforge/<model>-v<version>`` (``~/.cache`` when the variable is
         unset): the version in the name keeps builds of different podforge versions apart."""
         return cache_folder(f"{self.model}-v{self.version}")
+
+    def _write(self, folder: Path) -> None:
+        self.writer(folder)
+        # The stamp is written last: its presence means the build is complete.
+        write_json(folder / STAMP_FILE, self.stamp())

@@ -33,7 +33,6 @@ MODEL_FILES = (
     "chat_template.jinja",
     "processor_config.json",
 )
-TINY_CSM = TinyBuild("tiny-csm", TINY_CSM_VERSION, TINY_CSM_SEED, MODEL_FILES, "tiny CSM")
 
 # Architecture.
 NUM_CODEBOOKS = 8
@@ -142,23 +141,11 @@ FEATURE_EXTRACTOR: dict[str, Any] = {
 }
 
 
-def build_tiny_csm(folder: Path) -> Path:
-    """Write the tiny CSM model into ``folder`` and return ``folder``; idempotent and
-    atomic, as :meth:`~core.models.tiny.build.TinyBuild.publish` says."""
-    return TINY_CSM.publish(folder, _write_model)
-
-
-def tiny_csm_path() -> Path:
-    """The tiny CSM folder in this user's cache (``TINY_CSM.cache_path()``), built there
-    (atomically) on first use."""
-    return build_tiny_csm(TINY_CSM.cache_path())
-
-
 # --------------------------------------------------------------------------- the files
 
 
 def _write_model(folder: Path) -> None:
-    """Write every file of the model into the (empty) ``folder``; the stamp last."""
+    """Write every file of the model (but the stamp) into the (empty) ``folder``."""
     import torch
     import transformers
 
@@ -234,7 +221,6 @@ def _write_model(folder: Path) -> None:
         feature_extractor=feature_extractor, tokenizer=tokenizer, chat_template=CHAT_TEMPLATE
     )
     processor.save_pretrained(str(folder))
-    TINY_CSM.write_stamp(folder)
 
 
 def _calibrate_decoder(codec: Any, codes: Any) -> None:
@@ -329,3 +315,14 @@ def full_size_random_csm(device: str = "auto", dtype: str = "auto") -> CsmBundle
         num_codebooks=int(config.num_codebooks),
         frame_rate=float(config.codec_config.frame_rate),
     )
+
+
+# --------------------------------------------------------------------------- the build
+
+TINY_CSM = TinyBuild(
+    "tiny-csm", TINY_CSM_VERSION, TINY_CSM_SEED, MODEL_FILES, "tiny CSM", writer=_write_model
+)
+build_tiny_csm = TINY_CSM.build
+"""``build_tiny_csm(folder)``: write the tiny CSM into ``folder`` (:meth:`TinyBuild.build`)."""
+tiny_csm_path = TINY_CSM.path
+"""``tiny_csm_path()``: the tiny CSM in this user's cache, built there on first use."""

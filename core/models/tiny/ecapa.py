@@ -36,13 +36,6 @@ CHECKPOINT_FILES = (
     "classifier.ckpt",
     "label_encoder.txt",
 )
-TINY_ECAPA = TinyBuild(
-    "tiny-ecapa",
-    TINY_ECAPA_VERSION,
-    TINY_ECAPA_SEED,
-    ("hyperparams.yaml", *CHECKPOINT_FILES),
-    "tiny ECAPA",
-)
 
 HYPERPARAMS_YAML = f"""\
 # ############################################################################
@@ -110,20 +103,9 @@ pretrainer: !new:speechbrain.utils.parameter_transfer.Pretrainer
 """
 
 
-def build_tiny_ecapa(folder: Path) -> Path:
-    """Write the tiny ECAPA model into ``folder`` and return ``folder``.
-
-    Idempotent: a folder already holding this version's complete build is left as it is.
-    The weights come from a fixed seed, drawn without touching torch's global RNG state.
-    The model is built in a temporary folder beside ``folder`` and renamed into place
-    (:func:`core.models.tiny.build.publish_build`): a concurrent reader never sees half a model, and
-    a ``folder`` holding anything but an empty folder or one of our builds is refused with
-    :class:`~core.errors.ModelError`, never deleted.
-    """
-    return TINY_ECAPA.publish(folder, _write_model)
-
-
 def _write_model(folder: Path) -> None:
+    """Write every file of the model (but the stamp) into the (empty) ``folder``. The
+    weights come from a fixed seed, drawn without touching torch's global RNG state."""
     import torch
     from hyperpyyaml import load_hyperpyyaml
 
@@ -157,19 +139,25 @@ def _write_model(folder: Path) -> None:
     label_encoder.update_from_iterable(SPEAKER_LABELS)
     label_encoder.save(folder / "label_encoder.txt")
     (folder / "hyperparams.yaml").write_text(HYPERPARAMS_YAML, encoding="utf-8")
-    # The stamp is written last: its presence means the build is complete.
-    TINY_ECAPA.write_stamp(folder)
-
-
-def tiny_ecapa_path() -> Path:
-    """The tiny ECAPA folder in this user's cache, built there (atomically) on first use.
-
-    It lives in ``$XDG_CACHE_HOME/podforge/tiny-ecapa-v<N>`` (``~/.cache`` when unset); see
-    :func:`build_tiny_ecapa` for how it is published and what it refuses to replace.
-    """
-    return build_tiny_ecapa(TINY_ECAPA.cache_path())
 
 
 def podforge_cache_dir() -> Path:
     """``$XDG_CACHE_HOME/podforge``, or ``~/.cache/podforge`` when the variable is unset."""
     return cache_folder("")
+
+
+# --------------------------------------------------------------------------- the build
+
+TINY_ECAPA = TinyBuild(
+    "tiny-ecapa",
+    TINY_ECAPA_VERSION,
+    TINY_ECAPA_SEED,
+    ("hyperparams.yaml", *CHECKPOINT_FILES),
+    "tiny ECAPA",
+    writer=_write_model,
+)
+build_tiny_ecapa = TINY_ECAPA.build
+"""``build_tiny_ecapa(folder)``: write the tiny ECAPA into ``folder`` (:meth:`TinyBuild.build`)."""
+tiny_ecapa_path = TINY_ECAPA.path
+"""``tiny_ecapa_path()``: the tiny ECAPA in this user's cache
+(``$XDG_CACHE_HOME/podforge/tiny-ecapa-v<N>``), built there on first use."""

@@ -47,9 +47,6 @@ MODEL_FILES = (
     "transformer/config.json",
     "vae/config.json",
 )
-TINY_SOUND = TinyBuild(
-    "tiny-sound", TINY_SOUND_VERSION, TINY_SOUND_SEED, MODEL_FILES, "tiny Stable Audio"
-)
 
 _CORPUS = (
     "a heavy wooden door creaks open, close mic. warm lo-fi bed, no vocals, 80 bpm. "
@@ -57,17 +54,6 @@ _CORPUS = (
     "crowd murmur in a small cafe, cups and saucers. an old radio hums and crackles. "
     "gentle piano, slow strings, ambient pad, deep bass, bright synth, drums. "
 )
-
-
-def build_tiny_sound(folder: Path) -> Path:
-    """Write the tiny pipeline into ``folder`` and return ``folder``; idempotent and atomic,
-    as :meth:`~core.models.tiny.build.TinyBuild.publish` says."""
-    return TINY_SOUND.publish(folder, _write_pipeline)
-
-
-def tiny_sound_path() -> Path:
-    """The tiny pipeline's folder in this user's cache, built there on first use."""
-    return build_tiny_sound(TINY_SOUND.cache_path())
 
 
 def tiny_max_seconds() -> float:
@@ -83,7 +69,7 @@ def _hop() -> int:
 
 
 def _write_pipeline(folder: Path) -> None:
-    """Every file of the pipeline into the (empty) ``folder``; the stamp last."""
+    """Every file of the pipeline (but the stamp) into the (empty) ``folder``."""
     import diffusers
     import torch
     import transformers
@@ -142,7 +128,6 @@ def _write_pipeline(folder: Path) -> None:
         transformer=transformer, scheduler=scheduler,
     )  # fmt: skip
     pipeline.save_pretrained(str(folder), safe_serialization=True)
-    TINY_SOUND.write_stamp(folder)
 
 
 def _make_tokenizer() -> Any:
@@ -167,3 +152,20 @@ def _make_tokenizer() -> Any:
         single="$A </s>", pair="$A </s> $B </s>", special_tokens=[("</s>", eos)]
     )
     return tokenizer
+
+
+# --------------------------------------------------------------------------- the build
+
+TINY_SOUND = TinyBuild(
+    "tiny-sound",
+    TINY_SOUND_VERSION,
+    TINY_SOUND_SEED,
+    MODEL_FILES,
+    "tiny Stable Audio",
+    writer=_write_pipeline,
+)
+build_tiny_sound = TINY_SOUND.build
+"""``build_tiny_sound(folder)``: write the tiny pipeline into ``folder``
+(:meth:`TinyBuild.build`)."""
+tiny_sound_path = TINY_SOUND.path
+"""``tiny_sound_path()``: the tiny pipeline in this user's cache, built there on first use."""

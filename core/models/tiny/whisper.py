@@ -43,9 +43,6 @@ MODEL_FILES = (
     "tokenizer.json",
     "preprocessor_config.json",
 )
-TINY_WHISPER = TinyBuild(
-    "tiny-whisper", TINY_WHISPER_VERSION, TINY_WHISPER_SEED, MODEL_FILES, "tiny Whisper"
-)
 
 # Architecture. The position tables are Whisper's real lengths: faster-whisper always pads
 # the features to 30 s (3000 frames, 1500 after the stride-2 convolution) and decodes up to
@@ -92,23 +89,11 @@ BPE_CORPUS = (
 Float32Array = npt.NDArray[np.float32]
 
 
-def build_tiny_whisper(folder: Path) -> Path:
-    """Write the tiny Whisper model into ``folder`` and return ``folder``; idempotent and
-    atomic, as :meth:`~core.models.tiny.build.TinyBuild.publish` says."""
-    return TINY_WHISPER.publish(folder, _write_model)
-
-
-def tiny_whisper_path() -> Path:
-    """The tiny Whisper folder in this user's cache (``TINY_WHISPER.cache_path()``), built there
-    (atomically) on first use."""
-    return build_tiny_whisper(TINY_WHISPER.cache_path())
-
-
 # --------------------------------------------------------------------------- the files
 
 
 def _write_model(folder: Path) -> None:
-    """Write every file of the model into the (empty) ``folder``; the stamp last."""
+    """Write every file of the model (but the stamp) into the (empty) ``folder``."""
     tokenizer = _make_tokenizer()
     vocabulary = [tokenizer.id_to_token(i) for i in range(tokenizer.get_vocab_size())]
 
@@ -148,7 +133,6 @@ def _write_model(folder: Path) -> None:
         "sampling_rate": 16000,
     }
     write_json(folder / "preprocessor_config.json", preprocessor)
-    TINY_WHISPER.write_stamp(folder)
 
 
 def _fill_weights(spec: Any, vocabulary: Sequence[str]) -> None:
@@ -349,3 +333,20 @@ def _specs_without_torch() -> Iterator[ModuleType]:
                 del sys.modules[name]
         with contextlib.suppress(AttributeError):
             delattr(ctranslate2, "specs")
+
+
+# --------------------------------------------------------------------------- the build
+
+TINY_WHISPER = TinyBuild(
+    "tiny-whisper",
+    TINY_WHISPER_VERSION,
+    TINY_WHISPER_SEED,
+    MODEL_FILES,
+    "tiny Whisper",
+    writer=_write_model,
+)
+build_tiny_whisper = TINY_WHISPER.build
+"""``build_tiny_whisper(folder)``: write the tiny Whisper into ``folder``
+(:meth:`TinyBuild.build`)."""
+tiny_whisper_path = TINY_WHISPER.path
+"""``tiny_whisper_path()``: the tiny Whisper in this user's cache, built there on first use."""
