@@ -21,11 +21,15 @@ from contextlib import asynccontextmanager
 from pathlib import Path
 
 import pytest
+from rich.table import Table
+from rich.text import Text
 from textual.pilot import Pilot
 from textual.widgets import Input, Static
 
 from core.audio.playback import Player
 from core.catalog import Catalog
+from core.dataset.qc import OTHER_SPEAKER_FLAG
+from core.records import SegmentUpdate
 from core.workspace import Workspace
 from tests.conftest import NO_DEVICE, notified
 from tests.test_playback import HAVE_PORTAUDIO
@@ -90,6 +94,40 @@ async def test_accept_reject_commit_at_once_and_advance(demo_copy: Workspace) ->
         with Catalog.open(demo_copy.catalog_path) as cat:
             accepted_min = cat.counts().accepted_seconds / 60
         assert screen.query_one(TargetBar).minutes == pytest.approx(accepted_min)
+
+
+def _qc_cells(screen: ReviewScreen) -> dict[str, tuple[str, str]]:
+    """The QC panel's cells as ``label -> (value as shown, its style)``."""
+    table = screen.query_one("#qc", Static).content
+    assert isinstance(table, Table)
+    out: dict[str, tuple[str, str]] = {}
+    for column in table.columns:
+        for cell in column.cells:
+            assert isinstance(cell, Text)
+            label = cell.spans[0]  # the dim label; the value follows it, styled if flagged
+            styles = {str(span.style) for span in cell.spans[1:]}
+            out[cell.plain[: label.end].strip()] = (cell.plain[label.end :], " ".join(styles))
+    return out
+
+
+async def test_qc_panel_shows_the_speaker_cosine_to_its_thresholds_precision(
+    demo_copy: Workspace,
+) -> None:
+    """The speaker check's cosine is shown to two decimals (its threshold has two), in red
+    when flagged; a metric never measured is a bare dash, with no unit."""
+    with Catalog.open(demo_copy.catalog_path) as cat:
+        first = cat.segments()[0]
+        assert first.id is not None and first.qc.similarity is None
+        flags = (*first.flags, OTHER_SPEAKER_FLAG)
+        cat.update_analysis([SegmentUpdate(first.id, similarity=0.546, flags=flags)])
+    async with _reviewing(demo_copy) as (pilot, screen, seg_list):
+        assert seg_list.ids[0] == first.id
+        shown, style = _qc_cells(screen)["speaker"]
+        assert shown == "0.55 cos" and "red" in style
+        assert _qc_cells(screen)["SNR"][0] == f"{first.qc.snr_db:.1f} dB"
+        await pilot.press("j")
+        await pilot.pause()
+        assert _qc_cells(screen)["speaker"] == ("–", "")
 
 
 async def test_undo_restores_and_returns_to_the_segment(demo_copy: Workspace) -> None:

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import functools
 import math
+from dataclasses import dataclass
 from typing import Final
 
 import numpy as np
@@ -34,6 +35,7 @@ __all__ = [
     "NO_TEXT_FLAG",
     "OTHER_SPEAKER_FLAG",
     "ClipCounter",
+    "MetricRow",
     "bandwidth_hz",
     "clipped_mask",
     "clipping_ratio",
@@ -68,18 +70,39 @@ NO_TEXT_FLAG: Final = "no_text"
 OTHER_SPEAKER_FLAG: Final = "other_speaker"
 """Raised by ingest on a segment whose voice is far from its speaker's anchors."""
 
-METRIC_ROWS: Final[tuple[tuple[str, str, str, str], ...]] = (
-    ("rms_db", "RMS", "dBFS", "too_quiet"),
-    ("snr_db", "SNR", "dB", "noisy"),
-    ("clipped", "clipped", "", "clipped"),
-    ("hum_score", "hum", "", "hum"),
-    ("plosive_ratio", "plosives", "", "plosives"),
-    ("lufs", "loudness", "LUFS", "loudness_unmeasured"),
-    ("true_peak_db", "true peak", "dBTP", "true_peak"),
-    ("similarity", "speaker", "cos", OTHER_SPEAKER_FLAG),
+
+@dataclass(frozen=True)
+class MetricRow:
+    """One measurement shown beside a segment: where it is read, how it is labelled and
+    printed, and the flag it raises."""
+
+    field: str
+    """The field of the segment's :class:`~core.records.QC`."""
+    label: str
+    unit: str
+    digits: int
+    """Decimals shown: enough to tell a value from its threshold."""
+    flag: str
+
+    def format(self, value: float | None) -> str:
+        """``value`` with its unit (``"26.0 dB"``, ``"0.82 cos"``); ``"–"`` when not measured."""
+        if value is None:
+            return "–"
+        return f"{value:.{self.digits}f} {self.unit}".rstrip()
+
+
+METRIC_ROWS: Final[tuple[MetricRow, ...]] = (
+    MetricRow("rms_db", "RMS", "dBFS", 1, "too_quiet"),
+    MetricRow("snr_db", "SNR", "dB", 1, "noisy"),
+    MetricRow("clipped", "clipped", "", 4, "clipped"),
+    MetricRow("hum_score", "hum", "", 4, "hum"),
+    MetricRow("plosive_ratio", "plosives", "", 4, "plosives"),
+    MetricRow("lufs", "loudness", "LUFS", 1, "loudness_unmeasured"),
+    MetricRow("true_peak_db", "true peak", "dBTP", 1, "true_peak"),
+    MetricRow("similarity", "speaker", "cos", 2, OTHER_SPEAKER_FLAG),
 )
-"""The measurements shown beside a segment: ``(field of the segment's QC or the segment,
-human label, unit, the flag it raises)``, in the order they are shown."""
+"""The measurements shown beside a segment, in the order they are shown (the speaker's
+cosine to two decimals: its threshold, ``min_speaker_similarity``, has two)."""
 
 _TRUE_PEAK_TOLERANCE_DB: Final = 0.1
 _ENERGY_FLOOR: Final = 1e-12  # -120 dB

@@ -512,14 +512,13 @@ def _qc_table(seg: Segment) -> Table:
     for _ in range(2):
         table.add_column()
     cells: list[Text] = []
-    for field, label, unit, flag in QC_ROWS:
-        value = getattr(seg.qc, field)
-        shown = "–" if value is None else (f"{value:.4f}" if unit == "" else f"{value:.1f}")
-        style = "bold red" if flag in seg.flags else ""
-        cells.append(Text.assemble((f"{label} ", "dim"), (f"{shown} {unit}".rstrip(), style)))
+    for metric in QC_ROWS:
+        shown = metric.format(getattr(seg.qc, metric.field))
+        style = "bold red" if metric.flag in seg.flags else ""
+        cells.append(Text.assemble((f"{metric.label} ", "dim"), (shown, style)))
     for row in range(0, len(cells), 2):
         table.add_row(*cells[row : row + 2])
-    others = [f for f in seg.flags if f not in {r[3] for r in QC_ROWS}]
+    others = [f for f in seg.flags if f not in {metric.flag for metric in QC_ROWS}]
     if others:
         table.add_row(Text("flags: " + ", ".join(others), "bold yellow"))
     return table
