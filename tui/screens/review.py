@@ -53,7 +53,6 @@ from tui.widgets.waveform import Waveform
 
 POSITION_REFRESH_S = 0.1
 SEEK_S = 1.0
-QC_ROWS = METRIC_ROWS
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -512,13 +511,13 @@ def _qc_table(seg: Segment) -> Table:
     for _ in range(2):
         table.add_column()
     cells: list[Text] = []
-    for metric in QC_ROWS:
+    for metric in METRIC_ROWS:
         shown = metric.format(getattr(seg.qc, metric.field))
         style = "bold red" if metric.flag in seg.flags else ""
         cells.append(Text.assemble((f"{metric.label} ", "dim"), (shown, style)))
     for row in range(0, len(cells), 2):
         table.add_row(*cells[row : row + 2])
-    others = [f for f in seg.flags if f not in {metric.flag for metric in QC_ROWS}]
+    others = [f for f in seg.flags if f not in {metric.flag for metric in METRIC_ROWS}]
     if others:
         table.add_row(Text("flags: " + ", ".join(others), "bold yellow"))
     return table
