@@ -78,7 +78,13 @@ async def _render(pilot: Pilot[None], screen: ScriptEditorScreen) -> None:
     before = screen.last_result
     await pilot.press("ctrl+r")
     await _until(pilot, lambda: screen.last_result is not before and not screen.rendering, 40)
-    await _until(pilot, lambda: all(s.state == "cached" for s in screen.states.values()), seconds=5)
+    # A line's progress marks it cached at once; its duration comes with the re-read of the
+    # cache that the finished render starts (a parse worker), so wait for that, not the marks.
+    await _until(
+        pilot,
+        lambda: all(s.state == "cached" and s.duration_sec for s in screen.states.values()),
+        seconds=5,
+    )
 
 
 # -- pure helpers -------------------------------------------------------------------------
