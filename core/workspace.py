@@ -33,6 +33,7 @@ from core.settings import (
     settings_to_toml,
     validate_speaker_name,
 )
+from core.subpath import Subpath
 
 CONFIG_NAME = "workspace.toml"
 CATALOG_NAME = "catalog.sqlite"
@@ -52,45 +53,16 @@ class Workspace:
     settings: Settings
 
     # -- paths -----------------------------------------------------------------
-    @property
-    def config_path(self) -> Path:
-        return self.root / CONFIG_NAME
-
-    @property
-    def catalog_path(self) -> Path:
-        return self.root / CATALOG_NAME
-
-    @property
-    def raw_dir(self) -> Path:
-        return self.root / "raw"
-
-    @property
-    def segments_dir(self) -> Path:
-        return self.root / "segments"
-
-    @property
-    def runs_dir(self) -> Path:
-        return self.root / "runs"
-
-    @property
-    def voices_dir(self) -> Path:
-        return self.root / "voices"
-
-    @property
-    def scripts_dir(self) -> Path:
-        return self.root / "scripts"
-
-    @property
-    def episodes_dir(self) -> Path:
-        return self.root / "episodes"
-
-    @property
-    def exports_dir(self) -> Path:
-        return self.root / "exports"
-
-    @property
-    def assets_dir(self) -> Path:
-        return self.root / "assets"
+    config_path = Subpath(CONFIG_NAME)
+    catalog_path = Subpath(CATALOG_NAME)
+    raw_dir = Subpath("raw")
+    segments_dir = Subpath("segments")
+    runs_dir = Subpath("runs")
+    voices_dir = Subpath("voices")
+    scripts_dir = Subpath("scripts")
+    episodes_dir = Subpath("episodes")
+    exports_dir = Subpath("exports")
+    assets_dir = Subpath("assets")
 
     @property
     def name(self) -> str:

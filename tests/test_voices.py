@@ -41,6 +41,8 @@ def test_the_layout_of_a_voice_folder(workspace: Workspace) -> None:
     assert folder.anchors == root / "anchors"
     assert folder.toml == root / "voice.toml"
     assert folder.eval == root / "eval"
+    with pytest.raises(AttributeError):
+        folder.adapter = root  # type: ignore[misc]
     assert anchor_name(2) == "anchors/anchor-2.wav"
     assert not folder.exists() and not folder.is_trained() and folder.anchor_files() == []
     assert folder.read_meta() == {}

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import tomllib
 from datetime import UTC, datetime
 from pathlib import Path
@@ -17,6 +18,7 @@ from core.errors import (
     WorkspaceError,
 )
 from core.settings import SCHEMA_VERSION, new_consent
+from core.subpath import Subpath
 from core.workspace import CONFIG_NAME, FOLDERS, Workspace, find_workspace
 
 
@@ -44,6 +46,24 @@ def test_create_makes_the_design_layout(tmp_path: Path) -> None:
         "sound": "stabilityai/stable-audio-open-1.0",
         "sound_cpu": False,
     }
+
+
+def test_layout_paths_follow_the_root_and_are_read_only(workspace: Workspace) -> None:
+    for folder in FOLDERS:
+        assert getattr(workspace, f"{folder}_dir") == workspace.root / folder
+    assert workspace.config_path == workspace.root / "workspace.toml"
+    moved = dataclasses.replace(workspace, root=workspace.root.parent / "elsewhere")
+    assert moved.scripts_dir == workspace.root.parent / "elsewhere" / "scripts"
+    assert workspace.scripts_dir == workspace.root / "scripts"  # its own, not the last one read
+    with pytest.raises(AttributeError, match="scripts_dir"):
+        workspace.scripts_dir = workspace.root  # type: ignore[misc]
+    assert Workspace.raw_dir.parts == ("raw",)  # the class holds the layout, not a path
+
+
+@pytest.mark.parametrize("parts", [(), ("",), ("..",), ("a/b",)])
+def test_a_subpath_is_plain_names(parts: tuple[str, ...]) -> None:
+    with pytest.raises(ValueError, match="plain names"):
+        Subpath(*parts)
 
 
 def test_create_refuses_an_existing_workspace(workspace: Workspace) -> None:

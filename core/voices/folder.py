@@ -23,6 +23,7 @@ from typing import Any
 
 from core.errors import VoiceError
 from core.records import Segment
+from core.subpath import Subpath
 from core.workspace import Workspace
 
 ADAPTER = "adapter"
@@ -56,25 +57,11 @@ class VoiceFolder:
     def speaker(self) -> str:
         return self.root.name
 
-    @property
-    def adapter(self) -> Path:
-        return self.root / ADAPTER
-
-    @property
-    def adapter_config(self) -> Path:
-        return self.adapter / ADAPTER_CONFIG
-
-    @property
-    def anchors(self) -> Path:
-        return self.root / ANCHORS
-
-    @property
-    def toml(self) -> Path:
-        return self.root / TOML
-
-    @property
-    def eval(self) -> Path:
-        return self.root / EVAL
+    adapter = Subpath(ADAPTER)
+    adapter_config = Subpath(ADAPTER, ADAPTER_CONFIG)
+    anchors = Subpath(ANCHORS)
+    toml = Subpath(TOML)
+    eval = Subpath(EVAL)
 
     def exists(self) -> bool:
         return self.root.is_dir()
